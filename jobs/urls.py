@@ -5,4 +5,8 @@ from . import views
 app_name = "jobs"
 urlpatterns = [
     path("", views.job_list, name="list"),
+    path("jobs/<int:pk>/run", views.run_job, name="run"),
+    path("companies/<int:pk>/sync", views.sync_company, name="sync"),
+    path("history/", views.history, name="history"),
+    path("healthz", views.health, name="health"),
 ]

@@ -1,7 +1,194 @@
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Subquery
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from . import roles, services
+from .forms import HistoryFilterForm
+from .models import Company, Execution, Job
+
+Outcome = Execution.Outcome
+
+# HTTP status of a Run answer, by outcome: htmx swaps these (see base.html).
+RUN_STATUS = {
+    Outcome.ACCEPTED: 200,
+    Outcome.DENIED: 403,
+    Outcome.ALREADY_RUNNING: 409,
+    Outcome.JOB_GONE: 409,
+    Outcome.REFUSED: 502,
+    Outcome.UNREACHABLE: 502,
+    Outcome.BAD_REPLY: 502,
+    Outcome.TIMED_OUT: 504,
+}
 
 
+def login_required_htmx(view):
+    """login_required that sends an htmx request to the login page whole."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            if request.htmx:
+                return HttpResponseClientRedirect(f"{reverse('login')}?next={reverse('jobs:list')}")
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _request_info(request) -> services.RequestInfo:
+    return services.RequestInfo(
+        request_id=getattr(request, "request_id", ""),
+        client_ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+    )
+
+
+def _get_company_for_user(request, pk) -> tuple[Company, str]:
+    """The company and the user's role in it; 404 if the user has none."""
+    company = get_object_or_404(Company.objects.select_related("connection"), pk=pk)
+    role = roles.role_of(request.user, company)
+    if role is None:
+        raise Http404("No such company.")
+    return company, role
+
+
+def _get_job_for_user(request, pk) -> tuple[Job, str | None]:
+    """The job and the user's role in its company (None: no role there)."""
+    job = get_object_or_404(Job.objects.select_related("company__connection"), pk=pk)
+    return job, roles.role_of(request.user, job.company)
+
+
+def _with_last_execution(jobs):
+    """Attach each job's latest execution: two queries, whatever the count."""
+    jobs = list(
+        jobs.annotate(
+            last_execution_id=Subquery(
+                Execution.objects.filter(job=OuterRef("pk")).order_by("-requested_at", "-id").values("id")[:1]
+            )
+        )
+    )
+    last = Execution.objects.in_bulk([j.last_execution_id for j in jobs if j.last_execution_id])
+    for job in jobs:
+        job.last_execution = last.get(job.last_execution_id)
+    return jobs
+
+
+def _company_view(company: Company, role: str) -> dict:
+    """Everything the page needs to show one company and its rights."""
+    label = company.handle
+    view = {
+        "company": company,
+        "role": role,
+        "can_list": roles.is_authorized(role, "getScheduledJobs"),
+        "can_run": roles.is_authorized(role, "executeJob"),
+        "list_reason": roles.refusal_reason(role, "getScheduledJobs", label),
+        "run_reason": roles.refusal_reason(role, "executeJob", label),
+        "jobs": [],
+    }
+    if view["can_list"]:
+        view["jobs"] = _with_last_execution(Job.objects.filter(company=company).select_related("company"))
+    return view
+
+
+@require_GET
 @login_required
 def job_list(request):
-    return HttpResponse("ipsadmin")
+    by_company = roles.roles_by_company(request.user)
+    companies = Company.objects.filter(pk__in=by_company).select_related("connection")
+    sections = [_company_view(c, by_company[c.pk]) for c in companies]
+    return render(request, "jobs/job_list.html", {"sections": sections})
+
+
+@require_POST
+@login_required_htmx
+def run_job(request, pk):
+    job, role = _get_job_for_user(request, pk)
+    execution = services.run_job(job, request.user, _request_info(request))
+    if role is None:
+        # Recorded as denied, but the user learns nothing of the job.
+        raise Http404("No such job.")
+    level = messages.SUCCESS if execution.outcome == Outcome.ACCEPTED else messages.ERROR
+    if not request.htmx:
+        messages.add_message(request, level, execution.message)
+        return redirect("jobs:list")
+    job.last_execution = execution
+    context = {
+        "job": job,
+        "section": _company_view(job.company, role) | {"jobs": []},
+        "flash": {"level": "success" if level == messages.SUCCESS else "error", "text": execution.message},
+    }
+    return render(
+        request, "jobs/job_list.html#run-response", context, status=RUN_STATUS.get(execution.outcome, 500)
+    )
+
+
+@require_POST
+@login_required_htmx
+def sync_company(request, pk):
+    company, role = _get_company_for_user(request, pk)
+    if not roles.is_authorized(role, "getScheduledJobs"):
+        reason = roles.refusal_reason(role, "getScheduledJobs", company.handle)
+        if not request.htmx:
+            messages.error(request, reason)
+            return redirect("jobs:list")
+        return render(
+            request,
+            "jobs/job_list.html#flash",
+            {"flash": {"level": "error", "text": reason}, "oob": False},
+            status=403,
+        )
+    result = services.sync_company(company)
+    level, text = ("error", str(result)) if result.error else ("success", f"Synced from IPS: {result}")
+    if not request.htmx:
+        messages.add_message(request, messages.ERROR if result.error else messages.SUCCESS, text)
+        return redirect("jobs:list")
+    context = {"section": _company_view(company, role), "flash": {"level": level, "text": text}}
+    return render(request, "jobs/job_list.html#sync-response", context, status=502 if result.error else 200)
+
+
+def _visible_executions(user):
+    if user.is_superuser:
+        return Execution.objects.all()
+    allowed = [pk for pk, role in roles.roles_by_company(user).items() if roles.is_authorized(role, "getJobLogs")]
+    return Execution.objects.filter(company__in=allowed)
+
+
+@require_GET
+@login_required_htmx
+def history(request):
+    by_company = roles.roles_by_company(request.user)
+    visible_companies = Company.objects.filter(
+        pk__in=[pk for pk, r in by_company.items() if roles.is_authorized(r, "getJobLogs")]
+    )
+    form = HistoryFilterForm(request.GET or None, companies=visible_companies)
+    executions = _visible_executions(request.user).select_related("company", "job")
+    if form.is_valid():
+        executions = form.filter(executions)
+    page = Paginator(executions, 50).get_page(request.GET.get("page"))
+    template = "jobs/history.html#results" if request.htmx else "jobs/history.html"
+    return render(
+        request,
+        template,
+        {"form": form, "page": page, "query": _query_without_page(request)},
+    )
+
+
+def _query_without_page(request) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+def health(request):
+    return HttpResponse("ok", content_type="text/plain")

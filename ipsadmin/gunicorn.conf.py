@@ -1,0 +1,26 @@
+"""gunicorn settings for ipsadmin: `gunicorn -c ipsadmin/gunicorn.conf.py ipsadmin.wsgi`."""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
+# Sync workers: each Run holds its worker for at most the IPS connect + read
+# timeouts (3 s + 10 s by default), well inside this worker timeout.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+accesslog = "-"
+# Puts the request id in the access log, beside the app's log lines.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
+limit_request_line = 8190
+limit_request_fields = 100
+
+
+def on_starting(server):
+    # Refuse to serve with demo passwords once DEBUG is off.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ipsadmin.settings")
+    import django
+
+    django.setup()
+    from jobs.demo import refuse_demo_passwords
+
+    refuse_demo_passwords()

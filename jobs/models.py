@@ -1,0 +1,293 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from . import crypto, ips
+from .roles import UserType
+
+
+class Connection(models.Model):
+    """An IPS endpoint and the service account the dashboard calls it as."""
+
+    class Region(models.TextChoices):
+        CUSTOM = "custom", "Custom service URL (emulator, proxy)"
+        NA = "na", "North America"
+        NA_STAGING = "na-staging", "North America (staging)"
+        EMEA = "emea", "Europe, Middle East, Asia"
+        EMEA_STAGING = "emea-staging", "Europe, Middle East, Asia (staging)"
+        APAC = "apac", "Japan / Asia Pacific"
+        APAC_STAGING = "apac-staging", "Japan / Asia Pacific (staging)"
+
+    class ApiVersion(models.TextChoices):
+        UNVERSIONED = "", "Unversioned (http://www.scene7.com/IpsApi/xsd)"
+        V2014 = "2014-04-03", "6.8 / 2014R1 (2014-04-03)"
+
+    name = models.CharField(max_length=100, unique=True)
+    region = models.CharField(max_length=20, choices=Region.choices, default=Region.CUSTOM)
+    service_url = models.URLField(
+        blank=True,
+        max_length=500,
+        help_text="IpsApiService address. Required for a custom region; overrides the region's host otherwise.",
+    )
+    wsdl_url = models.URLField(
+        "WSDL URL",
+        blank=True,
+        max_length=500,
+        help_text="Leave empty to use the WSDL bundled with ipsadmin for the API version.",
+    )
+    api_version = models.CharField(max_length=20, choices=ApiVersion.choices, blank=True, default="")
+    username = models.CharField(
+        "service account email",
+        max_length=254,
+        help_text="The IPS user the dashboard calls as. Its IPS type must be IpsUser or IpsAdmin.",
+    )
+    password_encrypted = models.TextField(editable=False, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def __repr__(self):
+        return f"<Connection {self.pk} {self.name!r}>"
+
+    def clean(self):
+        if self.region == self.Region.CUSTOM and not self.service_url:
+            raise ValidationError({"service_url": "A custom connection needs a service URL."})
+
+    def set_password(self, raw: str) -> None:
+        self.password_encrypted = crypto.encrypt(raw)
+
+    def get_password(self) -> str:
+        return crypto.decrypt(self.password_encrypted) if self.password_encrypted else ""
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    def resolved_service_url(self) -> str:
+        if self.service_url:
+            return self.service_url
+        return ips.region_service_url(self.region)
+
+    def endpoint(self) -> ips.Endpoint:
+        return ips.Endpoint(
+            service_url=self.resolved_service_url(),
+            user=self.username,
+            password=self.get_password(),
+            api_version=self.api_version,
+            wsdl_url=self.wsdl_url,
+            connect_timeout=settings.IPS_CONNECT_TIMEOUT,
+            read_timeout=settings.IPS_READ_TIMEOUT,
+            app_name=settings.IPS_APP_NAME,
+            app_version=settings.IPS_APP_VERSION,
+        )
+
+    def client(self) -> ips.IpsClient:
+        return ips.get_client(self.endpoint())
+
+
+class Company(models.Model):
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="companies")
+    handle = models.CharField(max_length=255, help_text="The IPS company handle, e.g. 47.")
+    name = models.CharField(max_length=255)
+
+    class Meta:
+        ordering = ["name", "handle"]
+        verbose_name_plural = "companies"
+        constraints = [
+            # Sync and demo data look companies up by (connection, handle).
+            models.UniqueConstraint(fields=["connection", "handle"], name="company_unique_handle"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.handle})"
+
+
+class Membership(models.Model):
+    """A dashboard user's IPS user type in one company."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField("IPS user type", max_length=30, choices=UserType.choices)
+
+    class Meta:
+        ordering = ["company", "user"]
+        constraints = [
+            # One role per user and company; also serves role_of(user, company).
+            models.UniqueConstraint(fields=["user", "company"], name="membership_unique_user_company"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} is {self.role} in {self.company}"
+
+
+class Job(models.Model):
+    """A scheduled IPS job, kept in step with getScheduledJobs."""
+
+    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="jobs")
+    handle = models.CharField(max_length=1024)
+    name = models.CharField(max_length=1024)
+    original_name = models.CharField(max_length=1024, blank=True)
+    type = models.CharField(max_length=100, blank=True)
+    description = models.TextField(blank=True)
+    submit_user_email = models.CharField(max_length=254, blank=True)
+    exec_schedule = models.CharField("schedule", max_length=255, blank=True)
+    next_fire_time = models.DateTimeField(null=True, blank=True)
+    time_zone = models.CharField(max_length=64, blank=True)
+    trigger_state = models.CharField(max_length=64, blank=True)
+    is_gone = models.BooleanField("gone from IPS", default=False)
+    gone_at = models.DateTimeField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["company", "name"]
+        constraints = [
+            # Sync upserts by (company, handle).
+            models.UniqueConstraint(fields=["company", "handle"], name="job_unique_handle"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class ExecutionQuerySet(models.QuerySet):
+    def delete(self):
+        from .services import pruning
+
+        if not pruning.active:
+            raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
+        return super().delete()
+
+    def update(self, **kwargs):
+        if set(kwargs) & Execution.IDENTITY_FIELDS:
+            raise PermissionError("The identity of an execution cannot change once written.")
+        return super().update(**kwargs)
+
+
+class Execution(models.Model):
+    """One press of Run, whatever happened: the audit trail.
+
+    Snapshots keep the handles, username and role, so that deleting a job or
+    a user never erases history. Outcome fields are written by services.py.
+    """
+
+    class Outcome(models.TextChoices):
+        DENIED = "denied", "denied"
+        ALREADY_RUNNING = "already_running", "already running"
+        JOB_GONE = "job_gone", "job gone from IPS"
+        SENDING = "sending", "sending"
+        ACCEPTED = "accepted", "accepted"
+        REFUSED = "refused", "refused by IPS"
+        UNREACHABLE = "unreachable", "IPS unreachable"
+        TIMED_OUT = "timed_out", "timed out"
+        BAD_REPLY = "bad_reply", "bad reply from IPS"
+        INTERRUPTED = "interrupted", "interrupted"
+
+    IDENTITY_FIELDS = frozenset(
+        {
+            "operation",
+            "company_handle",
+            "job_handle",
+            "job_name",
+            "username",
+            "role",
+            "requested_at",
+            "client_ip",
+            "user_agent",
+            "request_id",
+        }
+    )
+
+    operation = models.CharField(max_length=40, default="executeJob")
+    job = models.ForeignKey(Job, null=True, on_delete=models.SET_NULL, related_name="executions")
+    company = models.ForeignKey(Company, null=True, on_delete=models.SET_NULL, related_name="executions")
+    company_handle = models.CharField(max_length=255)
+    job_handle = models.CharField(max_length=1024)
+    job_name = models.CharField(max_length=1024)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="executions"
+    )
+    username = models.CharField(max_length=150)
+    role = models.CharField(max_length=30, blank=True, help_text="The user's IPS user type at the time.")
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    message = models.TextField(blank=True, help_text="What the user was told.")
+    fault_family = models.CharField(max_length=40, blank=True)
+    fault_code = models.IntegerField(null=True, blank=True)
+    fault_reason = models.TextField(blank=True)
+    requested_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    request_id = models.CharField(max_length=64)
+
+    objects = ExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            # At most one run in flight per job, across workers and servers.
+            models.UniqueConstraint(
+                fields=["job"],
+                condition=Q(outcome="sending"),
+                name="execution_one_in_flight_per_job",
+            ),
+        ]
+        indexes = [
+            # History page, newest first, unfiltered (superuser) and by company.
+            models.Index(fields=["company", "-requested_at"], name="execution_company_recent"),
+            # "Last execution" per job on the jobs page, and history by job.
+            models.Index(fields=["job", "-requested_at"], name="execution_job_recent"),
+            # History filtered by user.
+            models.Index(fields=["user", "-requested_at"], name="execution_user_recent"),
+            # reconcile_executions: stale in-flight rows by age.
+            models.Index(
+                fields=["requested_at"], condition=Q(outcome="sending"), name="execution_inflight_age"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.job_name} by {self.username} at {self.requested_at:%Y-%m-%d %H:%M:%S}: {self.outcome}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._stored = dict(zip(field_names, values))
+        return instance
+
+    def save(self, *args, **kwargs):
+        stored = getattr(self, "_stored", None)
+        if stored is not None:
+            changed = {f for f in self.IDENTITY_FIELDS if f in stored and getattr(self, f) != stored[f]}
+            if changed:
+                raise PermissionError(f"The identity of an execution cannot change: {sorted(changed)}")
+            if stored.get("outcome") not in (None, self.Outcome.SENDING):
+                raise PermissionError("A finished execution cannot change.")
+        super().save(*args, **kwargs)
+        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
+    def delete(self, *args, **kwargs):
+        from .services import pruning
+
+        if not pruning.active:
+            raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
+        return super().delete(*args, **kwargs)
+
+    @property
+    def is_in_flight(self) -> bool:
+        return self.outcome == self.Outcome.SENDING
+
+    @property
+    def fault_label(self) -> str:
+        if self.fault_code is None:
+            return ""
+        name = ips.FAULT_NAMES.get(self.fault_code, "")
+        return f"{self.fault_code} {name}".strip()

@@ -1,0 +1,104 @@
+"""IPS user types and which of them each IPS operation authorizes.
+
+The table is copied from the "Authorized user types" sections of the IPS API
+reference (shared/ips-api.md). Every permission of the dashboard is one of
+these operations, checked in the job's company: the dashboard mirrors IPS.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class UserType(models.TextChoices):
+    IPS_ADMIN = "IpsAdmin"
+    IPS_COMPANY_ADMIN = "IpsCompanyAdmin"
+    IPS_USER = "IpsUser"
+    WEB_SERVICE_USER = "WebServiceUser"
+    TRIAL_SITE_ADMIN = "TrialSiteAdmin"
+    TRIAL_SITE_USER = "TrialSiteUser"
+    IMAGE_PORTAL_ADMIN = "ImagePortalAdmin"
+    IMAGE_PORTAL_USER = "ImagePortalUser"
+    IMAGE_PORTAL_CONTRIB = "ImagePortalContrib"
+    IMAGE_PORTAL_CONTRIB_USER = "ImagePortalContribUser"
+
+
+T = UserType
+_ALL_BUT_WEB_SERVICE = frozenset(T) - {T.WEB_SERVICE_USER}
+_JOB_CONTROL = _ALL_BUT_WEB_SERVICE - {T.IMAGE_PORTAL_USER}
+_RUN = _JOB_CONTROL - {T.IPS_COMPANY_ADMIN}
+
+AUTHORIZED: dict[str, frozenset[str]] = {
+    "executeJob": _RUN,
+    "submitJob": _RUN,
+    "getScheduledJobs": _JOB_CONTROL,
+    "getActiveJobs": _JOB_CONTROL,
+    "pauseJob": _JOB_CONTROL,
+    "resumeJob": _JOB_CONTROL,
+    "stopJob": _JOB_CONTROL,
+    "deleteJob": _JOB_CONTROL,
+    "getJobLogs": _ALL_BUT_WEB_SERVICE,
+    # The reference leaves TrialSiteAdmin out of getJobLogDetails.
+    "getJobLogDetails": _ALL_BUT_WEB_SERVICE - {T.TRIAL_SITE_ADMIN},
+    "checkLogin": _ALL_BUT_WEB_SERVICE,
+    "getUserInfo": _ALL_BUT_WEB_SERVICE,
+    "getCompanyMembership": _ALL_BUT_WEB_SERVICE,
+    "getCompanyInfo": _ALL_BUT_WEB_SERVICE - {T.IPS_COMPANY_ADMIN},
+}
+
+#: What a dashboard action means in IPS terms, for messages.
+ACTION_WORDS = {
+    "executeJob": "run jobs",
+    "getScheduledJobs": "list jobs",
+    "getActiveJobs": "see active jobs",
+    "getJobLogs": "see job history",
+    "getJobLogDetails": "see job log details",
+    "pauseJob": "pause jobs",
+    "resumeJob": "resume jobs",
+    "stopJob": "stop jobs",
+    "deleteJob": "delete jobs",
+}
+
+
+def is_authorized(role: str | None, operation: str) -> bool:
+    """May an IPS user of type ``role`` perform ``operation``?"""
+    return role is not None and role in AUTHORIZED[operation]
+
+
+def refusal_reason(role: str | None, operation: str, company_label: str) -> str:
+    """Plain words for why ``role`` may not perform ``operation``."""
+    action = ACTION_WORDS.get(operation, operation)
+    if role is None:
+        return f"You have no role in company {company_label}, so you cannot {action} ({operation})."
+    return f"Your role {role} in company {company_label} cannot {action} ({operation})."
+
+
+def role_of(user, company) -> str | None:
+    """The user's IPS user type in ``company``, read fresh on every request.
+
+    A Django superuser acts as IpsAdmin everywhere; nobody else has implicit
+    rights, and inactive or anonymous users have none.
+    """
+    if not user.is_authenticated or not user.is_active:
+        return None
+    if user.is_superuser:
+        return UserType.IPS_ADMIN
+    from .models import Membership
+
+    return Membership.objects.filter(user=user, company=company).values_list("role", flat=True).first()
+
+
+def roles_by_company(user) -> dict[int, str]:
+    """{company id: role} for every company the user has a role in."""
+    if not user.is_authenticated or not user.is_active:
+        return {}
+    from .models import Company, Membership
+
+    if user.is_superuser:
+        return dict.fromkeys(Company.objects.values_list("pk", flat=True), UserType.IPS_ADMIN)
+    return dict(Membership.objects.filter(user=user).values_list("company_id", "role"))
+
+
+def may(user, operation: str, company) -> bool:
+    """May ``user`` perform the IPS ``operation`` in ``company``?"""
+    return is_authorized(role_of(user, company), operation)

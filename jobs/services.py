@@ -1,0 +1,361 @@
+"""The use cases: run a job, sync jobs, test a connection, reconcile runs.
+
+Views, admin actions and management commands call these and hold no
+business logic themselves. This is the only writer of Execution outcomes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import ips, roles
+from .models import Company, Connection, Execution, Job
+
+log = logging.getLogger(__name__)
+Outcome = Execution.Outcome
+
+# A 'sending' row older than the IPS timeouts plus this margin belongs to a
+# process that died mid-call.
+STALE_MARGIN = dt.timedelta(seconds=30)
+
+
+class _Pruning(threading.local):
+    active = False
+
+
+pruning = _Pruning()
+
+
+@contextlib.contextmanager
+def allow_pruning():
+    """The one door through which executions may be deleted."""
+    pruning.active = True
+    try:
+        yield
+    finally:
+        pruning.active = False
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """Who asked, from where: stored on the audit row."""
+
+    request_id: str
+    client_ip: str | None = None
+    user_agent: str = ""
+
+
+def stale_after() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT) + STALE_MARGIN
+
+
+def reconcile_stale(job: Job | None = None) -> int:
+    """Mark 'sending' rows of dead processes 'interrupted'; returns how many."""
+    cutoff = timezone.now() - stale_after()
+    rows = Execution.objects.filter(outcome=Outcome.SENDING, requested_at__lt=cutoff)
+    if job is not None:
+        rows = rows.filter(job=job)
+    count = 0
+    for execution in rows:
+        execution.outcome = Outcome.INTERRUPTED
+        execution.message = (
+            "The server handling this run stopped before IPS answered. "
+            "IPS may or may not have started the job: check its history in IPS before running it again."
+        )
+        execution.finished_at = timezone.now()
+        execution.save(update_fields=["outcome", "message", "finished_at"])
+        log.warning(
+            "execution %s (request %s) of job %r interrupted: no outcome after %s",
+            execution.pk,
+            execution.request_id,
+            execution.job_handle,
+            stale_after(),
+        )
+        count += 1
+    return count
+
+
+def _new_execution(job: Job, user, role: str | None, info: RequestInfo, operation="executeJob"):
+    return Execution(
+        operation=operation,
+        job=job,
+        company=job.company,
+        company_handle=job.company.handle,
+        job_handle=job.handle,
+        job_name=job.name,
+        user=user,
+        username=user.get_username(),
+        role=role or "",
+        requested_at=timezone.now(),
+        client_ip=info.client_ip,
+        user_agent=info.user_agent[:512],
+        request_id=info.request_id,
+    )
+
+
+def _finish(execution: Execution, outcome: str, message: str, error: ips.IpsError | None = None):
+    execution.outcome = outcome
+    execution.message = message
+    if isinstance(error, ips.IpsFault):
+        execution.fault_family = error.family
+        execution.fault_code = error.code
+        execution.fault_reason = error.reason
+    execution.finished_at = timezone.now()
+    start = execution.sent_at or execution.requested_at
+    execution.duration_ms = max(0, int((execution.finished_at - start).total_seconds() * 1000))
+
+
+def _record(execution: Execution, outcome: str, message: str) -> Execution:
+    """A run that ends before anything is sent to IPS."""
+    _finish(execution, outcome, message)
+    execution.save()
+    log.info(
+        "run of %r in company %s by %s: %s (request %s)",
+        execution.job_handle,
+        execution.company_handle,
+        execution.username,
+        outcome,
+        execution.request_id,
+    )
+    return execution
+
+
+def describe_error(error: ips.IpsError, job: Job) -> tuple[str, str]:
+    """(outcome, message in plain words) for an IPS failure."""
+    where = f"company {job.company.handle}"
+    if isinstance(error, ips.IpsAuthorizationFault):
+        return Outcome.REFUSED, (
+            f"IPS refused to run the job: {error.code_label} — {error.reason}. "
+            f"This is about the dashboard's IPS service account or the set-up of {where}, "
+            "not your own role: ask an administrator to check the connection."
+        )
+    if isinstance(error, ips.IpsAuthenticationFault):
+        return Outcome.REFUSED, (
+            f"IPS did not accept the dashboard's service account: {error.code_label} — {error.reason}. "
+            "Ask an administrator to check the connection's email and password."
+        )
+    if isinstance(error, ips.IpsFault):
+        return Outcome.REFUSED, f"IPS refused to run the job: {error.code_label} — {error.reason}."
+    if isinstance(error, ips.IpsTimeout):
+        if error.request_sent:
+            return Outcome.TIMED_OUT, (
+                f"IPS did not answer within {settings.IPS_READ_TIMEOUT:g} s. The job may or may not "
+                "have started: check the job's state before running it again."
+            )
+        return Outcome.TIMED_OUT, (
+            f"IPS did not accept a connection within {settings.IPS_CONNECT_TIMEOUT:g} s. "
+            "Nothing was sent; try again later."
+        )
+    if isinstance(error, ips.IpsMalformedReply):
+        return Outcome.BAD_REPLY, (
+            f"IPS answered with a reply that could not be read ({error}). "
+            "The job may or may not have started: check the job's state before running it again."
+        )
+    if error.request_sent:
+        return Outcome.UNREACHABLE, (
+            f"IPS failed while answering ({error}). The job may or may not have started: "
+            "check the job's state before running it again."
+        )
+    return Outcome.UNREACHABLE, f"IPS could not be reached ({error}). Nothing was sent; try again later."
+
+
+def run_job(job: Job, user, info: RequestInfo) -> Execution:
+    """Run ``job`` now on behalf of ``user``; always returns the audit row."""
+    company = job.company
+    role = roles.role_of(user, company)
+    execution = _new_execution(job, user, role, info)
+    if not roles.is_authorized(role, "executeJob"):
+        return _record(execution, Outcome.DENIED, roles.refusal_reason(role, "executeJob", company.handle))
+    if job.is_gone:
+        return _record(
+            execution,
+            Outcome.JOB_GONE,
+            f"“{job.name}” no longer exists in IPS (gone since the sync of "
+            f"{timezone.localtime(job.gone_at):%Y-%m-%d %H:%M}). Nothing was sent.",
+        )
+
+    reconcile_stale(job)
+    execution.outcome = Outcome.SENDING
+    try:
+        with transaction.atomic():
+            execution.save()
+    except IntegrityError:
+        # The partial unique index: another run of this job is in flight.
+        execution = _new_execution(job, user, role, info)
+        return _record(execution, Outcome.ALREADY_RUNNING, _in_flight_message(job))
+
+    try:
+        return _send(execution, job)
+    except BaseException:
+        # Never leave our own row 'sending' on an unexpected error.
+        if execution.outcome == Outcome.SENDING:
+            _finish(execution, Outcome.UNREACHABLE, "An internal error stopped the run; nothing is known of its outcome.")
+            with contextlib.suppress(Exception):
+                execution.save()
+        raise
+
+
+def _in_flight_message(job: Job) -> str:
+    other = Execution.objects.filter(job=job, outcome=Outcome.SENDING).first()
+    if other is None:
+        return f"“{job.name}” is already being started. Wait for that run to finish."
+    return (
+        f"“{job.name}” is already being started by {other.username} "
+        f"(since {timezone.localtime(other.requested_at):%H:%M:%S}). Wait for that run to finish."
+    )
+
+
+def _send(execution: Execution, job: Job) -> Execution:
+    client = job.company.connection.client()
+    execution.sent_at = timezone.now()
+    execution.save(update_fields=["sent_at"])
+    try:
+        active = client.get_active_jobs(job.company.handle, original_name=job.name)
+        active = [a for a in active if a.original_name == job.name]
+        if active:
+            a = active[0]
+            progress = f", {a.progress}%" if a.progress is not None else ""
+            _finish(
+                execution,
+                Outcome.ALREADY_RUNNING,
+                f"IPS reports “{job.name}” already running (state {a.state}{progress}). "
+                "Wait for it to finish before running it again.",
+            )
+        else:
+            client.execute_job(job.company.handle, job.handle)
+            _finish(execution, Outcome.ACCEPTED, f"IPS accepted “{job.name}” and is running it now.")
+    except ips.IpsError as error:
+        outcome, message = describe_error(error, job)
+        _finish(execution, outcome, message, error)
+    try:
+        execution.save()
+    except Exception:
+        log.exception(
+            "IPS answered %s for %r (request %s) but the audit row %s could not be updated",
+            execution.outcome,
+            execution.job_handle,
+            execution.request_id,
+            execution.pk,
+        )
+        raise
+    log.info(
+        "run of %r in company %s by %s: %s %s (request %s)",
+        execution.job_handle,
+        execution.company_handle,
+        execution.username,
+        execution.outcome,
+        execution.fault_label,
+        execution.request_id,
+    )
+    return execution
+
+
+# --- Sync -------------------------------------------------------------------
+
+
+@dataclass
+class SyncResult:
+    company: Company
+    created: int = 0
+    updated: int = 0
+    gone: int = 0
+    error: str = ""
+
+    def __str__(self):
+        if self.error:
+            return f"{self.company}: {self.error}"
+        return f"{self.company}: {self.created} new, {self.updated} updated, {self.gone} gone from IPS"
+
+
+_SYNC_FIELDS = [
+    "name",
+    "original_name",
+    "type",
+    "description",
+    "submit_user_email",
+    "exec_schedule",
+    "next_fire_time",
+    "time_zone",
+    "trigger_state",
+]
+
+
+def sync_company(company: Company) -> SyncResult:
+    """Upsert the company's jobs from getScheduledJobs; mark missing ones gone."""
+    result = SyncResult(company)
+    try:
+        scheduled = company.connection.client().get_scheduled_jobs(company.handle)
+    except ips.IpsError as error:
+        result.error = f"sync failed: {error}"
+        log.warning("sync of company %s failed: %s", company.handle, error)
+        return result
+    now = timezone.now()
+    with transaction.atomic():
+        existing = {j.handle: j for j in Job.objects.select_for_update().filter(company=company)}
+        seen = set()
+        for s in scheduled:
+            seen.add(s.job_handle)
+            values = {
+                "name": s.name or s.job_handle,
+                "original_name": s.original_name or "",
+                "type": s.type or "",
+                "description": s.description or "",
+                "submit_user_email": s.submit_user_email or "",
+                "exec_schedule": s.exec_schedule or "",
+                "next_fire_time": s.next_fire_time,
+                "time_zone": s.time_zone or "",
+                "trigger_state": s.trigger_state or "",
+            }
+            job = existing.get(s.job_handle)
+            if job is None:
+                Job.objects.create(company=company, handle=s.job_handle, last_synced_at=now, **values)
+                result.created += 1
+                continue
+            for k, v in values.items():
+                setattr(job, k, v)
+            job.is_gone, job.gone_at, job.last_synced_at = False, None, now
+            job.save(update_fields=[*_SYNC_FIELDS, "is_gone", "gone_at", "last_synced_at"])
+            result.updated += 1
+        for handle, job in existing.items():
+            if handle not in seen and not job.is_gone:
+                job.is_gone, job.gone_at = True, now
+                job.save(update_fields=["is_gone", "gone_at"])
+                result.gone += 1
+    log.info("sync: %s", result)
+    return result
+
+
+def sync_companies(companies) -> list[SyncResult]:
+    return [sync_company(c) for c in companies]
+
+
+# --- Connections --------------------------------------------------------------
+
+# The service account's own IPS type must be allowed everything we call.
+SERVICE_ACCOUNT_TYPES = {roles.UserType.IPS_ADMIN, roles.UserType.IPS_USER}
+
+
+def check_connection(connection: Connection) -> tuple[bool, str]:
+    """checkLogin, then getUserInfo: (ok, message in plain words)."""
+    try:
+        client = connection.client()
+        if not client.check_login(connection.username, connection.get_password()):
+            return False, f"{connection}: IPS says the login of {connection.username} is invalid."
+        info = client.get_user_info()
+    except ips.IpsError as error:
+        return False, f"{connection}: {error}"
+    role = info.default_role if info else None
+    if role not in SERVICE_ACCOUNT_TYPES:
+        return False, (
+            f"{connection}: login works, but the service account's IPS type is {role or 'unknown'}; "
+            "it must be IpsUser or IpsAdmin to run jobs (executeJob)."
+        )
+    return True, f"{connection}: login works as {info.email} ({role})."

@@ -1,0 +1,95 @@
+"""Dashboard fixtures: a connection to the emulator, its companies and jobs,
+and one named user per IPS user type (plus the edge cases of the role tables)."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from jobs import ips, services
+from jobs.models import Company, Connection, Job, Membership
+from jobs.roles import UserType
+
+#: The role-table rows beyond the ten IPS user types.
+NO_MEMBERSHIP = "nomember"
+OTHER_COMPANY_ONLY = "othercompany"
+SUPERUSER = "admin"
+ANONYMOUS = "anonymous"
+ALL_ACTORS = [t.value for t in UserType] + [NO_MEMBERSHIP, OTHER_COMPANY_ONLY, SUPERUSER, ANONYMOUS]
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ips_clients():
+    # Tests change timeouts and endpoints: no client outlives its test.
+    ips.clear_clients()
+    yield
+    ips.clear_clients()
+
+
+@pytest.fixture
+def connection(db, ips_emulator):
+    c = Connection(
+        name="Emulator",
+        region=Connection.Region.CUSTOM,
+        service_url=ips_emulator.service_url,
+        username="service@example.com",
+    )
+    c.set_password("demo")
+    c.save()
+    return c
+
+
+@pytest.fixture
+def company(connection):
+    return Company.objects.create(connection=connection, handle="47", name="Demo Company")
+
+
+@pytest.fixture
+def other_company(connection):
+    return Company.objects.create(connection=connection, handle="48", name="Other Company")
+
+
+@pytest.fixture
+def synced(company, other_company):
+    """Both companies' jobs, fetched from the emulator."""
+    for c in (company, other_company):
+        result = services.sync_company(c)
+        assert not result.error, result.error
+    return company
+
+
+@pytest.fixture
+def job(synced):
+    return Job.objects.get(company=synced, handle="47|My Test Job|")
+
+
+@pytest.fixture
+def users(db, company, other_company):
+    """Named users: one per IPS user type in company 47, and the edge cases."""
+    User = get_user_model()
+    made = {}
+    for t in UserType:
+        user = User.objects.create_user(t.value.lower(), password="pw")
+        Membership.objects.create(user=user, company=company, role=t.value)
+        made[t.value] = user
+    made[NO_MEMBERSHIP] = User.objects.create_user("nomember", password="pw")
+    other = User.objects.create_user("othercompany", password="pw")
+    Membership.objects.create(user=other, company=other_company, role=UserType.IPS_ADMIN)
+    made[OTHER_COMPANY_ONLY] = other
+    made[SUPERUSER] = User.objects.create_superuser("admin", password="pw")
+    return made
+
+
+@pytest.fixture
+def login(client, users):
+    """login(actor) logs the client in as that named user (or not at all)."""
+
+    def _login(actor):
+        if actor != ANONYMOUS:
+            client.force_login(users[actor])
+        return users.get(actor)
+
+    return _login

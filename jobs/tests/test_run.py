@@ -1,0 +1,289 @@
+"""Run: who may press it, and what every outcome looks like, against the emulator over HTTP."""
+
+import datetime as dt
+import socket
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs.models import Execution, Job
+
+from .conftest import ALL_ACTORS, ANONYMOUS
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+# actor -> (HTTP status, outcome of the one audit row, or None for no row).
+# Written out from shared/ips-api.md's executeJob row, not derived from roles.py.
+RUN_TABLE = {
+    "IpsAdmin": (200, "accepted"),
+    "IpsCompanyAdmin": (403, "denied"),
+    "IpsUser": (200, "accepted"),
+    "WebServiceUser": (403, "denied"),
+    "TrialSiteAdmin": (200, "accepted"),
+    "TrialSiteUser": (200, "accepted"),
+    "ImagePortalAdmin": (200, "accepted"),
+    "ImagePortalUser": (403, "denied"),
+    "ImagePortalContrib": (200, "accepted"),
+    "ImagePortalContribUser": (200, "accepted"),
+    "nomember": (404, "denied"),
+    "othercompany": (404, "denied"),
+    "admin": (200, "accepted"),
+    "anonymous": (200, None),  # htmx: HX-Redirect to the login page
+}
+
+
+def test_the_run_table_covers_every_actor():
+    assert sorted(RUN_TABLE) == sorted(ALL_ACTORS)
+
+
+def _executes(emulator):
+    return [c for c in emulator.state.calls if c["operation"] == "executeJob"]
+
+
+@pytest.mark.parametrize("actor", ALL_ACTORS)
+def test_run_role_table(actor, client, login, job, ips_emulator):
+    user = login(actor)
+    response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+
+    status, outcome = RUN_TABLE[actor]
+    assert response.status_code == status
+    rows = list(Execution.objects.all())
+    if outcome is None:
+        assert rows == []
+        assert response["HX-Redirect"].startswith(reverse("login"))
+        assert _executes(ips_emulator) == []
+        return
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.outcome == outcome
+    assert row.user == user
+    assert row.username == user.username
+    assert row.job == job and row.job_handle == "47|My Test Job|" and row.company_handle == "47"
+    expected_role = {"nomember": "", "othercompany": "", "admin": "IpsAdmin"}.get(actor, actor)
+    assert row.role == expected_role
+    assert len(_executes(ips_emulator)) == (1 if outcome == "accepted" else 0)
+    if outcome == "accepted":
+        assert "IPS accepted" in response.content.decode()
+    if status == 403:
+        assert f"Your role {actor} in company 47 cannot run jobs (executeJob)." in response.content.decode()
+    if status == 404:
+        assert "My Test Job" not in response.content.decode()
+
+
+def test_anonymous_without_htmx_is_sent_to_login(client, job):
+    response = client.post(reverse("jobs:run", args=[job.pk]))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+    assert not Execution.objects.exists()
+
+
+def test_it_refuses_get(client, login, job, ips_emulator):
+    login("IpsUser")
+    response = client.get(reverse("jobs:run", args=[job.pk]))
+    assert response.status_code == 405
+    assert not Execution.objects.exists()
+    assert _executes(ips_emulator) == []
+
+
+def test_it_requires_csrf(users, job, ips_emulator):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(users["IpsUser"])
+    response = browser.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == 403
+    assert not Execution.objects.exists()
+    assert _executes(ips_emulator) == []
+
+    page = browser.get(reverse("jobs:list"))
+    token = page.cookies["csrftoken"].value
+    assert f'"X-CSRFToken": "' in page.content.decode()  # hx-headers on <body>
+    response = browser.post(reverse("jobs:run", args=[job.pk]), HTTP_X_CSRFTOKEN=token, **HTMX)
+    assert response.status_code == 200
+    assert Execution.objects.get().outcome == "accepted"
+
+
+def test_it_answers_404_for_unknown_job(client, login, job):
+    login("IpsUser")
+    response = client.post(reverse("jobs:run", args=[987654]), **HTMX)
+    assert response.status_code == 404
+    assert not Execution.objects.exists()
+
+
+def test_accepted_run_records_everything(client, login, job, ips_emulator):
+    user = login("IpsUser")
+    response = client.post(
+        reverse("jobs:run", args=[job.pk]), HTTP_USER_AGENT="pytest-browser/1.0", **HTMX
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert f'id="job-{job.pk}"' in body  # the row to swap
+    assert 'hx-swap-oob="true"' in body and "IPS accepted “My Test Job”" in body
+    row = Execution.objects.get()
+    assert row.outcome == "accepted" and row.operation == "executeJob"
+    assert row.user == user and row.role == "IpsUser"
+    assert row.requested_at <= row.sent_at <= row.finished_at
+    assert row.duration_ms is not None
+    assert row.client_ip == "127.0.0.1"
+    assert row.user_agent == "pytest-browser/1.0"
+    assert row.request_id and row.request_id == response["X-Request-ID"]
+    assert row.fault_code is None and row.fault_reason == ""
+    [call] = _executes(ips_emulator)
+    assert call["company_handle"] == "47" and call["job_handle"] == "47|My Test Job|"
+    assert call["user"] == "service@example.com"
+
+
+def test_without_htmx_it_redirects_with_a_message(client, login, job):
+    login("IpsUser")
+    response = client.post(reverse("jobs:run", args=[job.pk]), follow=True)
+    assert response.redirect_chain == [(reverse("jobs:list"), 302)]
+    assert "IPS accepted “My Test Job” and is running it now." in response.content.decode()
+    assert Execution.objects.get().outcome == "accepted"
+
+
+FAULTS = [
+    ("authenticationFault", 10001, 502, "service account"),
+    ("authorizationFault", 20003, 502, "not your own role"),
+    ("ipsApiFault", 30001, 502, "IPS refused to run the job"),
+]
+
+
+@pytest.mark.parametrize("family,code,status,words", FAULTS)
+def test_ips_fault_is_refused_by_ips(family, code, status, words, client, login, job, ips_emulator):
+    login("IpsUser")
+    ips_emulator.state.inject(
+        "soap_fault", operation="executeJob", fault=family, code=code, reason="Injected <reason> & more"
+    )
+    response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == status
+    row = Execution.objects.get()
+    assert row.outcome == "refused"
+    assert (row.fault_family, row.fault_code, row.fault_reason) == (family, code, "Injected <reason> & more")
+    body = response.content.decode()
+    assert str(code) in body and words in body
+    assert "Injected &lt;reason&gt; &amp; more" in body
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_ips(client, login, job):
+    login("IpsUser")
+    connection = job.company.connection
+    connection.service_url = f"http://127.0.0.1:{_closed_port()}/scene7/services/IpsApiService"
+    connection.save()
+    response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == 502
+    row = Execution.objects.get()
+    assert row.outcome == "unreachable"
+    assert "could not be reached" in row.message and "Nothing was sent" in row.message
+    assert row.message in response.content.decode()
+
+
+def test_timed_out(client, login, job, ips_emulator, settings):
+    settings.IPS_READ_TIMEOUT = 0.4
+    login("IpsUser")
+    ips_emulator.state.inject("latency", operation="executeJob", seconds=2)
+    response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == 504
+    row = Execution.objects.get()
+    assert row.outcome == "timed_out"
+    assert "did not answer within 0.4 s" in row.message and "may or may not have started" in row.message
+    assert row.duration_ms < 2000
+
+
+@pytest.mark.parametrize(
+    "kind,outcome,words",
+    [
+        ("http_500_html", "unreachable", "HTTP 500"),
+        ("malformed_xml", "bad_reply", "could not be read"),
+        ("empty_body", "bad_reply", "could not be read"),
+        ("drop_connection", "unreachable", "closed the connection"),
+    ],
+)
+def test_broken_replies(kind, outcome, words, client, login, job, ips_emulator):
+    login("IpsUser")
+    ips_emulator.state.inject(kind, operation="executeJob")
+    response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == 502
+    row = Execution.objects.get()
+    assert row.outcome == outcome
+    assert words in row.message
+    assert "may or may not have started" in row.message
+    assert row.message in response.content.decode().replace("&#x27;", "'")
+
+
+def test_a_job_ips_reports_active_is_not_run_again(client, login, job, ips_emulator):
+    login("IpsUser")
+    assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 200
+    response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == 409
+    second = Execution.objects.order_by("-id").first()
+    assert second.outcome == "already_running"
+    assert "already running" in second.message
+    assert len(_executes(ips_emulator)) == 1
+
+
+def _in_flight(job, user, requested_at):
+    """A run another worker has started (or died in)."""
+    return Execution.objects.create(
+        job=job,
+        company=job.company,
+        company_handle=job.company.handle,
+        job_handle=job.handle,
+        job_name=job.name,
+        user=user,
+        username=user.username,
+        role="TrialSiteUser",
+        outcome="sending",
+        requested_at=requested_at,
+        request_id="other-request",
+    )
+
+
+def test_an_in_flight_run_blocks_another(client, login, users, job, ips_emulator):
+    login("IpsUser")
+    _in_flight(job, users["TrialSiteUser"], timezone.now())
+    response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == 409
+    latest = Execution.objects.order_by("-id").first()
+    assert latest.outcome == "already_running"
+    assert "already being started by trialsiteuser" in latest.message
+    assert _executes(ips_emulator) == []
+
+
+def test_a_stale_in_flight_run_is_interrupted_and_the_job_runs(client, login, users, job, ips_emulator):
+    login("IpsUser")
+    stale = _in_flight(job, users["TrialSiteUser"], timezone.now() - dt.timedelta(minutes=10))
+    response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == 200
+    stale.refresh_from_db()
+    assert stale.outcome == "interrupted"
+    assert len(_executes(ips_emulator)) == 1
+
+
+def test_a_job_gone_from_ips_is_not_run(client, login, job, ips_emulator):
+    login("IpsUser")
+    Job.objects.filter(pk=job.pk).update(is_gone=True, gone_at=timezone.now())
+    response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == 409
+    assert Execution.objects.get().outcome == "job_gone"
+    assert _executes(ips_emulator) == []
+
+
+def test_a_downgraded_role_loses_the_right_at_the_next_request(client, login, users, job, ips_emulator):
+    login("IpsUser")
+    assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 200
+    users["IpsUser"].memberships.update(role="IpsCompanyAdmin")
+    assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 403
+    users["IpsUser"].memberships.all().delete()
+    assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 404
+    assert list(Execution.objects.order_by("id").values_list("outcome", "role")) == [
+        ("accepted", "IpsUser"),
+        ("denied", "IpsCompanyAdmin"),
+        ("denied", ""),
+    ]
+    assert len(_executes(ips_emulator)) == 1

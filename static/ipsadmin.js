@@ -1,0 +1,21 @@
+// Say something when a request fails in a way the server did not render.
+(function () {
+  function flash(text) {
+    var box = document.getElementById("messages");
+    if (!box) return;
+    var p = document.createElement("p");
+    p.className = "flash flash-error";
+    p.setAttribute("role", "alert");
+    p.textContent = text;
+    box.replaceChildren(p);
+  }
+  document.addEventListener("htmx:responseError", function (e) {
+    var xhr = e.detail.xhr;
+    var id = xhr.getResponseHeader("X-Request-ID");
+    flash("The server could not complete this (HTTP " + xhr.status + ")." +
+          (id ? " Request id " + id + "." : "") + " Nothing was lost: check History before trying again.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    flash("The dashboard could not be reached. Check your network, then History, before trying again.");
+  });
+})();
