@@ -320,10 +320,15 @@ class Endpoint:
         return dataclasses.replace(self, password=secret)
 
 
-# zeep logs whole envelopes, authHeader password included, at DEBUG: the
-# transport logs to this logger instead, pinned above DEBUG.
-_wire_log = logging.getLogger("jobs.ips.wire")
-_wire_log.setLevel(logging.INFO)
+class _NoWireLog:
+    """zeep's transport logs whole envelopes, authHeader password included,
+    at DEBUG. Ours logs none, whatever the logging configuration says."""
+
+    def isEnabledFor(self, level):
+        return False
+
+    def debug(self, *args, **kwargs):
+        pass
 
 
 class _Transport(zeep.Transport):
@@ -331,7 +336,7 @@ class _Transport(zeep.Transport):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.logger = _wire_log
+        self.logger = _NoWireLog()
 
     def post(self, address, message, headers):
         response = super().post(address, message, headers)

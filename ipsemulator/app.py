@@ -1,0 +1,481 @@
+"""The IPS emulator's WSGI application: the SOAP 1.1 protocol on lxml.
+
+No Django and nothing from ``jobs/``. Routes:
+
+* ``GET /scene7/webservice/IpsApi.wsdl`` and
+  ``GET /scene7/webservice/IpsApi-2014-04-03.wsdl`` (also
+  ``GET /scene7/services/IpsApiService?wsdl``): the bundled WSDL from
+  ``wsdl/`` with its ``soap:address`` rewritten to this server (Host header).
+* ``POST /scene7/services/IpsApiService``: the SOAP endpoint.
+* ``/_emulator/...``: JSON control endpoints for tests running in another
+  process (reset, inject, calls, config). Local testing only: they have no
+  authentication, so never expose the emulator beyond localhost.
+
+A SOAP request goes: parse -> fault injection -> authenticate -> required
+parameters -> authorize -> execute (the last four in ``state.py``).
+
+Protocol choices where the IPS reference leaves room (also in README.md):
+
+* The reply uses the namespace of the request's body element (unversioned
+  ``http://www.scene7.com/IpsApi/xsd`` or ``.../xsd/2014-04-03``). Any prefix
+  or a default namespace is accepted; parameters are read by local name.
+* SOAPAction: when the header is present and not empty, its value (quotes
+  stripped; for a URI, the part after the last ``/``, ``#`` or ``:``) must name the
+  operation of the body element, else ``ipsApiFault 30003
+  INVALID_REQUEST_XML``. An absent or empty SOAPAction trusts the body.
+* Not well-formed XML, no SOAP 1.1 Envelope/Body, no or several body
+  elements, a namespace other than the two above, or an unknown operation:
+  ``30003``.
+* Credentials: ``authHeader`` (namespace ``http://www.scene7.com/IpsApi/xsd``;
+  also accepted in the request's own namespace) wins over HTTP Basic, which
+  wins over the legacy ``AuthUser``/``AuthPassword`` header elements
+  (namespace ``http://www.scene7.com/IpsApi``).
+* Faults answer HTTP 500 unless the authHeader's ``faultHttpStatusCode`` says
+  otherwise (also for injected ``soap_fault``). ``faultcode`` is
+  ``soapenv:Client`` except ``soapenv:Server`` for 30000 EXCEPTION.
+* gzip: SOAP replies (results and faults) are gzip-compressed when
+  ``Accept-Encoding`` allows gzip, unless the authHeader says
+  ``gzipResponse`` false. Injected broken replies are never compressed.
+* Fault injection is matched after parsing (so it knows the operation and the
+  jobHandle) and before authentication.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+import re
+import time
+import traceback
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from lxml import etree
+
+from .state import OPERATIONS, EmulatorState, IpsFault
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+NS_BASE = "http://www.scene7.com/IpsApi/xsd"
+NS_2014 = "http://www.scene7.com/IpsApi/xsd/2014-04-03"
+NS_LEGACY = "http://www.scene7.com/IpsApi"
+NAMESPACES = (NS_BASE, NS_2014)
+WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+
+WSDL_DIR = Path(__file__).resolve().parent.parent / "wsdl"
+WSDL_FILES = ("IpsApi.wsdl", "IpsApi-2014-04-03.wsdl")
+WSDL_PREFIX = "/scene7/webservice/"
+SERVICE_PATH = "/scene7/services/IpsApiService"
+XML_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+
+class DropConnection(Exception):
+    """Raised by the app to make the server close the socket without a reply
+    (see server.py, which catches it)."""
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           huge_tree=False, remove_comments=True, remove_pis=True)
+
+
+class Response:
+    def __init__(self, status: int, body: bytes, content_type: str, headers=None):
+        self.status = status
+        self.body = body
+        self.headers = [("Content-Type", content_type)] + list(headers or [])
+
+
+def _status_line(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Status"
+
+
+def _accepts_gzip(environ) -> bool:
+    for part in environ.get("HTTP_ACCEPT_ENCODING", "").split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip", "*"):
+            q = params.strip().replace(" ", "")
+            if q.startswith("q="):
+                try:
+                    return float(q[2:]) > 0
+                except ValueError:
+                    return False
+            return True
+    return False
+
+
+def _truthy(text: str | None) -> bool | None:
+    if text is None:
+        return None
+    return text.strip().lower() in ("true", "1")
+
+
+# ------------------------------------------------------------ serialization
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat"):
+        return value.isoformat(timespec="milliseconds")
+    return str(value)
+
+
+def _append(parent, ns: str, name: str, value) -> None:
+    if value is None:
+        return
+    el = etree.SubElement(parent, f"{{{ns}}}{name}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _append(el, ns, key, item)
+    elif isinstance(value, list):
+        for item in value:
+            _append(el, ns, "items", item)
+    else:
+        el.text = _text(value)
+
+
+def _envelope() -> tuple[etree._Element, etree._Element]:
+    env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soapenv": SOAP_ENV})
+    body = etree.SubElement(env, f"{{{SOAP_ENV}}}Body")
+    return env, body
+
+
+def _serialize(env) -> bytes:
+    return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+
+
+def result_envelope(ns: str, operation: str, result: dict | None) -> bytes:
+    env, body = _envelope()
+    ret = etree.SubElement(body, f"{{{ns}}}{operation}Return", nsmap={"ns1": ns})
+    for key, value in (result or {}).items():
+        _append(ret, ns, key, value)
+    return _serialize(env)
+
+
+def fault_envelope(fault: IpsFault) -> bytes:
+    env, body = _envelope()
+    el = etree.SubElement(body, f"{{{SOAP_ENV}}}Fault")
+    etree.SubElement(el, "faultcode").text = f"soapenv:{fault.faultcode}"
+    etree.SubElement(el, "faultstring").text = fault.faultstring
+    detail = etree.SubElement(el, "detail")
+    item = etree.SubElement(detail, f"{{{NS_BASE}}}{fault.family}", nsmap={"ns1": NS_BASE})
+    etree.SubElement(item, f"{{{NS_BASE}}}code").text = str(fault.code)
+    etree.SubElement(item, f"{{{NS_BASE}}}reason").text = fault.reason
+    return _serialize(env)
+
+
+def empty_body_envelope() -> bytes:
+    env, _ = _envelope()
+    return _serialize(env)
+
+
+def malformed_xml(ns: str, operation: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}"><soapenv:Body>'
+        f'<ns1:{operation}Return xmlns:ns1="{ns}"><ns1:jobArray><ns1:items>'
+        '<ns1:name>truncated &amp unterminated <'
+    ).encode("utf-8")
+
+
+HTML_500 = (b"<!DOCTYPE html><html><head><title>500 Internal Server Error</title></head>"
+            b"<body><h1>Internal Server Error</h1><p>The server encountered an internal "
+            b"error and was unable to complete your request (emulated).</p></body></html>")
+
+
+# ----------------------------------------------------------------- request
+class SoapRequest:
+    """What the emulator needs from one parsed SOAP request."""
+
+    def __init__(self):
+        self.namespace = NS_BASE
+        self.operation: str | None = None
+        self.params: dict = {}
+        self.credentials: tuple[str, str] | None = None
+        self.fault_status = 500
+        self.gzip_response: bool | None = None
+        self.locale: str | None = None
+
+
+def _local(el) -> str:
+    return etree.QName(el).localname
+
+
+def _children(el):
+    return [c for c in el if isinstance(c.tag, str)]
+
+
+def parse_soap(body: bytes, soap_action: str | None, authorization: str | None,
+               req: SoapRequest) -> None:
+    """Fill ``req`` from the raw request; raise IpsFault 30003 when invalid.
+    Header options (faultHttpStatusCode, ...) are read before anything about the
+    body can fail, so that they apply to those faults too."""
+    try:
+        root = etree.fromstring(body, _parser()) if body.strip() else None
+    except etree.XMLSyntaxError as exc:
+        raise IpsFault(30003, f"Request is not well-formed XML: {exc}") from None
+    if root is None or root.tag != f"{{{SOAP_ENV}}}Envelope":
+        raise IpsFault(30003, "Request is not a SOAP 1.1 Envelope")
+    header = root.find(f"{{{SOAP_ENV}}}Header")
+    body_el = root.find(f"{{{SOAP_ENV}}}Body")
+    if header is not None:
+        _read_header(header, req)
+    if body_el is None:
+        raise IpsFault(30003, "SOAP Envelope has no Body")
+    elements = _children(body_el)
+    if len(elements) != 1:
+        raise IpsFault(30003, f"SOAP Body must hold exactly one element, not {len(elements)}")
+    op_el = elements[0]
+    qname = etree.QName(op_el)
+    if qname.namespace in NAMESPACES:
+        req.namespace = qname.namespace
+    else:
+        raise IpsFault(30003, f"Unsupported namespace '{qname.namespace}' of body element "
+                              f"'{qname.localname}'")
+    name = qname.localname
+    operation = name[: -len("Param")] if name.endswith("Param") else None
+    if operation not in OPERATIONS:
+        raise IpsFault(30003, f"Unknown operation element '{name}'")
+    if soap_action:
+        action = soap_action.strip().strip('"').strip("'").strip()
+        action = re.split(r"[/#:]", action.rstrip("/"))[-1]
+        if action and action != operation:
+            raise IpsFault(30003, f"SOAPAction '{soap_action}' does not match body element "
+                                  f"'{name}'")
+    req.operation = operation
+    for child in _children(op_el):
+        items = _children(child)
+        if items:
+            req.params[_local(child)] = [c.text or "" for c in items]
+        else:
+            req.params[_local(child)] = child.text or ""
+    if req.credentials is None and authorization:
+        req.credentials = _basic(authorization)
+    if req.credentials is None and header is not None:
+        user = header.find(f"{{{NS_LEGACY}}}AuthUser")
+        password = header.find(f"{{{NS_LEGACY}}}AuthPassword")
+        if user is not None and (user.text or "").strip():
+            req.credentials = ((user.text or "").strip(),
+                               (password.text or "") if password is not None else "")
+
+
+def _read_header(header, req: SoapRequest) -> None:
+    auth = None
+    for ns in (NS_BASE, *NAMESPACES):
+        auth = header.find(f"{{{ns}}}authHeader")
+        if auth is not None:
+            break
+    if auth is None:
+        return
+    fields = {_local(c): (c.text or "") for c in _children(auth)}
+    if fields.get("user", "").strip():
+        req.credentials = (fields["user"].strip(), fields.get("password", ""))
+    else:
+        # An authHeader without a user: no credentials (10000), whatever else
+        # came along.
+        req.credentials = ("", "")
+    try:
+        status = int(fields.get("faultHttpStatusCode", "").strip())
+        if 100 <= status <= 599:
+            req.fault_status = status
+    except ValueError:
+        pass
+    req.gzip_response = _truthy(fields.get("gzipResponse"))
+    req.locale = fields.get("locale") or None
+
+
+def _basic(authorization: str) -> tuple[str, str] | None:
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep and user else None
+
+
+# --------------------------------------------------------------------- app
+class EmulatorApp:
+    """WSGI callable. ``state`` is the live :class:`EmulatorState`."""
+
+    def __init__(self, state: EmulatorState):
+        self.state = state
+
+    def __call__(self, environ, start_response):
+        try:
+            response = self.route(environ)
+        except DropConnection:
+            raise
+        except Exception:  # pragma: no cover - last resort
+            traceback.print_exc()
+            response = Response(500, fault_envelope(IpsFault(30000, "Internal emulator error")),
+                                XML_CONTENT_TYPE)
+        headers = response.headers + [("Content-Length", str(len(response.body)))]
+        start_response(_status_line(response.status), headers)
+        return [response.body]
+
+    def route(self, environ) -> Response:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "") or "/"
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        if path.startswith(WSDL_PREFIX) and path[len(WSDL_PREFIX):] in WSDL_FILES:
+            if method != "GET":
+                return _text_response(405, "Use GET for the WSDL")
+            return self.wsdl(environ, path[len(WSDL_PREFIX):])
+        if path == SERVICE_PATH:
+            if method == "POST":
+                return self.soap(environ)
+            if method == "GET" and "wsdl" in {k.lower() for k in query}:
+                return self.wsdl(environ, WSDL_FILES[0])
+            return _text_response(405, "The IPS service answers SOAP POST requests")
+        if path.startswith("/_emulator/"):
+            return self.control(environ, method, path[len("/_emulator/"):])
+        return _text_response(404, f"Not found: {path}")
+
+    # ----------------------------------------------------------------- WSDL
+    def wsdl(self, environ, filename: str) -> Response:
+        tree = etree.parse(str(WSDL_DIR / filename), _wsdl_parser())
+        location = self.base_url(environ) + SERVICE_PATH
+        for address in tree.iter(f"{{{WSDL_SOAP}}}address"):
+            address.set("location", location)
+        body = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+        return Response(200, body, XML_CONTENT_TYPE)
+
+    @staticmethod
+    def base_url(environ) -> str:
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST")
+        if not host:
+            host = f"{environ.get('SERVER_NAME', '127.0.0.1')}:{environ.get('SERVER_PORT', '80')}"
+        return f"{scheme}://{host}"
+
+    # ----------------------------------------------------------------- SOAP
+    def soap(self, environ) -> Response:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        raw = environ["wsgi.input"].read(length) if length > 0 else b""
+        req = SoapRequest()
+        use_gzip = _accepts_gzip(environ)
+        try:
+            parse_soap(raw, environ.get("HTTP_SOAPACTION"), environ.get("HTTP_AUTHORIZATION"), req)
+        except IpsFault as fault:
+            return self._soap_response(fault_envelope(fault), req.fault_status,
+                                       use_gzip and req.gzip_response is not False)
+        use_gzip = use_gzip and req.gzip_response is not False
+        op, params = req.operation, req.params
+        job_handle = params.get("jobHandle") if isinstance(params.get("jobHandle"), str) else None
+        company = params.get("companyHandle") if isinstance(params.get("companyHandle"), str) else None
+        injection = self.state.take_injection(op, job_handle or None)
+        self.state.record_call(op, req.credentials[0] if req.credentials else None,
+                               company or None, job_handle or None, req.namespace,
+                               injection.kind if injection else None)
+        if injection is not None:
+            kind, p = injection.kind, injection.params
+            if kind == "latency":
+                time.sleep(p["seconds"])
+            elif kind == "soap_fault":
+                fault = IpsFault(p["code"], p["reason"], family=p.get("fault"),
+                                 faultcode=p.get("faultcode"), faultstring=p.get("faultstring"))
+                return self._soap_response(fault_envelope(fault), req.fault_status, use_gzip)
+            elif kind == "http_500_html":
+                return Response(500, HTML_500, "text/html; charset=utf-8")
+            elif kind == "malformed_xml":
+                return Response(200, malformed_xml(req.namespace, op), XML_CONTENT_TYPE)
+            elif kind == "empty_body":
+                return Response(200, empty_body_envelope(), XML_CONTENT_TYPE)
+            elif kind == "drop_connection":
+                raise DropConnection()
+        try:
+            result = self.state.dispatch(op, params, req.credentials)
+        except IpsFault as fault:
+            return self._soap_response(fault_envelope(fault), req.fault_status, use_gzip)
+        return self._soap_response(result_envelope(req.namespace, op, result), 200, use_gzip)
+
+    @staticmethod
+    def _soap_response(body: bytes, status: int, use_gzip: bool) -> Response:
+        if use_gzip:
+            return Response(status, gzip.compress(body, mtime=0), XML_CONTENT_TYPE,
+                            [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")])
+        return Response(status, body, XML_CONTENT_TYPE, [("Vary", "Accept-Encoding")])
+
+    # -------------------------------------------------------------- control
+    def control(self, environ, method: str, name: str) -> Response:
+        state = self.state
+        if name == "calls" and method == "GET":
+            return _json(200, [
+                {"operation": c["operation"], "user": c["user"],
+                 "companyHandle": c["company_handle"], "jobHandle": c["job_handle"],
+                 "time": c["time"], "namespace": c["namespace"], "injected": c["injected"]}
+                for c in state.calls])
+        if name == "injections" and method == "GET":
+            return _json(200, state.injections)
+        if method != "POST":
+            if name in ("reset", "inject", "config"):
+                return _json(405, {"error": f"use POST /_emulator/{name}"})
+            return _json(404, {"error": f"unknown control endpoint {name!r}"})
+        try:
+            data = _read_json(environ)
+        except ValueError as exc:
+            return _json(400, {"error": f"invalid JSON: {exc}"})
+        if name == "reset":
+            state.reset()
+            return _json(200, {"ok": True})
+        if name == "inject":
+            if not isinstance(data, dict) or "kind" not in data:
+                return _json(400, {"error": "send a JSON object with at least 'kind'"})
+            data = dict(data)
+            kind = data.pop("kind")
+            try:
+                injection = state.inject(kind, **data)
+            except (TypeError, ValueError) as exc:
+                return _json(400, {"error": str(exc)})
+            return _json(200, {"ok": True, "injection": injection.describe()})
+        if name == "config":
+            if not isinstance(data, dict):
+                return _json(400, {"error": "send a JSON object"})
+            if "job_duration" in data:
+                try:
+                    duration = float(data["job_duration"])
+                except (TypeError, ValueError):
+                    return _json(400, {"error": "job_duration must be a number of seconds"})
+                if duration < 0:
+                    return _json(400, {"error": "job_duration must not be negative"})
+                state.job_duration = duration
+            return _json(200, {"ok": True, "job_duration": state.job_duration})
+        return _json(404, {"error": f"unknown control endpoint {name!r}"})
+
+
+def _wsdl_parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
+
+
+def _read_json(environ):
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+    if not raw.strip():
+        return {}
+    return json.loads(raw.decode("utf-8"))
+
+
+def _json(status: int, data) -> Response:
+    return Response(status, json.dumps(data, ensure_ascii=False).encode("utf-8"),
+                    "application/json; charset=utf-8")
+
+
+def _text_response(status: int, text: str) -> Response:
+    return Response(status, text.encode("utf-8"), "text/plain; charset=utf-8")
+
+
+def make_app(state: EmulatorState) -> EmulatorApp:
+    return EmulatorApp(state)

@@ -1,0 +1,335 @@
+"""Each operation's happy path and its validation/authorization faults."""
+
+import pytest
+
+from .soap import (ADMIN, NS, active_jobs, as_dict, call, execute, fault, items, job_logs,
+                   result, scheduled_jobs)
+
+
+def _fault_code(resp):
+    return fault(resp)["code"]
+
+
+# ---------------------------------------------------------------- executeJob
+def test_execute_job_starts_a_run(ips_emulator):
+    result(execute(ips_emulator, user="service@example.com"), "executeJob")
+    (run,) = active_jobs(ips_emulator, [("companyHandle", "47")])
+    assert run["originalName"] == "My Test Job"
+    assert run["jobHandle"].startswith("47||My Test Job_")
+    assert run["submitUserEmail"] == "service@example.com"
+    assert run["state"] in ("New", "Running")
+    call_ = ips_emulator.state.calls[-2]
+    assert call_ == {**call_, "operation": "executeJob", "user": "service@example.com",
+                     "company_handle": "47", "job_handle": "47|My Test Job|"}
+
+
+@pytest.mark.parametrize("params, missing", [
+    ([("companyHandle", "47")], "jobHandle"),
+    ([("jobHandle", "47|My Test Job|")], "companyHandle"),
+    ([("companyHandle", ""), ("jobHandle", "47|My Test Job|")], "companyHandle"),
+])
+def test_execute_job_needs_both_handles(ips_emulator, params, missing):
+    f = fault(call(ips_emulator, "executeJob", params))
+    assert (f["status"], f["faultcode"], f["faultstring"], f["family"], f["code"]) == (
+        500, "soapenv:Client", "IpsApiException", "ipsApiFault", 30002)
+    assert missing in f["reason"]
+
+
+def test_an_unknown_job_handle_is_30001(ips_emulator):
+    f = fault(execute(ips_emulator, "47|No Such Job|"))
+    assert (f["status"], f["faultcode"], f["faultstring"], f["family"], f["code"]) == (
+        500, "soapenv:Client", "IpsApiException", "ipsApiFault", 30001)
+    assert "47|No Such Job|" in f["reason"]
+
+
+def test_a_job_of_another_company_is_30001(ips_emulator):
+    assert _fault_code(execute(ips_emulator, "48|Menü Bilder Upload|", company="47")) == 30001
+
+
+def test_an_unknown_company_is_20000(ips_emulator):
+    f = fault(execute(ips_emulator, "99|X|", company="99"))
+    assert (f["status"], f["faultcode"], f["faultstring"], f["family"], f["code"]) == (
+        500, "soapenv:Client", "AuthorizationException", "authorizationFault", 20000)
+    assert "'99'" in f["reason"]
+
+
+def test_a_company_the_caller_is_not_member_of_is_20006(ips_emulator):
+    f = fault(execute(ips_emulator, "52|Weekly Cleanup|", company="52", user="ipsuser@example.com"))
+    assert (f["status"], f["faultcode"], f["faultstring"], f["family"], f["code"]) == (
+        500, "soapenv:Client", "AuthorizationException", "authorizationFault", 20006)
+    assert "ipsuser@example.com" in f["reason"] and "'52'" in f["reason"]
+
+
+def test_an_inactive_membership_is_20006(ips_emulator):
+    # ipsuser@example.com is an IpsUser of 48 with isActive false
+    resp = call(ips_emulator, "getScheduledJobs", [("companyHandle", "48")], user="ipsuser@example.com")
+    assert _fault_code(resp) == 20006
+
+
+def test_a_role_without_permission_is_20003(ips_emulator):
+    f = fault(execute(ips_emulator, user="ipscompanyadmin@example.com"))
+    assert f == {"status": 500, "faultcode": "soapenv:Client",
+                 "faultstring": "AuthorizationException", "family": "authorizationFault",
+                 "family_ns": NS, "code": 20003, "reason": f["reason"]}
+    assert "executeJob" in f["reason"]
+    assert ips_emulator.state.active_runs() == []
+
+
+def test_missing_parameters_come_before_authorization(ips_emulator):
+    resp = call(ips_emulator, "executeJob", [("companyHandle", "47")], user="webserviceuser@example.com")
+    assert _fault_code(resp) == 30002
+
+
+def test_ips_admin_default_role_overrides_memberships(ips_emulator):
+    ips_emulator.state.add_user("boss@example.com", "pw", "IpsAdmin",
+                                {"47": "WebServiceUser", "48": ("ImagePortalUser", False)})
+    result(call(ips_emulator, "executeJob", [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")],
+                     user="boss@example.com", password="pw"), "executeJob")
+    # a company where it is not an (active) member at all
+    for company in ("48", "52"):
+        jobs = scheduled_jobs(ips_emulator, company, user="boss@example.com", password="pw")
+        assert jobs and all(j["companyHandle"] == company for j in jobs)
+    # but a company that does not exist is still 20000
+    resp = call(ips_emulator, "getScheduledJobs", [("companyHandle", "nope")],
+                user="boss@example.com", password="pw")
+    assert _fault_code(resp) == 20000
+
+
+# ------------------------------------------------------------ scheduled jobs
+def test_get_scheduled_jobs_lists_a_company_in_wsdl_order(ips_emulator):
+    jobs = scheduled_jobs(ips_emulator, "47")
+    assert [j["name"] for j in jobs] == ["My Test Job", "Nightly | Publish", "<b>Bold</b> Upload",
+                                         "Übersicht Publish", "Video Sync"]
+    assert list(jobs[0]) == ["companyHandle", "jobHandle", "name", "originalName", "type",
+                             "submitUserEmail", "locale", "description", "execSchedule",
+                             "nextFireTime", "timeZone", "triggerState"]
+    first = jobs[0]
+    assert first["execSchedule"] == "00 00 00 * * "
+    assert first["nextFireTime"] == "2026-11-30T00:00:00.000-08:00"
+    assert first["timeZone"] == "PST"
+    assert {j["triggerState"] for j in jobs} == {"Normal", "Paused", "Blocked"}
+    other = scheduled_jobs(ips_emulator, "48", user="service@example.com")
+    assert {j["companyHandle"] for j in other} == {"48"}
+
+
+def test_get_scheduled_jobs_filters(ips_emulator):
+    jobs = items(result(call(ips_emulator, "getScheduledJobs", [
+        ("companyHandle", "47"), ("jobHandle", "47|Nightly | Publish|")]), "getScheduledJobs"), "jobArray")
+    assert [j["name"] for j in jobs] == ["Nightly | Publish"]
+    jobs = items(result(call(ips_emulator, "getScheduledJobs", [
+        ("companyHandle", "47"), ("originalName", "Übersicht Publish")]), "getScheduledJobs"), "jobArray")
+    assert [j["jobHandle"] for j in jobs] == ["47|Übersicht Publish|"]
+    jobs = items(result(call(ips_emulator, "getScheduledJobs", [
+        ("companyHandle", "47"), ("originalName", "nothing")]), "getScheduledJobs"), "jobArray")
+    assert jobs == []
+
+
+def test_get_scheduled_jobs_needs_a_company(ips_emulator):
+    assert _fault_code(call(ips_emulator, "getScheduledJobs", [])) == 30002
+
+
+# --------------------------------------------------------------- active jobs
+def test_get_active_jobs_is_empty_without_runs(ips_emulator):
+    ret = result(call(ips_emulator, "getActiveJobs", [("companyHandle", "47")]), "getActiveJobs")
+    assert items(ret, "jobArray") == []
+
+
+def test_get_active_jobs_filters_and_spans_companies(ips_emulator):
+    svc = "service@example.com"
+    result(execute(ips_emulator, user=svc), "executeJob")
+    result(execute(ips_emulator, "48|Menü Bilder Upload|", "48", user=svc), "executeJob")
+    assert {a["companyHandle"] for a in active_jobs(ips_emulator, user=svc)} == {"47", "48"}
+    assert [a["originalName"] for a in active_jobs(ips_emulator, [("companyHandle", "48")], user=svc)] == [
+        "Menü Bilder Upload"]
+    assert [a["originalName"] for a in active_jobs(ips_emulator, [("jobHandle", "47|My Test Job|")], user=svc)] == [
+        "My Test Job"]
+    run = active_jobs(ips_emulator, [("originalName", "My Test Job")], user=svc)[0]
+    assert [a["jobHandle"] for a in active_jobs(ips_emulator, [("jobHandle", run["jobHandle"])], user=svc)] == [
+        run["jobHandle"]]
+    # without a company, only companies where the caller's role is authorized
+    assert [a["companyHandle"] for a in active_jobs(ips_emulator, user="ipsuser@example.com")] == ["47"]
+
+
+def test_list_operations_without_company_use_the_default_role(ips_emulator):
+    resp = call(ips_emulator, "getActiveJobs", [], user="imageportaluser@example.com")
+    assert _fault_code(resp) == 20003
+    logs = job_logs(ips_emulator, user="imageportaluser@example.com")
+    assert logs and {log["companyHandle"] for log in logs} == {"47"}
+
+
+# ------------------------------------------------------------------ job logs
+def test_get_job_logs_returns_past_runs_newest_first(ips_emulator):
+    logs = job_logs(ips_emulator, [("companyHandle", "47")])
+    assert [log["originalJobName"] for log in logs] == ["Nightly | Publish", "My Test Job", "My Test Job"]
+    first = logs[0]
+    assert list(first) == [
+        "companyHandle", "jobHandle", "jobName", "originalJobName", "submitUserEmail", "logType",
+        "jobSubType", "startDate", "endDate", "description", "fileSuccessCount", "fileErrorCount",
+        "fileWarningCount", "fileDuplicateCount", "fileUpdateCount", "totalFileCount",
+        "transferSuccessCount", "transferErrorCount", "transferWarningCount", "fatalError",
+        "detailTotalRows"]
+    assert first["jobHandle"] == "47||Nightly | Publish_2026-11-28-02:30:00"
+    assert first["logType"] == "ImageServingPublishWarning"
+    assert first["startDate"] == "2026-11-28T02:30:00.000-08:00"
+    assert first["fatalError"] == "false"
+
+
+def test_get_job_logs_sorts_and_limits(ips_emulator):
+    logs = job_logs(ips_emulator, [("companyHandle", "47"), ("sortBy", "StartDate"),
+                                   ("sortDirection", "Ascending"), ("numRows", "2")])
+    assert [log["startDate"] for log in logs] == ["2026-11-27T00:00:00.000-08:00",
+                                                  "2026-11-28T00:00:00.000-08:00"]
+    logs = job_logs(ips_emulator, [("sortBy", "JobName"), ("sortDirection", "Ascending")],
+                    user="service@example.com")
+    assert [log["jobName"] for log in logs] == sorted(log["jobName"] for log in logs)
+    assert {log["companyHandle"] for log in logs} == {"47", "48"}
+    logs = job_logs(ips_emulator, [("companyHandle", "47"), ("startDate", "2026-11-28T00:00:00-08:00")])
+    assert len(logs) == 2
+    assert _fault_code(call(ips_emulator, "getJobLogs", [("sortBy", "Colour")])) == 30001
+    assert _fault_code(call(ips_emulator, "getJobLogs", [("numRows", "many")])) == 30001
+
+
+def test_get_job_logs_filters_by_user(ips_emulator):
+    info = as_dict(result(call(ips_emulator, "getUserInfo", [("email", "ipsuser@example.com")]),
+                          "getUserInfo").find(f"{{{NS}}}userInfo"))
+    logs = job_logs(ips_emulator, [("userHandle", info["userHandle"])])
+    assert [log["originalJobName"] for log in logs] == ["Nightly | Publish"]
+
+
+def test_get_job_log_details_pages_and_filters(ips_emulator):
+    handle = "47||My Test Job_2026-11-28-00:00:00"
+
+    def details(*extra):
+        ret = result(call(ips_emulator, "getJobLogDetails",
+                          [("companyHandle", "47"), ("jobHandle", handle), *extra]), "getJobLogDetails")
+        (log,) = items(ret, "jobLogArray")
+        return log, [as_dict(d) for d in log["detailArray"]]
+
+    log, rows = details()
+    assert log["originalJobName"] == "My Test Job" and log["detailTotalRows"] == "7"
+    assert [r["logType"] for r in rows] == ["BeginImageServingPublish", "OriginalJobName"] + [
+        "ImageServingPublishSuccess"] * 4 + ["EndImageServingPublish"]
+    assert list(rows[2]) == ["logMessage", "logType", "assetName", "assetType", "assetHandle", "auxArray"]
+    _, page2 = details(("recordsPerPage", "3"), ("resultsPage", "2"))
+    assert [r["logMessage"] for r in page2] == [r["logMessage"] for r in rows[3:6]]
+    log, only = details(("logTypeArray", ["ImageServingPublishSuccess"]))
+    assert len(only) == 4 and log["detailTotalRows"] == "4"
+    _, desc = details(("sortDirection", "Descending"))
+    assert [r["logMessage"] for r in desc] == [r["logMessage"] for r in rows[::-1]]
+    # all runs of a scheduled job
+    ret = result(call(ips_emulator, "getJobLogDetails", [("companyHandle", "47"), ("originalName", "My Test Job")]),
+                 "getJobLogDetails")
+    assert len(items(ret, "jobLogArray")) == 2
+
+
+def test_get_job_log_details_faults(ips_emulator):
+    assert _fault_code(call(ips_emulator, "getJobLogDetails", [("jobHandle", "x")])) == 30002
+    assert _fault_code(call(ips_emulator, "getJobLogDetails",
+                            [("companyHandle", "47"), ("jobHandle", "47||nope")])) == 30001
+    assert _fault_code(call(ips_emulator, "getJobLogDetails",
+                            [("companyHandle", "47"), ("recordsPerPage", "0")])) == 30001
+
+
+# -------------------------------------------------- pause/resume/stop/delete
+def _trigger_state(emu, handle):
+    (job,) = [j for j in scheduled_jobs(emu) if j["jobHandle"] == handle]
+    return job["triggerState"]
+
+
+def test_pause_and_resume_change_the_trigger_state(ips_emulator):
+    params = [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")]
+    result(call(ips_emulator, "pauseJob", params, user="ipscompanyadmin@example.com"), "pauseJob")
+    assert _trigger_state(ips_emulator, "47|My Test Job|") == "Paused"
+    result(call(ips_emulator, "resumeJob", params, user="ipscompanyadmin@example.com"), "resumeJob")
+    assert _trigger_state(ips_emulator, "47|My Test Job|") == "Normal"
+    assert _fault_code(call(ips_emulator, "pauseJob", [("companyHandle", "47"), ("jobHandle", "47|x|")])) == 30001
+    assert _fault_code(call(ips_emulator, "resumeJob", [("companyHandle", "47")])) == 30002
+    assert _fault_code(call(ips_emulator, "pauseJob", params, user="imageportaluser@example.com")) == 20003
+
+
+def test_delete_job_removes_the_scheduled_job(ips_emulator):
+    params = [("companyHandle", "47"), ("jobHandle", "47|Video Sync|")]
+    result(call(ips_emulator, "deleteJob", params), "deleteJob")
+    assert "47|Video Sync|" not in [j["jobHandle"] for j in scheduled_jobs(ips_emulator)]
+    assert _fault_code(call(ips_emulator, "deleteJob", params)) == 30001
+    assert _fault_code(execute(ips_emulator, "47|Video Sync|")) == 30001
+
+
+def test_stop_job_without_a_run_is_30001(ips_emulator):
+    f = fault(call(ips_emulator, "stopJob", [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")]))
+    assert f["code"] == 30001 and "not running" in f["reason"]
+    assert _fault_code(call(ips_emulator, "stopJob", [("companyHandle", "47"), ("jobHandle", "47|?|")])) == 30001
+
+
+# -------------------------------------------------------- users and companies
+@pytest.mark.parametrize("params, status", [
+    ([("email", "ipsuser@example.com"), ("password", "demo")], "ValidLogin"),
+    ([("email", "IPSUSER@example.com"), ("password", "demo")], "ValidLogin"),
+    ([("email", "ipsuser@example.com"), ("password", "wrong")], "InvalidLogin"),
+    ([("email", "ghost@example.com"), ("password", "demo")], "InvalidLogin"),
+    ([("companyHandle", "47"), ("email", "ipsuser@example.com"), ("password", "demo")], "ValidLogin"),
+    ([("companyHandle", "48"), ("email", "ipsuser@example.com"), ("password", "demo")], "InvalidLogin"),
+    ([("companyHandle", "52"), ("email", "ipsuser@example.com"), ("password", "demo")], "InvalidLogin"),
+    ([("companyHandle", "52"), ("email", "service@example.com"), ("password", "demo")], "ValidLogin"),
+    ([("companyHandle", "52"), ("email", ADMIN), ("password", "demo")], "ValidLogin"),
+    ([("companyHandle", "99"), ("email", ADMIN), ("password", "demo")], "InvalidLogin"),
+])
+def test_check_login(ips_emulator, params, status):
+    ret = result(call(ips_emulator, "checkLogin", params, user="service@example.com"), "checkLogin")
+    assert ret.findtext(f"{{{NS}}}status") == status
+
+
+def test_check_login_needs_email_and_password(ips_emulator):
+    assert _fault_code(call(ips_emulator, "checkLogin", [("email", ADMIN)])) == 30002
+
+
+def test_get_company_info_by_handle_and_by_name(ips_emulator):
+    ret = result(call(ips_emulator, "getCompanyInfo", [("companyHandle", "48")], user="service@example.com"),
+                 "getCompanyInfo")
+    info = as_dict(ret.find(f"{{{NS}}}companyInfo"))
+    assert info == {"companyHandle": "48", "name": "Café Zürich", "rootPath": "CafeZurich/",
+                    "expires": "2029-06-30T00:00:00.000+01:00"}
+    ret = result(call(ips_emulator, "getCompanyInfo", [("companyName", "Nordlicht & Søn")],
+                      user="service@example.com"), "getCompanyInfo")
+    assert ret.findtext(f"{{{NS}}}companyInfo/{{{NS}}}companyHandle") == "52"
+    assert _fault_code(call(ips_emulator, "getCompanyInfo", [])) == 30002
+    assert _fault_code(call(ips_emulator, "getCompanyInfo", [("companyName", "Nobody Inc")])) == 20000
+    assert _fault_code(call(ips_emulator, "getCompanyInfo", [("companyHandle", "52")],
+                            user="ipsuser@example.com")) == 20006
+    assert _fault_code(call(ips_emulator, "getCompanyInfo", [("companyHandle", "47")],
+                            user="ipscompanyadmin@example.com")) == 20003
+
+
+def test_get_user_info_defaults_to_the_caller(ips_emulator):
+    ret = result(call(ips_emulator, "getUserInfo", [], user="imageportalcontribuser@example.com"), "getUserInfo")
+    info = as_dict(ret.find(f"{{{NS}}}userInfo"))
+    assert list(info) == ["userHandle", "firstName", "lastName", "email", "defaultRole", "isValid"]
+    assert info["firstName"] == "Zoë"
+    assert (info["email"], info["defaultRole"], info["isValid"]) == (
+        "imageportalcontribuser@example.com", "ImagePortalContribUser", "true")
+    by_handle = as_dict(result(call(ips_emulator, "getUserInfo", [("userHandle", info["userHandle"])]),
+                               "getUserInfo").find(f"{{{NS}}}userInfo"))
+    assert by_handle == info
+    assert _fault_code(call(ips_emulator, "getUserInfo", [("email", "ghost@example.com")])) == 20002
+    assert _fault_code(call(ips_emulator, "getUserInfo", [("email", ADMIN)], user="ipsuser@example.com")) == 20007
+    assert _fault_code(call(ips_emulator, "getUserInfo", [], user="webserviceuser@example.com")) == 20003
+
+
+def test_get_company_membership(ips_emulator):
+    ret = result(call(ips_emulator, "getCompanyMembership", [], user="ipsuser@example.com"),
+                 "getCompanyMembership")
+    rows = items(ret, "membershipArray")
+    assert [(as_dict(r["company"])["companyHandle"], r["role"], r["isActive"]) for r in rows] == [
+        ("47", "IpsUser", "true"), ("48", "IpsUser", "false")]
+    assert as_dict(rows[1]["company"])["name"] == "Café Zürich"
+    # IpsAdmin: every company
+    rows = items(result(call(ips_emulator, "getCompanyMembership", []), "getCompanyMembership"),
+                 "membershipArray")
+    assert [(as_dict(r["company"])["companyHandle"], r["role"]) for r in rows] == [
+        ("47", "IpsAdmin"), ("48", "IpsAdmin"), ("52", "IpsAdmin")]
+    # IpsAdmin may ask about another user
+    svc = as_dict(result(call(ips_emulator, "getUserInfo", [("email", "service@example.com")]),
+                         "getUserInfo").find(f"{{{NS}}}userInfo"))
+    rows = items(result(call(ips_emulator, "getCompanyMembership", [("userHandle", svc["userHandle"])]),
+                        "getCompanyMembership"), "membershipArray")
+    assert len(rows) == 3
