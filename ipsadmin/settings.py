@@ -125,6 +125,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A file, not memory: tests that start gunicorn or kill a worker process
+    # need the test database visible to other processes. One per test run,
+    # so that two runs on one machine never share it.
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -171,6 +176,9 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 # timeout stays well below gunicorn's worker timeout.
 IPS_CONNECT_TIMEOUT = env_float("IPS_CONNECT_TIMEOUT", 3.0)
 IPS_READ_TIMEOUT = env_float("IPS_READ_TIMEOUT", 10.0)
+# A 'sending' row older than both timeouts plus this margin belongs to a
+# process that died mid-call, and is marked interrupted.
+IPS_STALE_MARGIN = env_float("IPS_STALE_MARGIN", 30.0)
 IPS_APP_NAME = "ipsadmin"
 IPS_APP_VERSION = "0.1"
 

@@ -22,11 +22,6 @@ from .models import Company, Connection, Execution, Job
 log = logging.getLogger(__name__)
 Outcome = Execution.Outcome
 
-# A 'sending' row older than the IPS timeouts plus this margin belongs to a
-# process that died mid-call.
-STALE_MARGIN = dt.timedelta(seconds=30)
-
-
 class _Pruning(threading.local):
     active = False
 
@@ -54,7 +49,10 @@ class RequestInfo:
 
 
 def stale_after() -> dt.timedelta:
-    return dt.timedelta(seconds=settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT) + STALE_MARGIN
+    """Age after which a 'sending' row belongs to a process that died mid-call."""
+    return dt.timedelta(
+        seconds=settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT + settings.IPS_STALE_MARGIN
+    )
 
 
 def reconcile_stale(job: Job | None = None) -> int:

@@ -69,15 +69,20 @@ def _get_job_for_user(request, pk) -> tuple[Job, str | None]:
     return job, roles.role_of(request.user, job.company)
 
 
+# Attempts that never reached IPS (refused here) are history, not a job's
+# "last execution".
+_NOT_SENT = [Outcome.DENIED, Outcome.ALREADY_RUNNING, Outcome.JOB_GONE]
+
+
 def _with_last_execution(jobs):
-    """Attach each job's latest execution: two queries, whatever the count."""
-    jobs = list(
-        jobs.annotate(
-            last_execution_id=Subquery(
-                Execution.objects.filter(job=OuterRef("pk")).order_by("-requested_at", "-id").values("id")[:1]
-            )
-        )
+    """Attach each job's latest run sent to IPS: two queries, whatever the count."""
+    latest = (
+        Execution.objects.filter(job=OuterRef("pk"))
+        .exclude(outcome__in=_NOT_SENT)
+        .order_by("-requested_at", "-id")
+        .values("id")[:1]
     )
+    jobs = list(jobs.annotate(last_execution_id=Subquery(latest)))
     last = Execution.objects.in_bulk([j.last_execution_id for j in jobs if j.last_execution_id])
     for job in jobs:
         job.last_execution = last.get(job.last_execution_id)
@@ -122,7 +127,7 @@ def run_job(request, pk):
     if not request.htmx:
         messages.add_message(request, level, execution.message)
         return redirect("jobs:list")
-    job.last_execution = execution
+    [job] = _with_last_execution(Job.objects.filter(pk=job.pk).select_related("company"))
     context = {
         "job": job,
         "section": _company_view(job.company, role) | {"jobs": []},

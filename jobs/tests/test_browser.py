@@ -1,0 +1,149 @@
+"""The newcomer's walk, in Debian's Chromium driven by Playwright.
+
+Logs in as ipsuser, runs My Test Job through the htmx button, sees the result
+and the history row, then logs in as ipscompanyadmin and sees why Run is
+disabled. Any console error (a CSP violation included) fails the test.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from jobs.models import Execution
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's Chromium at {CHROMIUM}"),
+]
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls the
+# test itself makes are synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.console_errors = []
+    # Refusals answer 403/409/502/504 on purpose; the browser logs those as
+    # failed loads. Anything else (a CSP violation, a script error) counts.
+    page.on(
+        "console",
+        lambda m: m.type == "error"
+        and not m.text.startswith("Failed to load resource: the server responded with a status of")
+        and page.console_errors.append(m.text),
+    )
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    yield page
+    context.close()
+
+
+def _log_in(page, base, username):
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "pw")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(page, live_server, transactional_db, users, job, ips_emulator):
+    from playwright.sync_api import expect
+
+    base = live_server.url
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    _log_in(page, base, "ipsuser")
+    row = page.locator(f"#job-{job.pk}")
+    expect(row).to_contain_text("My Test Job")
+
+    dialogs = []
+
+    def accept(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    row.get_by_role("button", name="Run").click()
+    expect(page.locator("#messages")).to_contain_text("IPS accepted “My Test Job” and is running it now.")
+    assert dialogs == ["Run “My Test Job” in company 47 (Demo Company) now?"]
+    expect(page.locator(f"#job-{job.pk}")).to_contain_text("accepted")
+    expect(page.locator(f"#job-{job.pk}")).to_contain_text("ipsuser")
+    page.screenshot(path=str(SCREENSHOTS / "jobs.png"), full_page=True)
+
+    execution = Execution.objects.get()
+    assert execution.outcome == "accepted" and execution.username == "ipsuser"
+    assert len([c for c in ips_emulator.state.calls if c["operation"] == "executeJob"]) == 1
+
+    # A second press while IPS still runs it: refused, said in plain words.
+    page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
+    expect(page.locator("#messages")).to_contain_text("already running")
+
+    page.click("text=History")
+    expect(page.locator(f"#execution-{execution.pk}")).to_contain_text("My Test Job")
+    expect(page.locator(f"#execution-{execution.pk}")).to_contain_text("accepted")
+    page.select_option("#id_outcome", "already_running")
+    expect(page.locator("#results")).not_to_contain_text("accepted")
+    expect(page).to_have_url(re.compile(r"outcome=already_running"))
+    page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
+
+    page.click("text=Log out")
+    _log_in(page, base, "ipscompanyadmin")
+    button = page.locator(f"#job-{job.pk}").get_by_role("button", name="Run")
+    expect(button).to_be_disabled()
+    reason = "Your role IpsCompanyAdmin in company 47 cannot run jobs (executeJob)."
+    expect(button).to_have_attribute("title", reason)
+    expect(page.locator("#company-%d" % job.company.pk)).to_contain_text(reason)
+    page.screenshot(path=str(SCREENSHOTS / "company-admin.png"), full_page=True)
+
+    assert page.console_errors == []
+    assert Execution.objects.count() == 2
+
+
+def test_an_ips_refusal_shows_its_fault_code(page, live_server, transactional_db, users, job, ips_emulator):
+    from playwright.sync_api import expect
+
+    ips_emulator.state.inject(
+        "soap_fault", operation="executeJob", fault="ipsApiFault", code=30000, reason="Disk <full>"
+    )
+    _log_in(page, live_server.url, "ipsuser")
+    page.on("dialog", lambda d: d.accept())
+    page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
+    expect(page.locator("#messages")).to_contain_text("30000 EXCEPTION — Disk <full>")
+    expect(page.locator(f"#job-{job.pk}")).to_contain_text("refused by IPS")
+    assert page.console_errors == []
+    assert Execution.objects.get().fault_code == 30000
+
+
+def test_cancelling_the_confirmation_runs_nothing(page, live_server, transactional_db, users, job, ips_emulator):
+    _log_in(page, live_server.url, "ipsuser")
+    page.on("dialog", lambda d: d.dismiss())
+    page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
+    page.wait_for_timeout(300)
+    assert not Execution.objects.exists()
+    assert not [c for c in ips_emulator.state.calls if c["operation"] == "executeJob"]
