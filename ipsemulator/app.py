@@ -380,7 +380,12 @@ class EmulatorApp:
         if injection is not None:
             kind, p = injection.kind, injection.params
             if kind == "latency":
+                generation = self.state.generation
                 time.sleep(p["seconds"])
+                if self.state.generation != generation:
+                    # The state was reset while this call slept (the test
+                    # that sent it is over): it must not act on the next one.
+                    raise DropConnection()
             elif kind == "soap_fault":
                 fault = IpsFault(p["code"], p["reason"], family=p.get("fault"),
                                  faultcode=p.get("faultcode"), faultstring=p.get("faultstring"))

@@ -443,6 +443,8 @@ class EmulatorState:
         self._lock = threading.RLock()
         self._calls: list[dict] = []
         self._injections: list[Injection] = []
+        #: Bumped by reset(), so a call that slept through one can tell.
+        self.generation = 0
         self._load()
 
     # ------------------------------------------------------------ loading
@@ -523,6 +525,7 @@ class EmulatorState:
         """Reload the data file; clear injections and calls; restore the clock
         and the job duration the state was created with."""
         with self._lock:
+            self.generation += 1
             self._calls.clear()
             self._injections.clear()
             self.clock = time.monotonic

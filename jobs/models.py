@@ -166,9 +166,8 @@ class ExecutionQuerySet(models.QuerySet):
         return super().delete()
 
     def update(self, **kwargs):
-        if set(kwargs) & Execution.IDENTITY_FIELDS:
-            raise PermissionError("The identity of an execution cannot change once written.")
-        return super().update(**kwargs)
+        # Bulk updates would bypass save()'s checks; services.py saves rows one by one.
+        raise PermissionError("Executions change only through services.py, one row at a time.")
 
 
 class Execution(models.Model):

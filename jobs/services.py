@@ -348,6 +348,13 @@ def check_connection(connection: Connection) -> tuple[bool, str]:
         if not client.check_login(connection.username, connection.get_password()):
             return False, f"{connection}: IPS says the login of {connection.username} is invalid."
         info = client.get_user_info()
+    except ips.IpsAuthorizationFault as error:
+        # Real IPS's reason need not name the user type: say what to fix.
+        return False, (
+            f"{connection}: IPS refused {error.operation} to the service account {connection.username} "
+            f"({error.code_label} — {error.reason}). Its IPS type must be IpsUser or IpsAdmin to run jobs; "
+            "a WebServiceUser may call none of checkLogin, getScheduledJobs or executeJob."
+        )
     except ips.IpsError as error:
         return False, f"{connection}: {error}"
     role = info.default_role if info else None
@@ -357,3 +364,37 @@ def check_connection(connection: Connection) -> tuple[bool, str]:
             "it must be IpsUser or IpsAdmin to run jobs (executeJob)."
         )
     return True, f"{connection}: login works as {info.email} ({role})."
+
+
+# --- A job's state in IPS -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What IPS says of a job now: its active run, else its latest log."""
+
+    active: ips.ActiveJob | None = None
+    last_log: ips.JobLog | None = None
+    error: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.active is None
+
+
+def job_status(job: Job) -> JobStatus:
+    """getActiveJobs, and getJobLogs once nothing is active."""
+    client = job.company.connection.client()
+    try:
+        active = [
+            a
+            for a in client.get_active_jobs(job.company.handle, original_name=job.name)
+            if a.original_name == job.name and a.state != "Done"
+        ]
+        if active:
+            return JobStatus(active=active[0])
+        logs = client.get_job_logs(job.company.handle, sort_by="StartDate", sort_direction="Descending", num_rows=50)
+    except ips.IpsError as error:
+        return JobStatus(error=f"IPS could not say how the job is doing: {error}")
+    mine = [log for log in logs if job.name in (log.original_job_name, log.job_name)]
+    return JobStatus(last_log=mine[0] if mine else None)

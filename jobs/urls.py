@@ -6,6 +6,7 @@ app_name = "jobs"
 urlpatterns = [
     path("", views.job_list, name="list"),
     path("jobs/<int:pk>/run", views.run_job, name="run"),
+    path("jobs/<int:pk>/status", views.job_status, name="status"),
     path("companies/<int:pk>/sync", views.sync_company, name="sync"),
     path("history/", views.history, name="history"),
     path("healthz", views.health, name="health"),

@@ -132,6 +132,7 @@ def run_job(request, pk):
         "job": job,
         "section": _company_view(job.company, role) | {"jobs": []},
         "flash": {"level": "success" if level == messages.SUCCESS else "error", "text": execution.message},
+        "poll": True,  # follow the accepted run in IPS
     }
     return render(
         request, "jobs/job_list.html#run-response", context, status=RUN_STATUS.get(execution.outcome, 500)
@@ -160,6 +161,24 @@ def sync_company(request, pk):
         return redirect("jobs:list")
     context = {"section": _company_view(company, role), "flash": {"level": level, "text": text}}
     return render(request, "jobs/job_list.html#sync-response", context, status=502 if result.error else 200)
+
+
+@require_GET
+@login_required_htmx
+def job_status(request, pk):
+    """The job's run as IPS reports it; answers 286 (htmx: stop polling) once done."""
+    job, role = _get_job_for_user(request, pk)
+    if role is None:
+        raise Http404("No such job.")
+    if not roles.is_authorized(role, "getActiveJobs"):
+        return HttpResponse(status=286)
+    status = services.job_status(job)
+    return render(
+        request,
+        "jobs/job_list.html#ips-status",
+        {"job": job, "status": status},
+        status=286 if status.finished else 200,
+    )
 
 
 def _visible_executions(user):

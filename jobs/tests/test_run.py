@@ -2,12 +2,14 @@
 
 import datetime as dt
 import socket
+import time
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from jobs import services
 from jobs.models import Execution, Job
 
 from .conftest import ALL_ACTORS, ANONYMOUS
@@ -287,3 +289,40 @@ def test_a_downgraded_role_loses_the_right_at_the_next_request(client, login, us
         ("denied", ""),
     ]
     assert len(_executes(ips_emulator)) == 1
+
+
+# --- Following a run in IPS -----------------------------------------------------
+
+
+def test_an_accepted_run_is_followed_until_ips_logs_it(client, login, job, ips_emulator):
+    ips_emulator.state.job_duration = 0.6
+    login("IpsUser")
+    body = client.post(reverse("jobs:run", args=[job.pk]), **HTMX).content.decode()
+    status_url = reverse("jobs:status", args=[job.pk])
+    assert f'hx-get="{status_url}"' in body
+
+    response = client.get(status_url, **HTMX)
+    assert response.status_code == 200  # still active: keep polling
+    assert "%" in response.content.decode()
+    for _ in range(50):
+        response = client.get(status_url, **HTMX)
+        if response.status_code == 286:
+            break
+        time.sleep(0.1)
+    assert response.status_code == 286  # htmx stops polling
+    assert "IPS log: 4 ok, 0 errors, 0 warnings" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "actor,status",
+    [("IpsUser", 200), ("IpsCompanyAdmin", 200), ("ImagePortalUser", 286), ("WebServiceUser", 286),
+     ("nomember", 404), ("othercompany", 404), ("admin", 200)],
+)
+def test_status_needs_get_active_jobs(actor, status, client, login, users, job, ips_emulator):
+    ips_emulator.state.job_duration = 30
+    login(actor)
+    assert services.run_job(job, users["IpsUser"], services.RequestInfo("x")).outcome == "accepted"
+    response = client.get(reverse("jobs:status", args=[job.pk]), **HTMX)
+    assert response.status_code == status
+    if status == 286:
+        assert response.content == b""

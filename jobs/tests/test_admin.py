@@ -1,0 +1,480 @@
+"""The Django admin: executions are read-only for everyone, connection passwords
+are write-only, the actions talk to the emulator over HTTP, changelists search
+and filter."""
+
+import datetime as dt
+
+import pytest
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs import services
+from jobs.models import Company, Connection, Execution, Job, Membership
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def admin_client(client, users):
+    client.force_login(users["admin"])
+    return client
+
+
+@pytest.fixture
+def execution(users, job):
+    """A real, finished run of "My Test Job" by the IpsUser, through the view."""
+    browser = Client()
+    browser.force_login(users["IpsUser"])
+    response = browser.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code == 200
+    row = Execution.objects.get()
+    assert row.outcome == "accepted"
+    return row
+
+
+def _messages(response):
+    return [(m.level, str(m)) for m in response.context["messages"]]
+
+
+# --- Executions: the audit trail --------------------------------------------
+
+
+def test_superuser_sees_the_execution_changelist(admin_client, execution):
+    response = admin_client.get(reverse("admin:jobs_execution_changelist"))
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
+    assert "My Test Job" in response.content.decode()
+
+
+def test_superuser_sees_an_execution(admin_client, execution):
+    response = admin_client.get(reverse("admin:jobs_execution_change", args=[execution.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "My Test Job" in body
+    assert "ipsuser" in body
+    # A view page: nothing to submit.
+    assert 'name="_save"' not in body
+    assert 'name="_continue"' not in body
+
+
+def test_it_refuses_to_add_executions(admin_client, execution):
+    assert admin_client.get(reverse("admin:jobs_execution_add")).status_code == 403
+    response = admin_client.post(
+        reverse("admin:jobs_execution_add"),
+        {"job_name": "forged", "username": "x", "outcome": "accepted", "request_id": "f"},
+    )
+    assert response.status_code == 403
+    assert Execution.objects.count() == 1
+
+
+def test_it_refuses_to_delete_executions(admin_client, execution):
+    url = reverse("admin:jobs_execution_delete", args=[execution.pk])
+    assert admin_client.get(url).status_code == 403
+    assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    assert Execution.objects.filter(pk=execution.pk).exists()
+
+
+def test_it_refuses_to_change_executions(admin_client, execution):
+    response = admin_client.post(
+        reverse("admin:jobs_execution_change", args=[execution.pk]),
+        {"job_name": "rewritten", "username": "someone", "outcome": "refused", "message": "edited"},
+    )
+    assert response.status_code == 403
+    row = Execution.objects.get(pk=execution.pk)
+    assert (row.job_name, row.username, row.outcome) == ("My Test Job", "ipsuser", "accepted")
+    assert row.message == execution.message
+
+
+def test_it_does_not_offer_delete_selected(admin_client, execution):
+    response = admin_client.get(reverse("admin:jobs_execution_changelist"))
+    assert response.status_code == 200
+    action_form = response.context["action_form"]
+    offered = [name for name, _ in action_form.fields["action"].choices] if action_form else []
+    assert "delete_selected" not in offered
+    assert 'value="delete_selected"' not in response.content.decode()
+
+
+def test_the_delete_selected_action_is_refused_when_forced(admin_client, execution):
+    response = admin_client.post(
+        reverse("admin:jobs_execution_changelist"),
+        {"action": "delete_selected", "_selected_action": [execution.pk], "post": "yes"},
+    )
+    assert response.status_code in (200, 302, 403)
+    assert Execution.objects.filter(pk=execution.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("operation", "stopJob"),
+        ("company_handle", "48"),
+        ("job_handle", "47|Other|"),
+        ("job_name", "Other"),
+        ("username", "somebody"),
+        ("role", "IpsAdmin"),
+        ("requested_at", timezone.now() - dt.timedelta(days=1)),
+        ("client_ip", "10.9.8.7"),
+        ("user_agent", "forger/1.0"),
+        ("request_id", "forged"),
+    ],
+)
+def test_it_refuses_to_change_identity_fields(execution, field, value):
+    row = Execution.objects.get(pk=execution.pk)
+    setattr(row, field, value)
+    with pytest.raises(PermissionError):
+        row.save()
+    assert getattr(Execution.objects.get(pk=execution.pk), field) == getattr(execution, field)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("outcome", "refused"),
+        ("message", "rewritten"),
+        ("fault_code", 20003),
+        ("fault_reason", "made up"),
+        ("duration_ms", 987654),
+    ],
+)
+def test_it_refuses_any_change_to_a_finished_row(execution, field, value):
+    row = Execution.objects.get(pk=execution.pk)
+    setattr(row, field, value)
+    with pytest.raises(PermissionError):
+        row.save()
+    # The instance returned by run_job is as protected as a loaded one.
+    setattr(execution, field, value)
+    with pytest.raises(PermissionError):
+        execution.save()
+    assert getattr(Execution.objects.get(pk=execution.pk), field) != value
+
+
+def test_it_lets_services_finish_a_sending_row(job, users):
+    row = Execution.objects.create(
+        job=job,
+        company=job.company,
+        company_handle="47",
+        job_handle=job.handle,
+        job_name=job.name,
+        user=users["IpsUser"],
+        username="ipsuser",
+        role="IpsUser",
+        outcome="sending",
+        requested_at=timezone.now(),
+        request_id="r1",
+    )
+    row = Execution.objects.get(pk=row.pk)
+    row.outcome = "accepted"
+    row.message = "done"
+    row.save()
+    assert Execution.objects.get(pk=row.pk).outcome == "accepted"
+    row.message = "again"
+    with pytest.raises(PermissionError):
+        row.save()
+
+
+def test_it_refuses_execution_delete(execution):
+    with pytest.raises(PermissionError):
+        execution.delete()
+    with pytest.raises(PermissionError):
+        Execution.objects.get(pk=execution.pk).delete()
+    assert Execution.objects.filter(pk=execution.pk).exists()
+
+
+def test_it_refuses_queryset_delete(execution):
+    with pytest.raises(PermissionError):
+        Execution.objects.filter(pk=execution.pk).delete()
+    with pytest.raises(PermissionError):
+        Execution.objects.all().delete()
+    assert Execution.objects.filter(pk=execution.pk).exists()
+
+
+@pytest.mark.parametrize("field, value", [("username", "somebody"), ("job_name", "x"), ("request_id", "y")])
+def test_it_refuses_queryset_update_of_identity(execution, field, value):
+    with pytest.raises(PermissionError):
+        Execution.objects.update(**{field: value})
+    with pytest.raises(PermissionError):
+        Execution.objects.filter(pk=execution.pk).update(**{field: value})
+    assert getattr(Execution.objects.get(pk=execution.pk), field) == getattr(execution, field)
+
+
+def _snapshot(row):
+    return {
+        f: getattr(row, f)
+        for f in ("job_name", "job_handle", "company_handle", "username", "role", "outcome", "request_id")
+    }
+
+
+def test_deleting_a_job_keeps_its_executions(execution, job):
+    before = _snapshot(execution)
+    job.delete()
+    assert not Job.objects.filter(pk=job.pk).exists()
+    row = Execution.objects.get(pk=execution.pk)
+    assert row.job is None
+    assert row.company is not None and row.user is not None
+    assert _snapshot(row) == before
+    assert before["job_name"] == "My Test Job" and before["job_handle"] == "47|My Test Job|"
+
+
+def test_deleting_a_user_keeps_their_executions(job, users):
+    user = users["IpsUser"]
+    made = services.run_job(job, user, services.RequestInfo(request_id="t1"))
+    assert made.outcome == "accepted"
+    before = _snapshot(made)
+    user.delete()
+    assert not get_user_model().objects.filter(pk=user.pk).exists()
+    row = Execution.objects.get(pk=made.pk)
+    assert row.user is None
+    assert row.job == job
+    assert _snapshot(row) == before
+    assert (before["username"], before["role"], before["request_id"]) == ("ipsuser", "IpsUser", "t1")
+
+
+def test_deleting_a_user_in_the_admin_keeps_their_executions(admin_client, execution, users):
+    user = users["IpsUser"]
+    before = _snapshot(execution)
+    response = admin_client.post(reverse("admin:auth_user_delete", args=[user.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not get_user_model().objects.filter(pk=user.pk).exists()
+    row = Execution.objects.get(pk=execution.pk)
+    assert row.user is None
+    assert _snapshot(row) == before
+
+
+def test_deleting_a_job_in_the_admin_keeps_its_executions(admin_client, execution, job):
+    before = _snapshot(execution)
+    response = admin_client.post(reverse("admin:jobs_job_delete", args=[job.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Job.objects.filter(pk=job.pk).exists()
+    row = Execution.objects.get(pk=execution.pk)
+    assert row.job is None
+    assert _snapshot(row) == before
+
+
+# --- Connection passwords ---------------------------------------------------
+
+
+def _connection_form(ips_emulator, **overrides):
+    data = {
+        "name": "Second emulator",
+        "region": "custom",
+        "service_url": ips_emulator.service_url,
+        "wsdl_url": "",
+        "api_version": "",
+        "username": "service@example.com",
+        "password": "s3cret-Pässword",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_it_stores_a_new_connection_password_encrypted(admin_client, ips_emulator):
+    response = admin_client.post(reverse("admin:jobs_connection_add"), _connection_form(ips_emulator))
+    assert response.status_code == 302
+    made = Connection.objects.get(name="Second emulator")
+    assert made.password_encrypted
+    assert made.password_encrypted != "s3cret-Pässword"
+    assert "s3cret" not in made.password_encrypted
+    assert made.get_password() == "s3cret-Pässword"
+
+
+def test_the_change_page_never_shows_the_password(admin_client, connection):
+    connection.set_password("s3cret-Pässword")
+    connection.save()
+    response = admin_client.get(reverse("admin:jobs_connection_change", args=[connection.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'name="password"' in body  # the write-only field is there, empty
+    assert "s3cret" not in body
+    assert connection.password_encrypted not in body
+
+
+def _change(admin_client, connection, ips_emulator, password):
+    return admin_client.post(
+        reverse("admin:jobs_connection_change", args=[connection.pk]),
+        _connection_form(ips_emulator, name="Emulator", username="service@example.com", password=password),
+    )
+
+
+def test_a_blank_password_keeps_the_old_one(admin_client, connection, ips_emulator):
+    token = connection.password_encrypted
+    response = _change(admin_client, connection, ips_emulator, "")
+    assert response.status_code == 302
+    connection.refresh_from_db()
+    assert connection.password_encrypted == token
+    assert connection.get_password() == "demo"
+
+
+def test_a_new_password_replaces_the_old_one(admin_client, connection, ips_emulator):
+    token = connection.password_encrypted
+    response = _change(admin_client, connection, ips_emulator, "n3w-password")
+    assert response.status_code == 302
+    connection.refresh_from_db()
+    assert connection.password_encrypted != token
+    assert connection.get_password() == "n3w-password"
+
+
+def test_a_new_connection_needs_a_password(admin_client, ips_emulator):
+    response = admin_client.post(reverse("admin:jobs_connection_add"), _connection_form(ips_emulator, password=""))
+    assert response.status_code == 200
+    assert not Connection.objects.filter(name="Second emulator").exists()
+    assert response.context["adminform"].form.errors["password"] == [
+        "A new connection needs the service account's password."
+    ]
+    assert "A new connection needs the service account&#x27;s password." in response.content.decode()
+
+
+# --- Admin actions ------------------------------------------------------------
+
+
+def _act(admin_client, model, action, pks):
+    return admin_client.post(
+        reverse(f"admin:jobs_{model}_changelist"),
+        {"action": action, "_selected_action": [str(pk) for pk in pks]},
+        follow=True,
+    )
+
+
+def test_test_connections_succeeds_for_an_ips_user(admin_client, connection, ips_emulator):
+    response = _act(admin_client, "connection", "test_connections", [connection.pk])
+    assert response.status_code == 200
+    assert _messages(response) == [(messages.SUCCESS, "Emulator: login works as service@example.com (IpsUser).")]
+    operations = [c["operation"] for c in ips_emulator.state.calls]
+    assert operations == ["checkLogin", "getUserInfo"]
+
+
+# Service account -> (level, words the message must contain). The design: the
+# service account must be IpsUser or IpsAdmin, and testing a connection warns
+# when it isn't -- whichever call (checkLogin or getUserInfo) shows it.
+CONNECTION_TEST_TABLE = [
+    ("service@example.com", "demo", messages.SUCCESS, ["IpsUser"]),
+    ("ipsadmin@example.com", "demo", messages.SUCCESS, ["IpsAdmin"]),
+    ("webserviceuser@example.com", "demo", messages.ERROR, ["WebServiceUser", "IpsUser", "IpsAdmin"]),
+    ("ipscompanyadmin@example.com", "demo", messages.ERROR, ["IpsCompanyAdmin", "IpsUser", "IpsAdmin"]),
+    ("imageportaluser@example.com", "demo", messages.ERROR, ["ImagePortalUser", "IpsUser", "IpsAdmin"]),
+    ("service@example.com", "Wr0ng-Pw!", messages.ERROR, ["10001", "INVALID_CREDENTIALS"]),
+    ("nobody@example.com", "demo", messages.ERROR, ["10002", "INVALID_USER"]),
+]
+
+
+@pytest.mark.parametrize("email, password, level, words", CONNECTION_TEST_TABLE)
+def test_test_connections_table(admin_client, connection, email, password, level, words):
+    connection.username = email
+    connection.set_password(password)
+    connection.save()
+    response = _act(admin_client, "connection", "test_connections", [connection.pk])
+    assert response.status_code == 200
+    [(got_level, text)] = _messages(response)
+    assert got_level == level, text
+    assert text.startswith("Emulator: ")
+    for word in words:
+        assert word in text, text
+    if password != "demo":
+        assert password not in text
+
+
+def test_test_connections_reports_an_unreachable_ips(admin_client, connection, unused_url):
+    connection.service_url = unused_url
+    connection.save()
+    response = _act(admin_client, "connection", "test_connections", [connection.pk])
+    [(level, text)] = _messages(response)
+    assert level == messages.ERROR
+    assert "refused the connection" in text
+
+
+def test_sync_company_jobs_action_creates_jobs(admin_client, company, other_company, ips_emulator):
+    response = _act(admin_client, "company", "sync_company_jobs", [company.pk])
+    assert response.status_code == 200
+    assert _messages(response) == [(messages.SUCCESS, "Demo Company (47): 5 new, 0 updated, 0 gone from IPS")]
+    assert Job.objects.filter(company=company).count() == 5
+    assert not Job.objects.filter(company=other_company).exists()
+    assert "My Test Job" in Job.objects.filter(company=company).values_list("name", flat=True)
+
+
+def test_sync_company_jobs_action_reports_a_failure(admin_client, company, ips_emulator):
+    ips_emulator.state.inject("soap_fault", operation="getScheduledJobs", code=30000, reason="Disk full")
+    response = _act(admin_client, "company", "sync_company_jobs", [company.pk])
+    [(level, text)] = _messages(response)
+    assert level == messages.ERROR
+    assert "sync failed" in text and "30000" in text and "Disk full" in text
+    assert not Job.objects.exists()
+
+
+def test_sync_connection_jobs_action_syncs_every_company(admin_client, connection, company, other_company):
+    response = _act(admin_client, "connection", "sync_connection_jobs", [connection.pk])
+    assert sorted(text for _, text in _messages(response)) == [
+        "Demo Company (47): 5 new, 0 updated, 0 gone from IPS",
+        "Other Company (48): 3 new, 0 updated, 0 gone from IPS",
+    ]
+    assert Job.objects.count() == 8
+
+
+def test_sync_job_companies_action(admin_client, job, ips_emulator):
+    ips_emulator.state.jobs["47|My Test Job|"].trigger_state = "Paused"
+    response = _act(admin_client, "job", "sync_job_companies", [job.pk])
+    assert [text for _, text in _messages(response)] == ["Demo Company (47): 0 new, 5 updated, 0 gone from IPS"]
+    job.refresh_from_db()
+    assert job.trigger_state == "Paused"
+
+
+@pytest.fixture
+def unused_url():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/scene7/services/IpsApiService"
+
+
+# --- Changelists: search and filters ------------------------------------------
+
+CHANGELISTS = [
+    # (admin url name, query, expected number of results)
+    ("jobs_connection_changelist", {"q": "Emulator", "region__exact": "custom"}, 1),
+    ("jobs_connection_changelist", {"q": "nothing-like-this"}, 0),
+    ("jobs_company_changelist", {"q": "47"}, 1),
+    ("jobs_company_changelist", {"q": "Company", "connection__id__exact": "{connection}"}, 2),
+    ("jobs_membership_changelist", {"q": "ipsuser", "role__exact": "IpsUser"}, 1),
+    ("jobs_membership_changelist", {"role__exact": "IpsAdmin"}, 2),
+    ("jobs_membership_changelist", {"q": "48"}, 1),
+    ("jobs_job_changelist", {"q": "Test", "is_gone__exact": "0"}, 1),
+    ("jobs_job_changelist", {"trigger_state__exact": "Paused"}, 1),
+    ("jobs_job_changelist", {"company__id__exact": "{company}"}, 5),
+    ("auth_user_changelist", {"q": "ipsuser", "is_superuser__exact": "0"}, 1),
+    ("auth_user_changelist", {"is_superuser__exact": "1"}, 1),
+    ("jobs_execution_changelist", {"q": "My Test", "outcome__exact": "accepted"}, 1),
+    ("jobs_execution_changelist", {"outcome__exact": "denied"}, 0),
+]
+
+
+@pytest.mark.parametrize("url_name, query, expected", CHANGELISTS)
+def test_changelists_search_and_filter(admin_client, execution, connection, company, url_name, query, expected):
+    ids = {"{connection}": str(connection.pk), "{company}": str(company.pk)}
+    query = {k: ids.get(v, v) for k, v in query.items()}
+    response = admin_client.get(reverse(f"admin:{url_name}"), query)
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == expected
+
+
+@pytest.mark.parametrize(
+    "url_name",
+    ["jobs_connection_changelist", "jobs_company_changelist", "jobs_membership_changelist",
+     "jobs_job_changelist", "auth_user_changelist", "jobs_execution_changelist"],
+)
+def test_changelists_are_for_staff_only(client, users, job, url_name):
+    client.force_login(users["IpsAdmin"])
+    response = client.get(reverse(f"admin:{url_name}"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_company_and_user_change_pages_load(admin_client, company, users):
+    assert admin_client.get(reverse("admin:jobs_company_change", args=[company.pk])).status_code == 200
+    response = admin_client.get(reverse("admin:auth_user_change", args=[users["IpsUser"].pk]))
+    assert response.status_code == 200
+    assert Membership.objects.get(user=users["IpsUser"]).role == "IpsUser"
+    assert "IpsUser" in response.content.decode()
+    assert Company.objects.count() == 2
