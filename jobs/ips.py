@@ -449,8 +449,20 @@ class IpsClient:
             ) from None
         except requests.exceptions.ConnectionError as exc:
             raise _connection_error(operation, e.service_url, exc) from None
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+            requests.exceptions.TooManyRedirects,
+        ) as exc:
+            # The request went out; the answer broke off or could not be decoded.
+            raise IpsUnavailable(
+                f"IPS broke off its answer to {operation} ({type(exc).__name__})", request_sent=True
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise IpsUnavailable(f"IPS request failed: {type(exc).__name__}") from None
+        except zeep.exceptions.ValidationError as exc:
+            # zeep refused to build the request: nothing was sent.
+            raise IpsError(f"Could not build the {operation} request: {exc.message}") from None
         except zeep.exceptions.TransportError as exc:
             if exc.status_code == 200:
                 raise IpsMalformedReply(f"IPS answered {operation} with invalid XML") from None
@@ -595,7 +607,12 @@ def _child_text(node, name):
 
 def _connection_error(operation, url, exc) -> IpsUnavailable:
     text = repr(exc)
-    if "RemoteDisconnected" in text or "ConnectionResetError" in text or "BrokenPipe" in text:
+    if (
+        "Connection aborted" in text  # urllib3: failed after connecting, while sending or reading
+        or "RemoteDisconnected" in text
+        or "ConnectionResetError" in text
+        or "BrokenPipe" in text
+    ):
         return IpsUnavailable(
             f"IPS closed the connection during {operation} without answering", request_sent=True
         )

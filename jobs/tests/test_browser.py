@@ -103,6 +103,8 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(page, live_serve
     # A second press while IPS still runs it: refused, said in plain words.
     page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
     expect(page.locator("#messages")).to_contain_text("already running")
+    # The row follows the run in IPS (htmx polling) until its log is there.
+    expect(page.locator(f"#job-{job.pk} .ips-status")).to_contain_text("IPS log: 4 ok", timeout=10_000)
 
     page.click("text=History")
     expect(page.locator(f"#execution-{execution.pk}")).to_contain_text("My Test Job")

@@ -1,0 +1,1172 @@
+"""jobs/ips.py over real HTTP against the IPS emulator (ipsemulator/).
+
+No database, no mocks of the wire: every test builds an ``ips.Endpoint`` that
+points at the session's emulator (``ips_emulator`` fixture, root conftest.py)
+and talks SOAP to it. Misbehaviour comes from the emulator's fault injection.
+
+The emulator records who called what (``state.calls``) but not the authHeader's
+appName/appVersion, so ``wire`` spies on the emulator's request parser to keep
+the raw request bodies as they arrived over the socket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import socket
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from lxml import etree
+
+from ipsemulator import app as emulator_app
+from ipsemulator.state import Job as EmulatorJob
+from jobs import ips
+
+SERVICE = "service@example.com"
+DEMO_PASSWORD = "demo"
+# Distinctive passwords: if they show up anywhere, it is a leak.
+SECRET = "Zq7!s3cr3t-Pässwörd-9f1c"
+OTHER_SECRET = "Xy8?another-s3cret-77ab"
+
+MY_JOB = "47|My Test Job|"
+NIGHTLY = "47|Nightly | Publish|"
+BOLD = "47|<b>Bold</b> Upload|"
+UEBERSICHT = "47|Übersicht Publish|"
+VIDEO = "47|Video Sync|"
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+NS_2014 = "http://www.scene7.com/IpsApi/xsd/2014-04-03"
+BODY_NAMESPACE = {"": ips.IPS_NS, "2014-04-03": NS_2014}
+
+# (api_version, WSDL from the emulator instead of the bundled file)
+API_CONFIGS = [
+    pytest.param(("", False), id="unversioned-bundled-wsdl"),
+    pytest.param(("", True), id="unversioned-remote-wsdl"),
+    pytest.param(("2014-04-03", False), id="2014-04-03-bundled-wsdl"),
+    pytest.param(("2014-04-03", True), id="2014-04-03-remote-wsdl"),
+]
+
+
+# --------------------------------------------------------------- helpers
+
+
+def make_endpoint(
+    emulator,
+    user=SERVICE,
+    password=DEMO_PASSWORD,
+    *,
+    api_version="",
+    remote_wsdl=False,
+    connect_timeout=2.0,
+    read_timeout=5.0,
+    service_url=None,
+    **extra,
+) -> ips.Endpoint:
+    return ips.Endpoint(
+        service_url=service_url or emulator.service_url,
+        user=user,
+        password=password,
+        api_version=api_version,
+        wsdl_url=emulator.wsdl_url(api_version or None) if remote_wsdl else "",
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        **extra,
+    )
+
+
+def as_user(emulator, email, password=DEMO_PASSWORD, **kwargs) -> ips.IpsClient:
+    return ips.get_client(make_endpoint(emulator, email, password, **kwargs))
+
+
+def closed_port() -> int:
+    """A local port nobody listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_aware(value):
+    assert isinstance(value, dt.datetime), value
+    assert value.tzinfo is not None and value.utcoffset() is not None, value
+
+
+def assert_secret_absent(exc: BaseException, *secrets):
+    texts = [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
+    for secret in secrets:
+        for text in texts:
+            assert secret not in text
+
+
+def by_handle(items):
+    return {i.job_handle: i for i in items}
+
+
+def wait_for(predicate, timeout=5.0, interval=0.05):
+    """Poll ``predicate`` until it returns something truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def exercise_every_operation(client: ips.IpsClient) -> list[str]:
+    """Call each client method once (in an order that makes them all valid);
+    returns the IPS operation names in call order."""
+    client.get_scheduled_jobs("47")
+    client.execute_job("47", MY_JOB)
+    client.get_active_jobs("47")
+    client.stop_job("47", MY_JOB)
+    client.get_job_logs("47")
+    client.get_job_log_details("47", job_handle=MY_JOB)
+    client.pause_job("47", NIGHTLY)
+    client.resume_job("47", NIGHTLY)
+    client.delete_job("47", VIDEO)
+    client.check_login(SERVICE, DEMO_PASSWORD)
+    client.get_company_info("47")
+    client.get_user_info()
+    client.get_company_membership()
+    return [
+        "getScheduledJobs",
+        "executeJob",
+        "getActiveJobs",
+        "stopJob",
+        "getJobLogs",
+        "getJobLogDetails",
+        "pauseJob",
+        "resumeJob",
+        "deleteJob",
+        "checkLogin",
+        "getCompanyInfo",
+        "getUserInfo",
+        "getCompanyMembership",
+    ]
+
+
+# --------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(params=API_CONFIGS)
+def api(request):
+    """(api_version, remote_wsdl) — every combination the client supports."""
+    return request.param
+
+
+@pytest.fixture
+def client(ips_emulator, api):
+    """The service account's client, over each API version and WSDL source."""
+    version, remote = api
+    return ips.get_client(make_endpoint(ips_emulator, api_version=version, remote_wsdl=remote))
+
+
+@pytest.fixture
+def wire(monkeypatch):
+    """Raw SOAP request bodies as the emulator received them."""
+    bodies: list[bytes] = []
+    parse = emulator_app.parse_soap
+
+    def spy(body, *args, **kwargs):
+        bodies.append(bytes(body))
+        return parse(body, *args, **kwargs)
+
+    monkeypatch.setattr(emulator_app, "parse_soap", spy)
+    return bodies
+
+
+# ------------------------------------------------------ results: the jobs
+
+
+def test_it_lists_scheduled_jobs_as_dataclasses(client):
+    jobs = client.get_scheduled_jobs("47")
+
+    assert isinstance(jobs, list)
+    assert all(isinstance(j, ips.ScheduledJob) for j in jobs)
+    assert {j.job_handle for j in jobs} == {MY_JOB, NIGHTLY, BOLD, UEBERSICHT, VIDEO}
+    job = by_handle(jobs)[MY_JOB]
+    assert job.company_handle == "47"
+    assert job.name == "My Test Job"
+    assert job.original_name == "My Test Job"
+    assert job.type == "ImageServingPublish"
+    assert job.submit_user_email == "ipsadmin@example.com"
+    assert job.locale == "en_US"
+    assert job.description == "The job from the executeJob reference example"
+    assert job.exec_schedule == "00 00 00 * * "
+    assert job.time_zone == "PST"
+    assert job.trigger_state == "Normal"
+    assert_aware(job.next_fire_time)
+    assert job.next_fire_time == dt.datetime(
+        2026, 11, 30, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-8))
+    )
+    for j in jobs:
+        for name in ("company_handle", "job_handle", "name", "time_zone", "trigger_state"):
+            assert isinstance(getattr(j, name), str), (j, name)
+
+
+def test_it_round_trips_pipes_markup_and_non_ascii_exactly(client):
+    jobs = by_handle(client.get_scheduled_jobs("47"))
+
+    assert jobs[NIGHTLY].name == "Nightly | Publish"
+    assert jobs[BOLD].name == "<b>Bold</b> Upload"
+    assert jobs[BOLD].description == "Name with <markup> & an ampersand"
+    assert jobs[BOLD].trigger_state == "Paused"
+    assert jobs[UEBERSICHT].name == "Übersicht Publish"
+    assert jobs[UEBERSICHT].description == "Übersicht der Produktbilder – täglich"
+    assert jobs[UEBERSICHT].next_fire_time.utcoffset() == dt.timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "filters, expected",
+    [
+        ({"job_handle": MY_JOB}, [MY_JOB]),
+        ({"job_handle": NIGHTLY}, [NIGHTLY]),
+        ({"job_handle": BOLD}, [BOLD]),
+        ({"original_name": "Übersicht Publish"}, [UEBERSICHT]),
+        ({"original_name": "<b>Bold</b> Upload"}, [BOLD]),
+        ({"original_name": "No such job"}, []),
+    ],
+    ids=["handle", "handle-with-pipe", "handle-with-markup", "name-non-ascii", "name-markup", "no-match"],
+)
+def test_it_filters_scheduled_jobs(client, filters, expected):
+    jobs = client.get_scheduled_jobs("47", **filters)
+
+    assert [j.job_handle for j in jobs] == expected
+
+
+def test_it_lists_another_companys_jobs(ips_emulator):
+    client = as_user(ips_emulator, SERVICE)
+
+    jobs = client.get_scheduled_jobs("48")
+
+    assert {j.name for j in jobs} == {"Menü Bilder Upload", "Metadaten Import", "Template Publish"}
+    assert all(j.company_handle == "48" for j in jobs)
+
+
+def test_it_lists_no_active_jobs_as_an_empty_list(client):
+    assert client.get_active_jobs("47") == []
+    assert client.get_active_jobs() == []
+
+
+def test_it_executes_a_job_and_lists_it_as_active(client):
+    assert client.execute_job("47", MY_JOB) is None
+
+    active = client.get_active_jobs("47")
+
+    assert len(active) == 1
+    run = active[0]
+    assert isinstance(run, ips.ActiveJob)
+    assert run.company_handle == "47"
+    assert run.job_handle.startswith("47||My Test Job_")
+    assert run.job_handle != MY_JOB
+    assert run.original_name == "My Test Job"
+    assert run.type == "ImageServingPublish"
+    assert run.state in ("New", "Running")
+    assert run.submit_user_email == SERVICE
+    assert isinstance(run.server_name, str) and run.server_name
+    assert_aware(run.start_date)
+    assert_aware(run.last_progress_update)
+    assert isinstance(run.total_size, int) and run.total_size > 0
+    assert isinstance(run.progress, int) and 0 <= run.progress <= 100
+    assert isinstance(run.progress_message, str)
+    assert len(run.task_progress) == 1
+    task = run.task_progress[0]
+    assert isinstance(task, ips.TaskProgress)
+    assert isinstance(task.progress, int)
+    assert task.task_name == "ImageServingPublish"
+
+
+@pytest.mark.parametrize(
+    "filters, expected",
+    [
+        ({}, ["My Test Job", "Nightly | Publish"]),
+        ({"company_handle": "47"}, ["My Test Job", "Nightly | Publish"]),
+        ({"company_handle": "48"}, []),
+        ({"job_handle": MY_JOB}, ["My Test Job"]),
+        ({"job_handle": NIGHTLY}, ["Nightly | Publish"]),
+        ({"original_name": "Nightly | Publish"}, ["Nightly | Publish"]),
+    ],
+    ids=["no-filter", "company", "other-company", "scheduled-handle", "handle-with-pipe", "original-name"],
+)
+def test_it_filters_active_jobs(ips_emulator, filters, expected):
+    client = as_user(ips_emulator, SERVICE)
+    client.execute_job("47", MY_JOB)
+    client.execute_job("47", NIGHTLY)
+
+    active = client.get_active_jobs(**filters)
+
+    assert sorted(a.original_name for a in active) == expected
+
+
+def test_it_lists_job_logs(client):
+    logs = client.get_job_logs("47")
+
+    assert all(isinstance(log, ips.JobLog) for log in logs)
+    assert sorted(log.original_job_name for log in logs) == [
+        "My Test Job",
+        "My Test Job",
+        "Nightly | Publish",
+    ]
+    log = next(log for log in logs if log.original_job_name == "My Test Job")
+    assert log.company_handle == "47"
+    assert log.job_name.startswith("My Test Job_2026-11-2")
+    assert log.job_handle == f"47||{log.job_name}"
+    assert log.job_sub_type == "ImageServingPublish"
+    assert isinstance(log.log_type, str)
+    assert_aware(log.start_date)
+    assert_aware(log.end_date)
+    assert log.end_date > log.start_date
+    assert log.fatal_error is False
+    for name in (
+        "file_success_count",
+        "file_error_count",
+        "file_warning_count",
+        "file_duplicate_count",
+        "file_update_count",
+        "total_file_count",
+        "transfer_success_count",
+        "detail_total_rows",
+    ):
+        value = getattr(log, name)
+        assert isinstance(value, int) and not isinstance(value, bool), (name, value)
+    assert log.total_file_count == 4
+    assert log.details == []  # getJobLogs carries no detailArray
+
+
+def test_it_passes_job_log_filters(ips_emulator):
+    client = as_user(ips_emulator, SERVICE)
+    pst = dt.timezone(dt.timedelta(hours=-8))
+
+    one = client.get_job_logs("47", sort_by="StartDate", sort_direction="Ascending", num_rows=1)
+    by_name = client.get_job_logs("47", sort_by="JobName", sort_direction="Descending")
+    late = client.get_job_logs("47", start_date=dt.datetime(2026, 11, 28, 0, 0, tzinfo=pst))
+    early = client.get_job_logs("47", end_date=dt.datetime(2026, 11, 27, 12, 0, tzinfo=pst))
+    everywhere = client.get_job_logs()
+
+    assert len(one) == 1 and one[0].start_date == dt.datetime(2026, 11, 27, 0, 0, tzinfo=pst)
+    assert [log.original_job_name for log in by_name] == ["Nightly | Publish", "My Test Job", "My Test Job"]
+    assert sorted(log.job_name for log in late) == sorted(
+        log.job_name for log in by_name if log.start_date >= dt.datetime(2026, 11, 28, tzinfo=pst)
+    )
+    assert len(late) == 2
+    assert [log.start_date for log in early] == [dt.datetime(2026, 11, 27, 0, 0, tzinfo=pst)]
+    assert {log.company_handle for log in everywhere} == {"47", "48"}
+
+
+def test_it_reads_job_log_details(client):
+    logs = client.get_job_log_details("47", job_handle=MY_JOB)
+
+    assert len(logs) == 2
+    log = logs[0]
+    assert isinstance(log, ips.JobLog)
+    assert log.original_job_name == "My Test Job"
+    assert log.details
+    assert log.detail_total_rows == len(log.details)
+    assert all(isinstance(d, ips.JobLogDetail) for d in log.details)
+    types = [d.log_type for d in log.details]
+    assert types[0] == "BeginImageServingPublish"
+    assert "OriginalJobName" in types
+    assert types[-1] == "EndImageServingPublish"
+    asset = next(d for d in log.details if d.asset_name)
+    assert asset.asset_type == "Image"
+    assert isinstance(asset.asset_handle, str)
+    assert asset.aux == [f"47/{asset.asset_name}"]
+    assert all(isinstance(d.log_message, str) for d in log.details)
+
+
+def test_it_passes_job_log_detail_filters(ips_emulator):
+    client = as_user(ips_emulator, SERVICE)
+
+    only_names = client.get_job_log_details(
+        "47", original_name="My Test Job", log_types=["OriginalJobName"]
+    )
+    paged = client.get_job_log_details(
+        "47", job_handle=MY_JOB, records_per_page=2, results_page=2, sort_by="LogType",
+        sort_direction="Descending",
+    )
+
+    assert len(only_names) == 2
+    for log in only_names:
+        assert [(d.log_type, d.log_message) for d in log.details] == [("OriginalJobName", "My Test Job")]
+    for log in paged:
+        assert len(log.details) == 2
+        assert log.detail_total_rows > 2
+
+
+def test_it_round_trips_markup_and_non_ascii_asset_names_in_details(ips_emulator):
+    client = as_user(ips_emulator, SERVICE)
+    ips_emulator.state.job_duration = 0.3
+    client.execute_job("47", BOLD)
+
+    logs = wait_for(lambda: client.get_job_log_details("47", job_handle=BOLD))
+
+    names = [d.asset_name for d in logs[0].details if d.asset_name]
+    assert names == ["logo<1>.png", "banner&co.jpg", "hero.jpg"]
+
+
+def test_it_pauses_and_resumes_a_job(client):
+    assert client.pause_job("47", NIGHTLY) is None
+    assert client.get_scheduled_jobs("47", job_handle=NIGHTLY)[0].trigger_state == "Paused"
+
+    assert client.resume_job("47", NIGHTLY) is None
+    assert client.get_scheduled_jobs("47", job_handle=NIGHTLY)[0].trigger_state == "Normal"
+
+
+def test_it_stops_a_running_job(client):
+    client.execute_job("47", MY_JOB)
+
+    assert client.stop_job("47", MY_JOB) is None
+
+    (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
+    assert run.state in ("Stopping", "Done")
+
+
+def test_it_deletes_a_job(client):
+    assert client.delete_job("47", VIDEO) is None
+
+    assert VIDEO not in by_handle(client.get_scheduled_jobs("47"))
+    assert client.get_scheduled_jobs("47", job_handle=VIDEO) == []
+
+
+def test_it_runs_a_job_through_its_whole_lifecycle(ips_emulator, client):
+    ips_emulator.state.job_duration = 0.3
+
+    client.execute_job("47", MY_JOB)
+    (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
+    assert run.state in ("New", "Running")
+    assert isinstance(run.progress, int)
+
+    wait_for(lambda: not client.get_active_jobs("47", job_handle=MY_JOB))
+
+    logs = client.get_job_logs("47")
+    (log,) = [log for log in logs if log.job_handle == run.job_handle]
+    assert log.original_job_name == "My Test Job"
+    assert log.job_name == run.name
+    assert log.submit_user_email == SERVICE
+    assert_aware(log.end_date)
+    assert log.fatal_error is False
+    assert log.file_success_count == 4
+
+    (detailed,) = client.get_job_log_details("47", job_handle=run.job_handle)
+    assert detailed.job_handle == run.job_handle
+    assert detailed.original_job_name == "My Test Job"
+    assert len(detailed.details) == detailed.detail_total_rows >= 4
+    assert [d.log_type for d in detailed.details].count("ImageServingPublishSuccess") == 4
+
+
+def test_it_runs_a_job_whose_name_has_a_pipe_markup_and_non_ascii(ips_emulator):
+    name = "Ünïcødé | <b>Bold</b> & 日本語 > done"
+    handle = f"47|{name}|"
+    # The emulator has no public way to add a job: put one in its (reset) data.
+    ips_emulator.state.jobs[handle] = EmulatorJob(
+        company="47", handle=handle, name=name, type="UrlUpload", description=f"<i>{name}</i>"
+    )
+    ips_emulator.state.job_duration = 0.3
+    client = as_user(ips_emulator, SERVICE)
+
+    (scheduled,) = client.get_scheduled_jobs("47", job_handle=handle)
+    assert (scheduled.job_handle, scheduled.name, scheduled.description) == (handle, name, f"<i>{name}</i>")
+    client.execute_job("47", handle)
+    (run,) = client.get_active_jobs("47", original_name=name)
+    assert run.original_name == name
+    assert run.job_handle.startswith(f"47||{name}_")
+
+    wait_for(lambda: not client.get_active_jobs("47", job_handle=handle))
+    (log,) = client.get_job_log_details("47", job_handle=run.job_handle)
+    assert log.original_job_name == name
+    assert ("OriginalJobName", name) in [(d.log_type, d.log_message) for d in log.details]
+
+
+# ---------------------------------------------------- results: the account
+
+
+def test_it_checks_a_valid_login(client):
+    assert client.check_login(SERVICE, DEMO_PASSWORD) is True
+    assert client.check_login("ipsuser@example.com", DEMO_PASSWORD, company_handle="47") is True
+
+
+@pytest.mark.parametrize(
+    "email, password, company",
+    [
+        (SERVICE, "not-the-password", None),
+        ("nobody@example.com", DEMO_PASSWORD, None),
+        ("ipsuser@example.com", DEMO_PASSWORD, "52"),  # not a member there
+    ],
+    ids=["wrong-password", "unknown-user", "not-a-member"],
+)
+def test_it_checks_an_invalid_login(client, email, password, company):
+    assert client.check_login(email, password, company_handle=company) is False
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"company_handle": "48"}, {"company_name": "Café Zürich"}],
+    ids=["by-handle", "by-name"],
+)
+def test_it_reads_company_info(client, kwargs):
+    info = client.get_company_info(**kwargs)
+
+    assert isinstance(info, ips.CompanyInfo)
+    assert info.company_handle == "48"
+    assert info.name == "Café Zürich"
+    assert info.root_path == "CafeZurich/"
+    assert_aware(info.expires)
+    assert info.expires == dt.datetime(2029, 6, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+
+
+def test_it_reads_the_callers_user_info(client):
+    info = client.get_user_info()
+
+    assert isinstance(info, ips.UserInfo)
+    assert info.email == SERVICE
+    assert info.first_name == "Service"
+    assert info.last_name == "Account"
+    assert info.default_role == "IpsUser"
+    assert info.is_valid is True
+    assert isinstance(info.user_handle, str) and info.user_handle
+
+
+def test_it_reads_another_users_info_by_email_and_handle(ips_emulator):
+    admin = as_user(ips_emulator, "ipsadmin@example.com")
+
+    by_email = admin.get_user_info(email="imageportalcontribuser@example.com")
+    again = admin.get_user_info(by_email.user_handle)
+
+    assert by_email.first_name == "Zoë"
+    assert by_email.default_role == "ImagePortalContribUser"
+    assert again == by_email
+
+
+def test_it_reads_company_memberships(client):
+    memberships = client.get_company_membership()
+
+    assert all(isinstance(m, ips.Membership) for m in memberships)
+    assert all(isinstance(m.company, ips.CompanyInfo) for m in memberships)
+    assert sorted((m.company.company_handle, m.role, m.is_active) for m in memberships) == [
+        ("47", "IpsUser", True),
+        ("48", "IpsUser", True),
+        ("52", "IpsUser", True),
+    ]
+    names = {m.company.company_handle: m.company.name for m in memberships}
+    assert names["52"] == "Nordlicht & Søn"
+    assert all(m.company.expires.tzinfo is not None for m in memberships)
+
+
+def test_it_reads_an_inactive_membership(ips_emulator):
+    admin = as_user(ips_emulator, "ipsadmin@example.com")
+    handle = admin.get_user_info(email="ipsuser@example.com").user_handle
+
+    memberships = admin.get_company_membership(handle)
+
+    assert sorted((m.company.company_handle, m.is_active) for m in memberships) == [
+        ("47", True),
+        ("48", False),
+    ]
+
+
+# ------------------------------------------------------ versions and WSDLs
+
+
+def test_it_speaks_the_namespace_of_its_api_version(ips_emulator, api, client):
+    version, _ = api
+
+    client.get_scheduled_jobs("47", job_handle=MY_JOB)
+    client.execute_job("47", MY_JOB)
+
+    calls = ips_emulator.state.calls
+    assert [c["operation"] for c in calls] == ["getScheduledJobs", "executeJob"]
+    assert {c["namespace"] for c in calls} == {BODY_NAMESPACE[version]}
+    assert calls[1]["job_handle"] == MY_JOB
+    assert calls[1]["company_handle"] == "47"
+
+
+def test_it_refuses_an_api_version_without_a_bundled_wsdl(ips_emulator):
+    with pytest.raises(ips.IpsError, match="No bundled WSDL"):
+        ips.get_client(make_endpoint(ips_emulator, api_version="2012-02-14"))
+
+
+def test_it_reports_an_unreachable_wsdl_as_unavailable(ips_emulator):
+    url = f"http://127.0.0.1:{closed_port()}/scene7/webservice/IpsApi.wsdl"
+    endpoint = ips.Endpoint(service_url=ips_emulator.service_url, user=SERVICE, password=SECRET, wsdl_url=url)
+
+    with pytest.raises(ips.IpsUnavailable) as info:
+        ips.IpsClient(endpoint)
+
+    assert info.value.request_sent is False
+    assert_secret_absent(info.value, SECRET)
+
+
+def test_it_parses_each_wsdl_once_per_process(ips_emulator, api):
+    version, remote = api
+    first = as_user(ips_emulator, SERVICE, api_version=version, remote_wsdl=remote)
+    first.get_scheduled_jobs("47")
+    parses = ips.stats["wsdl_parses"]
+
+    for n in range(5):
+        ips.clear_clients()
+        ips.get_client(make_endpoint(ips_emulator, api_version=version, remote_wsdl=remote))
+    clients = [
+        ips.get_client(make_endpoint(ips_emulator, user, api_version=version, remote_wsdl=remote,
+                                     read_timeout=4.0 + n))
+        for n, user in enumerate(["ipsuser@example.com", "ipsadmin@example.com", SERVICE])
+    ]
+    clients.append(ips.IpsClient(make_endpoint(ips_emulator, api_version=version, remote_wsdl=remote,
+                                               app_name="other")))
+    for c in clients:
+        for _ in range(3):
+            c.get_scheduled_jobs("47", job_handle=MY_JOB)
+            c.get_user_info()
+
+    assert ips.stats["wsdl_parses"] == parses
+
+
+def test_it_returns_the_same_client_for_equal_endpoints(ips_emulator):
+    a = ips.get_client(make_endpoint(ips_emulator))
+    b = ips.get_client(make_endpoint(ips_emulator))
+    other_password = ips.get_client(make_endpoint(ips_emulator, password="other"))
+    other_timeout = ips.get_client(make_endpoint(ips_emulator, read_timeout=1.0))
+    other_version = ips.get_client(make_endpoint(ips_emulator, api_version="2014-04-03"))
+
+    assert a is b
+    assert len({id(a), id(other_password), id(other_timeout), id(other_version)}) == 4
+    assert other_timeout.endpoint.read_timeout == 1.0
+    ips.clear_clients()
+    assert ips.get_client(make_endpoint(ips_emulator)) is not a
+
+
+# ------------------------------------------------------------ authHeader
+
+
+def test_it_sends_an_auth_header_with_app_name_and_version_on_every_call(ips_emulator, api, wire):
+    version, remote = api
+    client = ips.get_client(
+        make_endpoint(ips_emulator, api_version=version, remote_wsdl=remote,
+                      app_name="ipsadmin-tests", app_version="1.2.3")
+    )
+
+    operations = exercise_every_operation(client)
+
+    assert [c["operation"] for c in ips_emulator.state.calls] == operations
+    assert all(c["user"] == SERVICE for c in ips_emulator.state.calls)
+    assert len(wire) == len(operations)
+    for body, operation in zip(wire, operations):
+        envelope = etree.fromstring(body)
+        (header,) = envelope.findall(f"{{{SOAP_ENV}}}Header/{{{ips.IPS_NS}}}authHeader")
+        fields = [(etree.QName(c).localname, c.text) for c in header]
+        names = [n for n, _ in fields]
+        assert names[:2] == ["user", "password"], operation
+        assert names[2:] in (["appName", "appVersion"], ["locale", "appName", "appVersion"]), operation
+        values = dict(fields)
+        assert values["user"] == SERVICE
+        assert values["password"] == DEMO_PASSWORD
+        assert values["appName"] == "ipsadmin-tests"
+        assert values["appVersion"] == "1.2.3"
+        (param,) = envelope.find(f"{{{SOAP_ENV}}}Body")
+        assert param.tag == f"{{{BODY_NAMESPACE[version]}}}{operation}Param"
+
+
+def test_it_sends_the_locale_when_set(ips_emulator, wire):
+    client = ips.get_client(make_endpoint(ips_emulator, locale="de_DE"))
+
+    client.get_user_info()
+
+    header = etree.fromstring(wire[-1]).find(f"{{{SOAP_ENV}}}Header/{{{ips.IPS_NS}}}authHeader")
+    assert [etree.QName(c).localname for c in header] == ["user", "password", "locale", "appName", "appVersion"]
+    assert header.find(f"{{{ips.IPS_NS}}}locale").text == "de_DE"
+
+
+# --------------------------------------------------------------- faults
+
+
+def assert_fault(exc, cls, family, code, operation):
+    assert type(exc) is cls
+    assert isinstance(exc, ips.IpsFault) and isinstance(exc, ips.IpsError)
+    assert exc.family == family
+    assert exc.code == code
+    assert isinstance(exc.code, int)
+    assert isinstance(exc.reason, str) and exc.reason
+    assert exc.operation == operation
+    assert str(code) in str(exc)
+    assert ips.FAULT_NAMES[code] in str(exc)
+
+
+@pytest.mark.parametrize(
+    "user, code",
+    [(SERVICE, 10001), ("nobody@example.com", 10002)],
+    ids=["wrong-password", "unknown-user"],
+)
+def test_it_maps_authentication_faults(ips_emulator, api, user, code):
+    version, remote = api
+    client = as_user(ips_emulator, user, SECRET, api_version=version, remote_wsdl=remote)
+
+    with pytest.raises(ips.IpsAuthenticationFault) as info:
+        client.get_scheduled_jobs("47")
+
+    assert_fault(info.value, ips.IpsAuthenticationFault, "authenticationFault", code, "getScheduledJobs")
+    assert user in info.value.reason
+    assert info.value.fault_string == "AuthenticationException"
+    assert_secret_absent(info.value, SECRET)
+
+
+@pytest.mark.parametrize(
+    "user, call, code",
+    [
+        ("webserviceuser@example.com", lambda c: c.get_scheduled_jobs("47"), 20003),
+        ("webserviceuser@example.com", lambda c: c.get_user_info(), 20003),
+        ("ipscompanyadmin@example.com", lambda c: c.execute_job("47", MY_JOB), 20003),
+        ("imageportaluser@example.com", lambda c: c.get_active_jobs("47"), 20003),
+        ("ipsuser@example.com", lambda c: c.get_scheduled_jobs("48"), 20006),  # inactive member
+        ("ipsuser@example.com", lambda c: c.execute_job("52", "52|Weekly Cleanup|"), 20006),  # no member
+        (SERVICE, lambda c: c.get_scheduled_jobs("999"), 20000),
+        (SERVICE, lambda c: c.get_company_info(company_name="No Such Company"), 20000),
+        (SERVICE, lambda c: c.get_user_info(email="ipsadmin@example.com"), 20007),
+    ],
+    ids=[
+        "webserviceuser-lists-jobs",
+        "webserviceuser-reads-itself",
+        "companyadmin-executes",
+        "portaluser-lists-active",
+        "inactive-member",
+        "not-a-member",
+        "unknown-company",
+        "unknown-company-name",
+        "other-user",
+    ],
+)
+def test_it_maps_authorization_faults(ips_emulator, user, call, code):
+    client = as_user(ips_emulator, user)
+
+    with pytest.raises(ips.IpsAuthorizationFault) as info:
+        call(client)
+
+    assert info.value.family == "authorizationFault"
+    assert info.value.code == code
+    assert info.value.fault_string == "AuthorizationException"
+    assert str(code) in str(info.value)
+
+
+def test_it_maps_a_refused_operation_like_the_reference_example(ips_emulator):
+    client = as_user(ips_emulator, "webserviceuser@example.com")
+
+    with pytest.raises(ips.IpsAuthorizationFault) as info:
+        client.execute_job("47", MY_JOB)
+
+    assert_fault(info.value, ips.IpsAuthorizationFault, "authorizationFault", 20003, "executeJob")
+    assert "executeJob" in info.value.reason
+    assert "20003 NO_OPERATION_PERMISSION" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.execute_job("47", "47|No Such Job|"),
+        lambda c: c.pause_job("47", "47|No Such Job|"),
+        lambda c: c.delete_job("47", "48|Metadaten Import|"),  # another company's job
+        lambda c: c.stop_job("47", MY_JOB),  # not running
+        lambda c: c.get_job_logs("47", sort_by="Nonsense"),
+    ],
+    ids=["execute-unknown", "pause-unknown", "other-company", "stop-not-running", "bad-sort"],
+)
+def test_it_maps_invalid_parameters_to_api_faults(client, call):
+    with pytest.raises(ips.IpsApiFault) as info:
+        call(client)
+
+    assert info.value.family == "ipsApiFault"
+    assert info.value.code == 30001
+    assert "30001 INVALID_PARAMETER" in str(info.value)
+
+
+def test_it_maps_an_unknown_job_handle_to_api_fault_30001(client):
+    with pytest.raises(ips.IpsApiFault) as info:
+        client.execute_job("47", "47|No Such Job|")
+
+    assert_fault(info.value, ips.IpsApiFault, "ipsApiFault", 30001, "executeJob")
+    assert "47|No Such Job|" in info.value.reason
+
+
+def test_it_maps_executing_a_running_job_to_api_fault_30001(client):
+    client.execute_job("47", MY_JOB)
+
+    with pytest.raises(ips.IpsApiFault) as info:
+        client.execute_job("47", MY_JOB)
+
+    assert info.value.code == 30001
+    assert "already running" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "call, operation",
+    [
+        (lambda c: c.get_company_info(), "getCompanyInfo"),
+        (lambda c: c.execute_job("47", ""), "executeJob"),
+        (lambda c: c.check_login("", ""), "checkLogin"),
+    ],
+    ids=["company-info-without-handle-or-name", "empty-job-handle", "empty-login"],
+)
+def test_it_maps_missing_parameters_to_api_fault_30002(client, call, operation):
+    with pytest.raises(ips.IpsApiFault) as info:
+        call(client)
+
+    assert_fault(info.value, ips.IpsApiFault, "ipsApiFault", 30002, operation)
+
+
+@pytest.mark.parametrize(
+    "family, code, cls",
+    [
+        ("authenticationFault", 10000, ips.IpsAuthenticationFault),
+        ("authorizationFault", 20009, ips.IpsAuthorizationFault),
+        ("ipsApiFault", 30000, ips.IpsApiFault),
+    ],
+)
+def test_it_maps_an_injected_fault_of_each_family(ips_emulator, api, family, code, cls):
+    version, remote = api
+    reason = f"Injected <{family}> – Grüße & co"
+    ips_emulator.state.inject("soap_fault", operation="executeJob", fault=family, code=code, reason=reason)
+    client = as_user(ips_emulator, SERVICE, api_version=version, remote_wsdl=remote)
+
+    with pytest.raises(cls) as info:
+        client.execute_job("47", MY_JOB)
+
+    assert_fault(info.value, cls, family, code, "executeJob")
+    assert info.value.reason == reason
+    # The injection was used up: the next call succeeds.
+    client.execute_job("47", MY_JOB)
+
+
+def test_it_keeps_an_unknown_fault_code_without_a_name(ips_emulator):
+    ips_emulator.state.inject("soap_fault", fault="ipsApiFault", code=39999, reason="Something new")
+    client = as_user(ips_emulator, SERVICE)
+
+    with pytest.raises(ips.IpsApiFault) as info:
+        client.get_user_info()
+
+    assert info.value.code == 39999
+    assert info.value.reason == "Something new"
+
+
+# ---------------------------------------------------- transport failures
+
+
+INJECTED_OPERATIONS = pytest.mark.parametrize(
+    "operation, call",
+    [
+        ("getScheduledJobs", lambda c: c.get_scheduled_jobs("47")),
+        ("executeJob", lambda c: c.execute_job("47", MY_JOB)),
+    ],
+    ids=["getScheduledJobs", "executeJob"],
+)
+
+
+@INJECTED_OPERATIONS
+def test_it_maps_latency_beyond_the_read_timeout_to_a_timeout(ips_emulator, operation, call):
+    ips_emulator.state.inject("latency", operation=operation, seconds=1.5)
+    client = as_user(ips_emulator, SERVICE, SECRET, read_timeout=0.3)
+
+    with pytest.raises(ips.IpsTimeout) as info:
+        call(client)
+
+    assert info.value.request_sent is True
+    assert "0.3" in str(info.value)
+    assert_secret_absent(info.value, SECRET)
+
+
+def test_it_tolerates_latency_within_the_read_timeout(ips_emulator):
+    ips_emulator.state.inject("latency", operation="getScheduledJobs", seconds=0.2)
+    client = as_user(ips_emulator, SERVICE, read_timeout=3.0)
+
+    assert len(client.get_scheduled_jobs("47")) == 5
+
+
+@INJECTED_OPERATIONS
+def test_it_maps_a_refused_connection_to_unavailable(ips_emulator, operation, call):
+    url = f"http://127.0.0.1:{closed_port()}/scene7/services/IpsApiService"
+    client = as_user(ips_emulator, SERVICE, SECRET, service_url=url)
+
+    with pytest.raises(ips.IpsUnavailable) as info:
+        call(client)
+
+    assert info.value.request_sent is False
+    assert "refused" in str(info.value)
+    assert_secret_absent(info.value, SECRET)
+
+
+@INJECTED_OPERATIONS
+def test_it_maps_an_html_500_page_to_unavailable(ips_emulator, operation, call):
+    ips_emulator.state.inject("http_500_html", operation=operation)
+    client = as_user(ips_emulator, SERVICE, SECRET)
+
+    with pytest.raises(ips.IpsUnavailable) as info:
+        call(client)
+
+    assert info.value.request_sent is True
+    assert "500" in str(info.value)
+    assert_secret_absent(info.value, SECRET)
+
+
+@INJECTED_OPERATIONS
+def test_it_maps_malformed_xml_to_malformed_reply(ips_emulator, operation, call):
+    ips_emulator.state.inject("malformed_xml", operation=operation)
+    client = as_user(ips_emulator, SERVICE, SECRET)
+
+    with pytest.raises(ips.IpsMalformedReply) as info:
+        call(client)
+
+    assert info.value.request_sent is True
+    assert_secret_absent(info.value, SECRET)
+
+
+@INJECTED_OPERATIONS
+def test_it_maps_empty_body_to_malformed_reply(ips_emulator, operation, call):
+    ips_emulator.state.inject("empty_body", operation=operation)
+    client = as_user(ips_emulator, SERVICE, SECRET)
+
+    with pytest.raises(ips.IpsMalformedReply) as info:
+        call(client)
+
+    assert info.value.request_sent is True
+    assert_secret_absent(info.value, SECRET)
+
+
+@INJECTED_OPERATIONS
+def test_it_maps_a_dropped_connection_to_unavailable_after_sending(ips_emulator, operation, call):
+    ips_emulator.state.inject("drop_connection", operation=operation)
+    client = as_user(ips_emulator, SERVICE, SECRET)
+
+    with pytest.raises(ips.IpsUnavailable) as info:
+        call(client)
+
+    assert info.value.request_sent is True
+    assert_secret_absent(info.value, SECRET)
+
+
+def test_it_recovers_after_an_injected_failure(ips_emulator):
+    ips_emulator.state.inject("drop_connection", operation="getScheduledJobs")
+    client = as_user(ips_emulator, SERVICE)
+    with pytest.raises(ips.IpsUnavailable):
+        client.get_scheduled_jobs("47")
+
+    assert len(client.get_scheduled_jobs("47")) == 5
+
+
+def test_it_maps_injections_matched_by_job_handle(ips_emulator):
+    ips_emulator.state.inject("soap_fault", job_handle=NIGHTLY, code=30000, reason="Disk full", times=2)
+    client = as_user(ips_emulator, SERVICE)
+
+    client.execute_job("47", MY_JOB)
+    for _ in range(2):
+        with pytest.raises(ips.IpsApiFault, match="Disk full"):
+            client.execute_job("47", NIGHTLY)
+    client.execute_job("47", NIGHTLY)
+
+
+def test_it_maps_a_connect_timeout_to_a_timeout_before_sending(ips_emulator):
+    # A listening socket whose accept queue is full: the kernel drops further
+    # SYNs, so connecting hangs (real TCP, no emulator involved).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(4):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", port))
+                fillers.append(s)
+            with socket.socket() as probe:
+                probe.settimeout(0.2)
+                try:
+                    probe.connect(("127.0.0.1", port))
+                except (TimeoutError, socket.timeout):
+                    pass
+                else:
+                    pytest.skip("this kernel accepts connections beyond the backlog")
+            url = f"http://127.0.0.1:{port}/scene7/services/IpsApiService"
+            client = as_user(ips_emulator, SERVICE, SECRET, service_url=url, connect_timeout=0.3, read_timeout=0.3)
+
+            with pytest.raises(ips.IpsTimeout) as info:
+                client.execute_job("47", MY_JOB)
+        finally:
+            for s in fillers:
+                s.close()
+
+    assert info.value.request_sent is False
+    assert_secret_absent(info.value, SECRET)
+
+
+def test_it_does_not_blame_ips_for_a_request_it_could_not_build(ips_emulator):
+    client = as_user(ips_emulator, SERVICE)
+
+    # jobHandle is required by the WSDL: zeep refuses to build the request.
+    with pytest.raises(ips.IpsError) as info:
+        client.execute_job("47", None)
+
+    assert ips_emulator.state.calls == []
+    assert info.value.request_sent is False
+    assert not isinstance(info.value, ips.IpsMalformedReply)
+
+
+# Replies the emulator cannot produce (it answers or drops, nothing in
+# between): a one-shot raw HTTP server that reads the request and answers
+# these bytes. The request reached the server, so the job may have run.
+BROKEN_REPLIES = {
+    "truncated-body": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: 1000\r\n\r\n"
+        b"<?xml version='1.0'?><soapenv:Envelope"
+    ),
+    "garbage-status-line": b"garbage\r\n\r\n",
+    "broken-gzip": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: 10\r\n\r\n0123456789"
+    ),
+}
+
+
+@pytest.fixture
+def broken_server():
+    servers = []
+
+    def serve(reply: bytes) -> str:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        servers.append(listener)
+
+        def run():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"Envelope>" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(reply)
+
+        threading.Thread(target=run, daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}/scene7/services/IpsApiService"
+
+    yield serve
+    for listener in servers:
+        listener.close()
+
+
+@pytest.mark.parametrize("reply", BROKEN_REPLIES.values(), ids=BROKEN_REPLIES.keys())
+def test_it_knows_the_request_was_sent_when_the_reply_breaks_off(ips_emulator, broken_server, reply):
+    client = as_user(ips_emulator, SERVICE, SECRET, service_url=broken_server(reply), read_timeout=2.0)
+
+    with pytest.raises(ips.IpsError) as info:
+        client.execute_job("47", MY_JOB)
+
+    assert isinstance(info.value, (ips.IpsUnavailable, ips.IpsMalformedReply))
+    assert info.value.request_sent is True
+    assert_secret_absent(info.value, SECRET)
+
+
+# ------------------------------------------------------------ concurrency
+
+
+def test_it_shares_one_client_and_one_wsdl_between_threads(ips_emulator):
+    ips.get_client(make_endpoint(ips_emulator)).get_user_info()
+    parses = ips.stats["wsdl_parses"]
+    ips.clear_clients()
+
+    def work(n):
+        client = ips.get_client(make_endpoint(ips_emulator))
+        jobs = client.get_scheduled_jobs("47", job_handle=NIGHTLY)
+        return client, [j.name for j in jobs]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, range(32)))
+
+    assert len({id(client) for client, _ in results}) == 1
+    assert all(names == ["Nightly | Publish"] for _, names in results)
+    assert ips.stats["wsdl_parses"] == parses
+
+
+# ------------------------------------------------------ the password
+
+
+def test_it_keeps_the_password_out_of_reprs(ips_emulator):
+    endpoint = make_endpoint(ips_emulator, password=SECRET)
+    client = ips.get_client(endpoint)
+
+    for text in (repr(endpoint), str(endpoint), repr(client), str(client), repr(endpoint.cache_key())):
+        assert SECRET not in text
+    assert SERVICE in repr(client)
+
+
+@pytest.mark.parametrize("password", ["<&>\"' ]]> ä€😀", "  spaces around  "], ids=["markup-and-unicode", "spaces"])
+def test_it_sends_any_password_exactly(ips_emulator, password):
+    ips_emulator.state.add_user("odd@example.com", password, "IpsUser", {"47": "IpsUser"})
+    client = as_user(ips_emulator, "odd@example.com", password)
+
+    assert client.get_user_info().email == "odd@example.com"
+    assert client.check_login("odd@example.com", password) is True
+    assert client.check_login("odd@example.com", password.strip() + "x") is False
+
+
+def _all_loggers_at_debug(caplog):
+    """DEBUG everywhere: root, zeep, zeep.transports, urllib3, jobs.ips and
+    every other logger that exists by now."""
+    caplog.set_level(logging.DEBUG)
+    names = {"zeep", "zeep.transports", "zeep.wsdl", "zeep.xsd", "urllib3", "requests", "jobs", "jobs.ips"}
+    names |= {n for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    for name in sorted(names):
+        caplog.set_level(logging.DEBUG, logger=name)
+
+
+def _assert_logs_clean(caplog, *secrets):
+    assert any(r.levelno == logging.DEBUG for r in caplog.records), "no DEBUG record: the test proves nothing"
+    text = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    for secret in secrets:
+        assert secret not in text
+    assert "password>" not in text.lower()  # no envelope with a <password> element
+    assert f">{DEMO_PASSWORD}<" not in text
+
+
+def test_it_keeps_the_password_out_of_logs(ips_emulator, caplog):
+    ips_emulator.state.add_user("logger@example.com", SECRET, "IpsUser", {"47": "IpsUser"})
+    _all_loggers_at_debug(caplog)
+    good = ips.get_client(make_endpoint(ips_emulator, "logger@example.com", SECRET))
+    demo = ips.get_client(make_endpoint(ips_emulator, SERVICE, DEMO_PASSWORD))
+    bad = ips.get_client(make_endpoint(ips_emulator, SERVICE, OTHER_SECRET))
+
+    good.get_scheduled_jobs("47")
+    good.execute_job("47", MY_JOB)
+    assert good.check_login("logger@example.com", SECRET) is True
+    assert demo.get_user_info().email == SERVICE
+    with pytest.raises(ips.IpsAuthenticationFault) as info:
+        bad.execute_job("47", MY_JOB)
+
+    _assert_logs_clean(caplog, SECRET, OTHER_SECRET)
+    assert_secret_absent(info.value, SECRET, OTHER_SECRET)
+
+
+def test_it_keeps_the_password_out_of_logs_of_failed_calls(ips_emulator, caplog):
+    _all_loggers_at_debug(caplog)
+    client = ips.get_client(make_endpoint(ips_emulator, SERVICE, SECRET, read_timeout=0.3))
+    ips_emulator.state.inject("http_500_html", operation="getScheduledJobs")
+    ips_emulator.state.inject("malformed_xml", operation="getScheduledJobs")
+    ips_emulator.state.inject("drop_connection", operation="getScheduledJobs")
+    ips_emulator.state.inject("latency", operation="getScheduledJobs", seconds=1.0)
+
+    errors = []
+    for _ in range(4):
+        with pytest.raises(ips.IpsError) as info:
+            client.get_scheduled_jobs("47")
+        errors.append(info.value)
+
+    assert [type(e) for e in errors] == [ips.IpsUnavailable, ips.IpsMalformedReply, ips.IpsUnavailable, ips.IpsTimeout]
+    _assert_logs_clean(caplog, SECRET)
+    for e in errors:
+        assert_secret_absent(e, SECRET)
