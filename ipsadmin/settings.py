@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "jobs.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "jobs.middleware.ContentSecurityPolicyMiddleware",
+    # Oversized or garbage bodies: a clean 4xx before CSRF, sessions or views.
+    "jobs.middleware.RequestBodyGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -193,6 +195,10 @@ AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+# Log lines name the client IP; the username stays out of logs (people type
+# passwords into it) and is in the admin's access attempts instead.
+AXES_SENSITIVE_PARAMETERS = ["username"]
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -206,6 +212,9 @@ SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Error reports (DEBUG page, mailed or logged reports) hide anything named like
+# a password, secret, token or key, and the frames of the SOAP stack.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "jobs.reporting.SecretCleansingExceptionReporterFilter"
 
 LOGGING = {
     "version": 1,
@@ -220,7 +229,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # Failed logins (WARNING) and successful ones (INFO), with username and IP.
+        "axes": {"level": "INFO"},
+        "axes.apps": {"level": "WARNING"},  # not the version banner at every start
         # zeep logs whole envelopes at DEBUG, authHeader password included.
         "zeep": {"level": "WARNING"},
         "zeep.transports": {"level": "WARNING"},
