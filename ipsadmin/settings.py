@@ -178,8 +178,8 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 # timeout stays well below gunicorn's worker timeout.
 IPS_CONNECT_TIMEOUT = env_float("IPS_CONNECT_TIMEOUT", 3.0)
 IPS_READ_TIMEOUT = env_float("IPS_READ_TIMEOUT", 10.0)
-# A 'sending' row older than both timeouts plus this margin belongs to a
-# process that died mid-call, and is marked interrupted.
+# A 'sending' row older than the timeouts of a run's IPS calls plus this
+# margin belongs to a process that died mid-call, and is marked interrupted.
 IPS_STALE_MARGIN = env_float("IPS_STALE_MARGIN", 30.0)
 IPS_APP_NAME = "ipsadmin"
 IPS_APP_VERSION = "0.1"

@@ -48,11 +48,17 @@ class RequestInfo:
     user_agent: str = ""
 
 
+#: IPS calls a run may wait on in turn: getActiveJobs, then executeJob.
+IPS_CALLS_PER_RUN = 2
+
+
 def stale_after() -> dt.timedelta:
-    """Age after which a 'sending' row belongs to a process that died mid-call."""
-    return dt.timedelta(
-        seconds=settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT + settings.IPS_STALE_MARGIN
-    )
+    """Age after which a 'sending' row belongs to a process that died mid-call.
+
+    A live run may wait out the timeouts of each of its IPS calls: only past
+    all of them (plus the margin) is its process taken for dead."""
+    per_call = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
+    return dt.timedelta(seconds=IPS_CALLS_PER_RUN * per_call + settings.IPS_STALE_MARGIN)
 
 
 def reconcile_stale(job: Job | None = None) -> int:
@@ -212,10 +218,11 @@ def _in_flight_message(job: Job) -> str:
 
 
 def _send(execution: Execution, job: Job) -> Execution:
-    client = job.company.connection.client()
     execution.sent_at = timezone.now()
     execution.save(update_fields=["sent_at"])
     try:
+        # Inside the try: fetching a remote WSDL can fail like any IPS call.
+        client = job.company.connection.client()
         active = client.get_active_jobs(job.company.handle, original_name=job.name)
         active = [a for a in active if a.original_name == job.name]
         if active:
@@ -234,7 +241,7 @@ def _send(execution: Execution, job: Job) -> Execution:
         outcome, message = describe_error(error, job)
         _finish(execution, outcome, message, error)
     try:
-        execution.save()
+        _save_outcome(execution)
     except Exception:
         log.exception(
             "IPS answered %s for %r (request %s) but the audit row %s could not be updated",
@@ -254,6 +261,25 @@ def _send(execution: Execution, job: Job) -> Execution:
         execution.request_id,
     )
     return execution
+
+
+def _save_outcome(execution: Execution) -> None:
+    """Write the outcome, unless the row was meanwhile taken for dead."""
+    with transaction.atomic():
+        stored = Execution.objects.select_for_update().values_list("outcome", flat=True).get(pk=execution.pk)
+        if stored == Outcome.SENDING:
+            execution.save()
+            return
+    # reconcile_stale() gave up on this run; the audit row is final by now.
+    log.error(
+        "run of %r (request %s) ended %s after its audit row %s was marked %s; the row keeps %s",
+        execution.job_handle,
+        execution.request_id,
+        execution.outcome,
+        execution.pk,
+        stored,
+        stored,
+    )
 
 
 # --- Sync -------------------------------------------------------------------

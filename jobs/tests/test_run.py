@@ -326,3 +326,17 @@ def test_status_needs_get_active_jobs(actor, status, client, login, users, job, 
     assert response.status_code == status
     if status == 286:
         assert response.content == b""
+
+
+def test_a_run_finishing_after_it_was_taken_for_dead_keeps_the_final_row(job, users, ips_emulator, caplog):
+    """reconcile_stale() may give up on a slow live run; its late answer must not rewrite history."""
+    execution = services._new_execution(job, users["IpsUser"], "IpsUser", services.RequestInfo("late-1"))
+    execution.outcome = "sending"
+    execution.requested_at = timezone.now() - dt.timedelta(minutes=10)
+    execution.save()
+    assert services.reconcile_stale(job) == 1
+    result = services._send(execution, job)
+    assert result.outcome == "accepted"  # the user is told what IPS said
+    execution.refresh_from_db()
+    assert execution.outcome == "interrupted"
+    assert "late-1" in caplog.text and "was marked interrupted" in caplog.text
