@@ -1,11 +1,15 @@
 """Dashboard fixtures: a connection to the emulator, its companies and jobs,
 and one named user per IPS user type (plus the edge cases of the role tables)."""
 
+import secrets
+import socket
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from jobs import ips, services
-from jobs.models import Company, Connection, Job, Membership
+from jobs.models import Company, Connection, Execution, Job, Membership
 from jobs.roles import UserType
 
 #: The role-table rows beyond the ten IPS user types.
@@ -93,3 +97,33 @@ def login(client, users):
         return users.get(actor)
 
     return _login
+
+
+def make_execution(job, user, outcome="accepted", **values):
+    """An audit row as another worker (alive or dead) would have written it."""
+    defaults = dict(
+        job=job,
+        company=job.company,
+        company_handle=job.company.handle,
+        job_handle=job.handle,
+        job_name=job.name,
+        user=user,
+        username=user.get_username(),
+        role="IpsUser",
+        outcome=outcome,
+        requested_at=timezone.now(),
+        client_ip="192.0.2.1",
+        user_agent="pytest",
+        request_id="req-" + secrets.token_hex(8),
+    )
+    defaults.update(values)
+    return Execution.objects.create(**defaults)
+
+
+@pytest.fixture
+def unused_url():
+    """An IpsApiService address where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/scene7/services/IpsApiService"

@@ -419,15 +419,6 @@ def test_sync_job_companies_action(admin_client, job, ips_emulator):
     assert job.trigger_state == "Paused"
 
 
-@pytest.fixture
-def unused_url():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/scene7/services/IpsApiService"
-
 
 # --- Changelists: search and filters ------------------------------------------
 

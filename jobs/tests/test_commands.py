@@ -13,6 +13,8 @@ from django.utils import timezone
 from jobs import demo
 from jobs.models import Company, Connection, Execution, Job, Membership
 
+from .conftest import make_execution
+
 User = get_user_model()
 
 # The ten IPS user types: dashboard username -> IPS user type in company 47.
@@ -208,20 +210,13 @@ def test_refuse_demo_passwords_does_nothing_with_debug(db, debug, ips_emulator):
 
 def _execution(job, user, outcome, age, request_id):
     requested = timezone.now() - age
-    finished = None if outcome == "sending" else requested + dt.timedelta(seconds=1)
-    return Execution.objects.create(
-        job=job,
-        company=job.company,
-        company_handle=job.company.handle,
-        job_handle=job.handle,
-        job_name=job.name,
-        user=user,
-        username=user.username,
-        role="IpsUser",
-        outcome=outcome,
+    return make_execution(
+        job,
+        user,
+        outcome,
         requested_at=requested,
         sent_at=requested if outcome != "denied" else None,
-        finished_at=finished,
+        finished_at=None if outcome == "sending" else requested + dt.timedelta(seconds=1),
         request_id=request_id,
     )
 

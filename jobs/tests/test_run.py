@@ -1,7 +1,6 @@
 """Run: who may press it, and what every outcome looks like, against the emulator over HTTP."""
 
 import datetime as dt
-import socket
 import time
 
 import pytest
@@ -12,7 +11,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.models import Execution, Job
 
-from .conftest import ALL_ACTORS, ANONYMOUS
+from .conftest import ALL_ACTORS, make_execution
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -99,7 +98,7 @@ def test_it_requires_csrf(users, job, ips_emulator):
 
     page = browser.get(reverse("jobs:list"))
     token = page.cookies["csrftoken"].value
-    assert f'"X-CSRFToken": "' in page.content.decode()  # hx-headers on <body>
+    assert '"X-CSRFToken": "' in page.content.decode()  # hx-headers on <body>
     response = browser.post(reverse("jobs:run", args=[job.pk]), HTTP_X_CSRFTOKEN=token, **HTMX)
     assert response.status_code == 200
     assert Execution.objects.get().outcome == "accepted"
@@ -166,16 +165,10 @@ def test_ips_fault_is_refused_by_ips(family, code, status, words, client, login,
     assert "Injected &lt;reason&gt; &amp; more" in body
 
 
-def _closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_unreachable_ips(client, login, job):
+def test_unreachable_ips(client, login, job, unused_url):
     login("IpsUser")
     connection = job.company.connection
-    connection.service_url = f"http://127.0.0.1:{_closed_port()}/scene7/services/IpsApiService"
+    connection.service_url = unused_url
     connection.save()
     response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
     assert response.status_code == 502
@@ -231,19 +224,7 @@ def test_a_job_ips_reports_active_is_not_run_again(client, login, job, ips_emula
 
 def _in_flight(job, user, requested_at):
     """A run another worker has started (or died in)."""
-    return Execution.objects.create(
-        job=job,
-        company=job.company,
-        company_handle=job.company.handle,
-        job_handle=job.handle,
-        job_name=job.name,
-        user=user,
-        username=user.username,
-        role="TrialSiteUser",
-        outcome="sending",
-        requested_at=requested_at,
-        request_id="other-request",
-    )
+    return make_execution(job, user, "sending", role="TrialSiteUser", requested_at=requested_at)
 
 
 def test_an_in_flight_run_blocks_another(client, login, users, job, ips_emulator):

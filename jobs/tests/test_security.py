@@ -38,6 +38,8 @@ from jobs.models import Company, Connection, Execution, Job, Membership
 from jobs.reporting import SecretCleansingExceptionReporterFilter
 from jobs.roles import UserType
 
+from .conftest import make_execution
+
 HTMX = {"HTTP_HX_REQUEST": "true"}
 BASE_DIR = django_settings.BASE_DIR
 
@@ -562,23 +564,7 @@ def test_error_reports_hide_every_variable_of_the_soap_stack(rf):
 
 
 def _execution(job, user, outcome="accepted", **values):
-    defaults = dict(
-        job=job,
-        company=job.company,
-        company_handle=job.company.handle,
-        job_handle=job.handle,
-        job_name=job.name,
-        user=user,
-        username=user.get_username(),
-        role="IpsUser",
-        outcome=outcome,
-        requested_at=timezone.now(),
-        client_ip="192.0.2.1",
-        user_agent="pytest",
-        request_id="req-" + secrets.token_hex(8),
-    )
-    defaults.update(values)
-    return Execution.objects.create(**defaults)
+    return make_execution(job, user, outcome, **values)
 
 
 def _raw(sql, params=()):

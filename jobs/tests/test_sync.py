@@ -2,7 +2,6 @@
 
 import datetime as dt
 import io
-import socket
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -59,13 +58,6 @@ def _state(company):
 def _scheduled_calls(emulator):
     return [c for c in emulator.state.calls if c["operation"] == "getScheduledJobs"]
 
-
-@pytest.fixture
-def unused_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/scene7/services/IpsApiService"
 
 
 # --- services.sync_company ----------------------------------------------------
