@@ -178,6 +178,14 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 # timeout stays well below gunicorn's worker timeout.
 IPS_CONNECT_TIMEOUT = env_float("IPS_CONNECT_TIMEOUT", 3.0)
 IPS_READ_TIMEOUT = env_float("IPS_READ_TIMEOUT", 10.0)
+# A Run makes at most two IPS calls (getActiveJobs, executeJob): both must fit
+# in gunicorn's worker timeout (ipsadmin/gunicorn.conf.py reads the same variable).
+_WORKER_TIMEOUT = env_float("GUNICORN_TIMEOUT", 30)
+if 2 * (IPS_CONNECT_TIMEOUT + IPS_READ_TIMEOUT) >= _WORKER_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"Two IPS calls of {IPS_CONNECT_TIMEOUT:g} s + {IPS_READ_TIMEOUT:g} s must fit in "
+        f"gunicorn's worker timeout of {_WORKER_TIMEOUT:g} s: lower IPS_READ_TIMEOUT or raise GUNICORN_TIMEOUT."
+    )
 # A 'sending' row older than the timeouts of a run's IPS calls plus this
 # margin belongs to a process that died mid-call, and is marked interrupted.
 IPS_STALE_MARGIN = env_float("IPS_STALE_MARGIN", 30.0)

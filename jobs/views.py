@@ -151,7 +151,7 @@ def sync_company(request, pk):
         return render(
             request,
             "jobs/job_list.html#flash",
-            {"flash": {"level": "error", "text": reason}, "oob": False},
+            {"flash": {"level": "error", "text": reason}},
             status=403,
         )
     result = services.sync_company(company)

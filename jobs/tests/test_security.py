@@ -90,6 +90,17 @@ def test_production_settings_refuse_to_start_without_an_encryption_key():
     assert "IPSADMIN_ENCRYPTION_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "timeouts,ok",
+    [({}, True), ({"IPS_READ_TIMEOUT": "12"}, False), ({"IPS_READ_TIMEOUT": "12", "GUNICORN_TIMEOUT": "40"}, True)],
+)
+def test_settings_refuse_ips_timeouts_a_worker_could_not_wait_out(timeouts, ok):
+    result = _run(["-c", "import ipsadmin.settings"], _production_env(**timeouts))
+    assert (result.returncode == 0) is ok, result.stderr
+    if not ok:
+        assert "must fit in gunicorn's worker timeout of 30 s" in result.stderr
+
+
 def test_production_settings_refuse_the_development_secret_key():
     result = _run(
         ["-c", "import ipsadmin.settings"],
