@@ -149,3 +149,29 @@ def test_cancelling_the_confirmation_runs_nothing(page, live_server, transaction
     page.wait_for_timeout(300)
     assert not Execution.objects.exists()
     assert not [c for c in ips_emulator.state.calls if c["operation"] == "executeJob"]
+
+
+def test_the_admin_works_under_the_same_content_security_policy(page, live_server, transactional_db, users, job):
+    from playwright.sync_api import expect
+
+    base = live_server.url
+    page.goto(f"{base}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+    for path in [
+        "/admin/jobs/execution/",
+        "/admin/jobs/connection/add/",
+        f"/admin/jobs/company/{job.company.pk}/change/",
+        f"/admin/auth/user/{users['IpsUser'].pk}/change/",
+        "/admin/jobs/job/?q=Test",
+    ]:
+        response = page.goto(base + path)
+        assert response.status == 200, path
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+    # Scripts still run: the membership inline's autocomplete (select2) opens.
+    page.goto(f"{base}/admin/auth/user/{users['IpsUser'].pk}/change/")
+    page.locator(".select2-selection").first.click()
+    expect(page.locator(".select2-search__field")).to_be_visible()
+    assert page.console_errors == []
