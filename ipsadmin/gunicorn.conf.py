@@ -4,8 +4,9 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
-# Sync workers: each Run holds its worker for at most the IPS connect + read
-# timeouts (3 s + 10 s by default), well inside this worker timeout.
+# Sync workers: a Run holds its worker for at most two IPS calls, each
+# bounded by the connect + read timeouts (2 x (3 s + 10 s) by default);
+# on_starting refuses timeouts that would not fit in this one.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 accesslog = "-"
@@ -16,11 +17,12 @@ limit_request_fields = 100
 
 
 def on_starting(server):
-    # Refuse to serve with demo passwords once DEBUG is off.
+    # Refuse to serve with demo passwords (DEBUG off), or with IPS timeouts
+    # a worker could not wait out.
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ipsadmin.settings")
     import django
 
     django.setup()
-    from jobs.demo import refuse_demo_passwords
+    from jobs.checks import check_before_serving
 
-    refuse_demo_passwords()
+    check_before_serving(worker_timeout=timeout)

@@ -127,6 +127,10 @@ class JobAdmin(admin.ModelAdmin):
     readonly_fields = ["last_synced_at", "gone_at"]
     actions = [sync_job_companies]
 
+    def has_delete_permission(self, request, obj=None):
+        # A job missing from IPS is marked gone by a sync, never deleted.
+        return False
+
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):

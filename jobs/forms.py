@@ -23,7 +23,7 @@ class HistoryFilterForm(forms.Form):
         if data.get("job"):
             executions = executions.filter(job=data["job"])
         if data.get("user"):
-            executions = executions.filter(username__iexact=data["user"].strip())
+            executions = executions.filter(username=data["user"].strip())
         if data.get("outcome"):
             executions = executions.filter(outcome=data["outcome"])
         return executions

@@ -376,10 +376,19 @@ def _parsed_wsdl(source: str, timeout: float) -> zeep.Client:
             try:
                 client = zeep.Client(source, transport=zeep.Transport(timeout=timeout))
             except requests.RequestException as exc:
-                raise IpsUnavailable(f"Could not load the IPS WSDL from {source}: {exc}") from exc
+                raise IpsUnavailable(f"Could not load the IPS WSDL from {source} ({type(exc).__name__})") from None
+            except Exception as exc:
+                # An HTML page, broken XML, a schema zeep cannot read: not cached.
+                raise IpsError(f"{source} is not a usable IPS WSDL ({type(exc).__name__})") from None
+            if not client.wsdl.bindings or f"{{{IPS_NS}}}authHeader" not in _element_names(client):
+                raise IpsError(f"{source} is not an IPS WSDL (no SOAP binding or no authHeader)")
             stats["wsdl_parses"] += 1
             _wsdl_cache[source] = client
         return client
+
+
+def _element_names(client) -> set[str]:
+    return {str(e.qname) for e in client.wsdl.types.elements}
 
 
 def get_client(endpoint: Endpoint) -> IpsClient:
@@ -427,8 +436,8 @@ class IpsClient:
             appVersion=e.app_version,
         )
 
-    def call(self, operation: str, **params):
-        """Call an operation; returns the serialized reply (dicts and lists)."""
+    def call(self, operation: str, convert=None, **params):
+        """Call an operation; returns ``convert(reply)``, the reply as dicts and lists."""
         params = {k: v for k, v in params.items() if v is not None}
         method = getattr(self._service, operation)
         e = self.endpoint
@@ -475,7 +484,15 @@ class IpsClient:
                 f"IPS answered {operation} with a reply that is not a valid {operation}Return "
                 f"({type(exc).__name__})"
             ) from None
-        return zeep.helpers.serialize_object(result, dict)
+        reply = zeep.helpers.serialize_object(result, dict)
+        if convert is None:
+            return reply
+        try:
+            return convert(reply)
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            raise IpsMalformedReply(
+                f"IPS answered {operation} with a reply of an unexpected shape ({type(exc).__name__})"
+            ) from None
 
     # The operations, by their IPS names in snake case.
 
@@ -495,22 +512,22 @@ class IpsClient:
         self.call("deleteJob", companyHandle=company_handle, jobHandle=job_handle)
 
     def get_scheduled_jobs(self, company_handle, *, job_handle=None, original_name=None):
-        reply = self.call(
+        return self.call(
             "getScheduledJobs",
+            _list_of(ScheduledJob, "jobArray"),
             companyHandle=company_handle,
             jobHandle=job_handle,
             originalName=original_name,
         )
-        return [_from_soap(ScheduledJob, i) for i in _items(_field(reply, "jobArray"))]
 
     def get_active_jobs(self, company_handle=None, *, job_handle=None, original_name=None):
-        reply = self.call(
+        return self.call(
             "getActiveJobs",
+            _list_of(ActiveJob, "jobArray"),
             companyHandle=company_handle,
             jobHandle=job_handle,
             originalName=original_name,
         )
-        return [_from_soap(ActiveJob, i) for i in _items(_field(reply, "jobArray"))]
 
     def get_job_logs(
         self,
@@ -523,8 +540,9 @@ class IpsClient:
         end_date=None,
         num_rows=None,
     ):
-        reply = self.call(
+        return self.call(
             "getJobLogs",
+            _list_of(JobLog, "jobLogArray"),
             companyHandle=company_handle,
             userHandle=user_handle,
             sortBy=sort_by,
@@ -533,7 +551,6 @@ class IpsClient:
             endDate=end_date,
             numRows=num_rows,
         )
-        return [_from_soap(JobLog, i) for i in _items(_field(reply, "jobLogArray"))]
 
     def get_job_log_details(
         self,
@@ -547,8 +564,9 @@ class IpsClient:
         sort_by=None,
         sort_direction=None,
     ):
-        reply = self.call(
+        return self.call(
             "getJobLogDetails",
+            _list_of(JobLog, "jobLogArray"),
             companyHandle=company_handle,
             jobHandle=job_handle,
             originalName=original_name,
@@ -558,23 +576,39 @@ class IpsClient:
             sortBy=sort_by,
             sortDirection=sort_direction,
         )
-        return [_from_soap(JobLog, i) for i in _items(_field(reply, "jobLogArray"))]
 
     def check_login(self, email: str, password: str, company_handle: str | None = None) -> bool:
-        reply = self.call("checkLogin", companyHandle=company_handle, email=email, password=password)
-        return _field(reply, "status") == "ValidLogin"
+        return self.call(
+            "checkLogin",
+            lambda reply: _field(reply, "status") == "ValidLogin",
+            companyHandle=company_handle,
+            email=email,
+            password=password,
+        )
 
     def get_company_info(self, company_handle=None, *, company_name=None) -> CompanyInfo:
-        reply = self.call("getCompanyInfo", companyHandle=company_handle, companyName=company_name)
-        return _from_soap(CompanyInfo, _field(reply, "companyInfo"))
+        return self.call(
+            "getCompanyInfo",
+            _one(CompanyInfo, "companyInfo"),
+            companyHandle=company_handle,
+            companyName=company_name,
+        )
 
     def get_user_info(self, user_handle=None, *, email=None) -> UserInfo:
-        reply = self.call("getUserInfo", userHandle=user_handle, email=email)
-        return _from_soap(UserInfo, _field(reply, "userInfo"))
+        return self.call("getUserInfo", _one(UserInfo, "userInfo"), userHandle=user_handle, email=email)
 
     def get_company_membership(self, user_handle=None) -> list[Membership]:
-        reply = self.call("getCompanyMembership", userHandle=user_handle)
-        return [_from_soap(Membership, i) for i in _items(_field(reply, "membershipArray"))]
+        return self.call("getCompanyMembership", _list_of(Membership, "membershipArray"), userHandle=user_handle)
+
+
+def _list_of(cls, name):
+    """Reply converter: the items of array field ``name``, as ``cls``."""
+    return lambda reply: [_from_soap(cls, i) for i in _items(_field(reply, name))]
+
+
+def _one(cls, name):
+    """Reply converter: field ``name`` as ``cls``."""
+    return lambda reply: _from_soap(cls, _field(reply, name))
 
 
 def _fault(operation: str, exc: zeep.exceptions.Fault) -> IpsError:

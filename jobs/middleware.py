@@ -1,3 +1,4 @@
+import ipaddress
 import logging
 import re
 import threading
@@ -14,6 +15,25 @@ log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+def client_ip(request) -> str | None:
+    """The client's address, for the audit trail and for login throttling.
+
+    Behind TRUSTED_PROXIES proxies, each appending to X-Forwarded-For, the
+    client is that many entries from the right; anything to its left could
+    be forged by the client. Not an IP address: None.
+    """
+    address = request.META.get("REMOTE_ADDR", "")
+    count = settings.TRUSTED_PROXIES
+    if count:
+        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if p.strip()]
+        if len(forwarded) >= count:
+            address = forwarded[-count]
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
 class RequestIdMiddleware:
     """Gives each request an id, kept on audit rows, log lines and the response.
 
@@ -25,7 +45,8 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+        # Only a trusted proxy's id is kept: it ends up in the audit trail.
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "") if settings.TRUSTED_PROXIES else ""
         request.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         _current.request_id = request.request_id
         try:

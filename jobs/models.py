@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -90,7 +90,12 @@ class Connection(models.Model):
         )
 
     def client(self) -> ips.IpsClient:
-        return ips.get_client(self.endpoint())
+        try:
+            endpoint = self.endpoint()
+        except ImproperlyConfigured as error:
+            # A password stored under another encryption key: say so, not a 500.
+            raise ips.IpsError(f"connection “{self}”: {error}") from None
+        return ips.get_client(endpoint)
 
 
 class Company(models.Model):
@@ -188,6 +193,7 @@ class Execution(models.Model):
         TIMED_OUT = "timed_out", "timed out"
         BAD_REPLY = "bad_reply", "bad reply from IPS"
         INTERRUPTED = "interrupted", "interrupted"
+        ERROR = "error", "dashboard error"
 
     IDENTITY_FIELDS = frozenset(
         {
@@ -241,12 +247,14 @@ class Execution(models.Model):
             ),
         ]
         indexes = [
-            # History page, newest first, unfiltered (superuser) and by company.
+            # History page, newest first, unfiltered (superuser).
+            models.Index(fields=["-requested_at"], name="execution_recent"),
+            # History page of the companies a user may see, and filtered by company.
             models.Index(fields=["company", "-requested_at"], name="execution_company_recent"),
             # "Last execution" per job on the jobs page, and history by job.
             models.Index(fields=["job", "-requested_at"], name="execution_job_recent"),
-            # History filtered by user.
-            models.Index(fields=["user", "-requested_at"], name="execution_user_recent"),
+            # History filtered by user: the username snapshot outlives the user.
+            models.Index(fields=["username", "-requested_at"], name="execution_username_recent"),
             # reconcile_executions: stale in-flight rows by age.
             models.Index(
                 fields=["requested_at"], condition=Q(outcome="sending"), name="execution_inflight_age"
@@ -279,10 +287,6 @@ class Execution(models.Model):
         if not pruning.active:
             raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
         return super().delete(*args, **kwargs)
-
-    @property
-    def is_in_flight(self) -> bool:
-        return self.outcome == self.Outcome.SENDING
 
     @property
     def fault_label(self) -> str:

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import ips, roles
+from .checks import IPS_CALLS_PER_RUN
 from .models import Company, Connection, Execution, Job
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,6 @@ class RequestInfo:
     user_agent: str = ""
 
 
-#: IPS calls a run may wait on in turn: getActiveJobs, then executeJob.
-IPS_CALLS_PER_RUN = 2
-
-
 def stale_after() -> dt.timedelta:
     """Age after which a 'sending' row belongs to a process that died mid-call.
 
@@ -59,6 +56,12 @@ def stale_after() -> dt.timedelta:
     all of them (plus the margin) is its process taken for dead."""
     per_call = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
     return dt.timedelta(seconds=IPS_CALLS_PER_RUN * per_call + settings.IPS_STALE_MARGIN)
+
+
+_INTERRUPTED_MESSAGE = (
+    "The server handling this run stopped before IPS answered. "
+    "IPS may or may not have started the job: check its state before running it again."
+)
 
 
 def reconcile_stale(job: Job | None = None) -> int:
@@ -69,22 +72,34 @@ def reconcile_stale(job: Job | None = None) -> int:
         rows = rows.filter(job=job)
     count = 0
     for execution in rows:
-        execution.outcome = Outcome.INTERRUPTED
-        execution.message = (
-            "The server handling this run stopped before IPS answered. "
-            "IPS may or may not have started the job: check its history in IPS before running it again."
-        )
-        execution.finished_at = timezone.now()
-        execution.save(update_fields=["outcome", "message", "finished_at"])
-        log.warning(
-            "execution %s (request %s) of job %r interrupted: no outcome after %s",
-            execution.pk,
-            execution.request_id,
-            execution.job_handle,
-            stale_after(),
-        )
-        count += 1
+        _finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE)
+        if _close(execution):
+            log.warning(
+                "execution %s (request %s) of job %r interrupted: no outcome after %s",
+                execution.pk,
+                execution.request_id,
+                execution.job_handle,
+                stale_after(),
+            )
+            count += 1
     return count
+
+
+def _close(execution: Execution) -> bool:
+    """Write a finished outcome over 'sending', unless another process got there first.
+
+    Rows are finished by their own run, by reconcile_stale() and by cron:
+    the row lock and the re-read make the first of them win, once.
+    """
+    with transaction.atomic():
+        stored = (
+            Execution.objects.select_for_update().filter(pk=execution.pk).values_list("outcome", flat=True).first()
+        )
+        if stored == Outcome.SENDING:
+            execution.save()
+            return True
+    execution.closed_by_other = stored
+    return False
 
 
 def _new_execution(job: Job, user, role: str | None, info: RequestInfo, operation="executeJob"):
@@ -163,6 +178,9 @@ def describe_error(error: ips.IpsError, job: Job) -> tuple[str, str]:
             f"IPS answered with a reply that could not be read ({error}). "
             "The job may or may not have started: check the job's state before running it again."
         )
+    if not isinstance(error, ips.IpsUnavailable):
+        # Not IPS's doing: a connection the dashboard cannot use as configured.
+        return Outcome.ERROR, f"The dashboard could not call IPS: {error}. Nothing was sent; tell an administrator."
     if error.request_sent:
         return Outcome.UNREACHABLE, (
             f"IPS failed while answering ({error}). The job may or may not have started: "
@@ -199,11 +217,12 @@ def run_job(job: Job, user, info: RequestInfo) -> Execution:
     try:
         return _send(execution, job)
     except BaseException:
-        # Never leave our own row 'sending' on an unexpected error.
+        # A bug, or gunicorn's worker timeout (SystemExit): never leave our
+        # own row 'sending', and never claim to know what IPS did.
         if execution.outcome == Outcome.SENDING:
-            _finish(execution, Outcome.UNREACHABLE, "An internal error stopped the run; nothing is known of its outcome.")
+            _finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE)
             with contextlib.suppress(Exception):
-                execution.save()
+                _close(execution)
         raise
 
 
@@ -223,8 +242,7 @@ def _send(execution: Execution, job: Job) -> Execution:
     try:
         # Inside the try: fetching a remote WSDL can fail like any IPS call.
         client = job.company.connection.client()
-        active = client.get_active_jobs(job.company.handle, original_name=job.name)
-        active = [a for a in active if a.original_name == job.name]
+        active = _active_runs(client, job)
         if active:
             a = active[0]
             progress = f", {a.progress}%" if a.progress is not None else ""
@@ -265,11 +283,8 @@ def _send(execution: Execution, job: Job) -> Execution:
 
 def _save_outcome(execution: Execution) -> None:
     """Write the outcome, unless the row was meanwhile taken for dead."""
-    with transaction.atomic():
-        stored = Execution.objects.select_for_update().values_list("outcome", flat=True).get(pk=execution.pk)
-        if stored == Outcome.SENDING:
-            execution.save()
-            return
+    if _close(execution):
+        return
     # reconcile_stale() gave up on this run; the audit row is final by now.
     log.error(
         "run of %r (request %s) ended %s after its audit row %s was marked %s; the row keeps %s",
@@ -277,9 +292,18 @@ def _save_outcome(execution: Execution) -> None:
         execution.request_id,
         execution.outcome,
         execution.pk,
-        stored,
-        stored,
+        execution.closed_by_other,
+        execution.closed_by_other,
     )
+
+
+def _active_runs(client: ips.IpsClient, job: Job) -> list[ips.ActiveJob]:
+    """The job's runs IPS still works on (a Done run lingers in getActiveJobs)."""
+    return [
+        a
+        for a in client.get_active_jobs(job.company.handle, original_name=job.name)
+        if a.original_name == job.name and a.state != "Done"
+    ]
 
 
 # --- Sync -------------------------------------------------------------------
@@ -323,6 +347,8 @@ def sync_company(company: Company) -> SyncResult:
         return result
     now = timezone.now()
     with transaction.atomic():
+        # The company row serializes concurrent syncs of it (new jobs have no row to lock yet).
+        Company.objects.select_for_update().filter(pk=company.pk).exists()
         existing = {j.handle: j for j in Job.objects.select_for_update().filter(company=company)}
         seen = set()
         for s in scheduled:
@@ -340,7 +366,9 @@ def sync_company(company: Company) -> SyncResult:
             }
             job = existing.get(s.job_handle)
             if job is None:
-                Job.objects.create(company=company, handle=s.job_handle, last_synced_at=now, **values)
+                existing[s.job_handle] = Job.objects.create(
+                    company=company, handle=s.job_handle, last_synced_at=now, **values
+                )
                 result.created += 1
                 continue
             for k, v in values.items():
@@ -368,12 +396,17 @@ SERVICE_ACCOUNT_TYPES = {roles.UserType.IPS_ADMIN, roles.UserType.IPS_USER}
 
 
 def check_connection(connection: Connection) -> tuple[bool, str]:
-    """checkLogin, then getUserInfo: (ok, message in plain words)."""
+    """checkLogin, getUserInfo, getCompanyMembership: (ok, message in plain words).
+
+    The service account's IPS type must allow what the dashboard calls, in
+    every company of the connection, or Runs there end in 20003.
+    """
     try:
         client = connection.client()
         if not client.check_login(connection.username, connection.get_password()):
             return False, f"{connection}: IPS says the login of {connection.username} is invalid."
         info = client.get_user_info()
+        memberships = client.get_company_membership()
     except ips.IpsAuthorizationFault as error:
         # Real IPS's reason need not name the user type: say what to fix.
         return False, (
@@ -383,13 +416,27 @@ def check_connection(connection: Connection) -> tuple[bool, str]:
         )
     except ips.IpsError as error:
         return False, f"{connection}: {error}"
-    role = info.default_role if info else None
-    if role not in SERVICE_ACCOUNT_TYPES:
+    default = info.default_role if info else None
+    if default not in SERVICE_ACCOUNT_TYPES:
         return False, (
-            f"{connection}: login works, but the service account's IPS type is {role or 'unknown'}; "
+            f"{connection}: login works, but the service account's IPS type is {default or 'unknown'}; "
             "it must be IpsUser or IpsAdmin to run jobs (executeJob)."
         )
-    return True, f"{connection}: login works as {info.email} ({role})."
+    problems = []
+    if default != roles.UserType.IPS_ADMIN:  # IpsAdmin overrides per-company roles
+        in_ips = {m.company.company_handle: m.role for m in memberships if m.company and m.is_active}
+        for company in connection.companies.all():
+            role = in_ips.get(company.handle)
+            if role is None:
+                problems.append(f"not an active member of company {company.handle}")
+            elif role not in SERVICE_ACCOUNT_TYPES:
+                problems.append(f"{role} in company {company.handle}, which may not run jobs")
+    if problems:
+        return False, (
+            f"{connection}: login works as {info.email} ({default}), but the service account is "
+            f"{'; '.join(problems)}. It must be IpsUser or IpsAdmin in every company of the connection."
+        )
+    return True, f"{connection}: login works as {info.email} ({default})."
 
 
 # --- A job's state in IPS -----------------------------------------------------
@@ -410,13 +457,9 @@ class JobStatus:
 
 def job_status(job: Job) -> JobStatus:
     """getActiveJobs, and getJobLogs once nothing is active."""
-    client = job.company.connection.client()
     try:
-        active = [
-            a
-            for a in client.get_active_jobs(job.company.handle, original_name=job.name)
-            if a.original_name == job.name and a.state != "Done"
-        ]
+        client = job.company.connection.client()
+        active = _active_runs(client, job)
         if active:
             return JobStatus(active=active[0])
         logs = client.get_job_logs(job.company.handle, sort_by="StartDate", sort_direction="Descending", num_rows=50)

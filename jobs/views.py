@@ -10,17 +10,20 @@ from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from . import roles, services
 from .forms import HistoryFilterForm
+from .middleware import client_ip
 from .models import Company, Execution, Job
 
 Outcome = Execution.Outcome
 
 # HTTP status of a Run answer, by outcome: htmx swaps these (see base.html).
 RUN_STATUS = {
+    Outcome.ERROR: 502,
     Outcome.ACCEPTED: 200,
     Outcome.DENIED: 403,
     Outcome.ALREADY_RUNNING: 409,
@@ -49,7 +52,7 @@ def login_required_htmx(view):
 def _request_info(request) -> services.RequestInfo:
     return services.RequestInfo(
         request_id=getattr(request, "request_id", ""),
-        client_ip=request.META.get("REMOTE_ADDR") or None,
+        client_ip=client_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
 
@@ -84,8 +87,12 @@ def _with_last_execution(jobs):
     )
     jobs = list(jobs.annotate(last_execution_id=Subquery(latest)))
     last = Execution.objects.in_bulk([j.last_execution_id for j in jobs if j.last_execution_id])
+    # A 'sending' row past stale_after() belongs to a dead process: Run is
+    # offered again, and the press marks that row interrupted.
+    cutoff = timezone.now() - services.stale_after()
     for job in jobs:
-        job.last_execution = last.get(job.last_execution_id)
+        ex = job.last_execution = last.get(job.last_execution_id)
+        job.run_in_flight = ex is not None and ex.outcome == Outcome.SENDING and ex.requested_at > cutoff
     return jobs
 
 
@@ -106,54 +113,75 @@ def _company_view(company: Company, role: str) -> dict:
     return view
 
 
-@require_GET
-@login_required
-def job_list(request):
+def _job_list_page(request, status=200):
     by_company = roles.roles_by_company(request.user)
     companies = Company.objects.filter(pk__in=by_company).select_related("connection")
     sections = [_company_view(c, by_company[c.pk]) for c in companies]
-    return render(request, "jobs/job_list.html", {"sections": sections})
+    return render(request, "jobs/job_list.html", {"sections": sections}, status=status)
+
+
+def _htmx_flash(request, level: str, text: str, status: int):
+    """An htmx answer that only says something: into #messages, not the target."""
+    response = render(request, "jobs/job_list.html#flash", {"flash": {"level": level, "text": text}}, status=status)
+    response["HX-Retarget"] = "#messages"
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _refuse(request, text: str, status: int):
+    """A refusal, to htmx as a message and to a plain form post as the page."""
+    if request.htmx:
+        return _htmx_flash(request, "error", text, status)
+    messages.error(request, text)
+    return _job_list_page(request, status=status)
+
+
+NOT_FOUND = "No such job or company, or you have no role in its company."
+
+
+@require_GET
+@login_required
+def job_list(request):
+    return _job_list_page(request)
 
 
 @require_POST
 @login_required_htmx
 def run_job(request, pk):
-    job, role = _get_job_for_user(request, pk)
+    try:
+        job, _ = _get_job_for_user(request, pk)
+    except Http404:
+        return _refuse(request, NOT_FOUND, 404)
     execution = services.run_job(job, request.user, _request_info(request))
-    if role is None:
+    if execution.outcome == Outcome.DENIED and not execution.role:
         # Recorded as denied, but the user learns nothing of the job.
-        raise Http404("No such job.")
-    level = messages.SUCCESS if execution.outcome == Outcome.ACCEPTED else messages.ERROR
+        return _refuse(request, NOT_FOUND, 404)
+    status = RUN_STATUS.get(execution.outcome, 500)
     if not request.htmx:
-        messages.add_message(request, level, execution.message)
+        if status != 200:
+            return _refuse(request, execution.message, status)
+        messages.success(request, execution.message)
         return redirect("jobs:list")
+    role = execution.role
     [job] = _with_last_execution(Job.objects.filter(pk=job.pk).select_related("company"))
     context = {
         "job": job,
         "section": _company_view(job.company, role) | {"jobs": []},
-        "flash": {"level": "success" if level == messages.SUCCESS else "error", "text": execution.message},
+        "flash": {"level": "success" if status == 200 else "error", "text": execution.message},
         "poll": True,  # follow the accepted run in IPS
     }
-    return render(
-        request, "jobs/job_list.html#run-response", context, status=RUN_STATUS.get(execution.outcome, 500)
-    )
+    return render(request, "jobs/job_list.html#run-response", context, status=status)
 
 
 @require_POST
 @login_required_htmx
 def sync_company(request, pk):
-    company, role = _get_company_for_user(request, pk)
+    try:
+        company, role = _get_company_for_user(request, pk)
+    except Http404:
+        return _refuse(request, NOT_FOUND, 404)
     if not roles.is_authorized(role, "getScheduledJobs"):
-        reason = roles.refusal_reason(role, "getScheduledJobs", company.handle)
-        if not request.htmx:
-            messages.error(request, reason)
-            return redirect("jobs:list")
-        return render(
-            request,
-            "jobs/job_list.html#flash",
-            {"flash": {"level": "error", "text": reason}},
-            status=403,
-        )
+        return _refuse(request, roles.refusal_reason(role, "getScheduledJobs", company.handle), 403)
     result = services.sync_company(company)
     level, text = ("error", str(result)) if result.error else ("success", f"Synced from IPS: {result}")
     if not request.htmx:
@@ -166,10 +194,13 @@ def sync_company(request, pk):
 @require_GET
 @login_required_htmx
 def job_status(request, pk):
-    """The job's run as IPS reports it; answers 286 (htmx: stop polling) once done."""
-    job, role = _get_job_for_user(request, pk)
-    if role is None:
-        raise Http404("No such job.")
+    """The job's run as IPS reports it; answers 286 (htmx: stop polling) once done.
+
+    Polling stops, with nothing said, when the job is gone or the right lost."""
+    try:
+        job, role = _get_job_for_user(request, pk)
+    except Http404:
+        role = None
     if not roles.is_authorized(role, "getActiveJobs"):
         return HttpResponse(status=286)
     status = services.job_status(job)
@@ -212,6 +243,16 @@ def _query_without_page(request) -> str:
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
+
+
+def csrf_failure(request, reason=""):
+    """A stale CSRF token (logged in or out in another tab) says so in the page."""
+    text = "Your session changed since this page was loaded: reload the page, then try again."
+    if request.headers.get("HX-Request") == "true":
+        return _htmx_flash(request, "error", text, 403)
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason)
 
 
 def health(request):

@@ -1,11 +1,14 @@
 """Dashboard fixtures: a connection to the emulator, its companies and jobs,
 and one named user per IPS user type (plus the edge cases of the role tables)."""
 
+import os
 import secrets
 import socket
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection as db_connection
 from django.utils import timezone
 
 from jobs import ips, services
@@ -127,3 +130,19 @@ def unused_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/scene7/services/IpsApiService"
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the database this test uses, for processes we start."""
+    s = db_connection.settings_dict
+    if db_connection.vendor == "sqlite":
+        name = str(s["NAME"])
+        assert os.path.isabs(name), f"the SQLite test database must be a file other processes can open: {name!r}"
+        return f"sqlite:///{name}"
+    assert db_connection.vendor == "postgresql", db_connection.vendor
+    auth = quote(s["USER"] or "", safe="")
+    if s.get("PASSWORD"):
+        auth += ":" + quote(s["PASSWORD"], safe="")
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{quote(s['NAME'], safe='')}"

@@ -243,14 +243,14 @@ def test_deleting_a_user_in_the_admin_keeps_their_executions(admin_client, execu
     assert _snapshot(row) == before
 
 
-def test_deleting_a_job_in_the_admin_keeps_its_executions(admin_client, execution, job):
-    before = _snapshot(execution)
+def test_the_admin_never_deletes_a_job(admin_client, execution, job):
+    """A job missing from IPS is marked gone by a sync, never deleted."""
     response = admin_client.post(reverse("admin:jobs_job_delete", args=[job.pk]), {"post": "yes"})
-    assert response.status_code == 302
-    assert not Job.objects.filter(pk=job.pk).exists()
-    row = Execution.objects.get(pk=execution.pk)
-    assert row.job is None
-    assert _snapshot(row) == before
+    assert response.status_code == 403
+    assert Job.objects.filter(pk=job.pk).exists()
+    changelist = admin_client.get(reverse("admin:jobs_job_changelist")).content.decode()
+    assert "delete_selected" not in changelist
+    assert Execution.objects.get(pk=execution.pk).job == job
 
 
 # --- Connection passwords ---------------------------------------------------
@@ -342,7 +342,21 @@ def test_test_connections_succeeds_for_an_ips_user(admin_client, connection, ips
     assert response.status_code == 200
     assert _messages(response) == [(messages.SUCCESS, "Emulator: login works as service@example.com (IpsUser).")]
     operations = [c["operation"] for c in ips_emulator.state.calls]
-    assert operations == ["checkLogin", "getUserInfo"]
+    assert operations == ["checkLogin", "getUserInfo", "getCompanyMembership"]
+
+
+def test_test_connections_warns_of_a_company_where_the_account_may_not_run_jobs(
+    admin_client, connection, company, other_company, ips_emulator
+):
+    # IpsUser by default, but only IpsCompanyAdmin in 47 and no member of 48.
+    ips_emulator.state.add_user("mixed@example.com", "pw", "IpsUser", {"47": "IpsCompanyAdmin"})
+    connection.username = "mixed@example.com"
+    connection.set_password("pw")
+    connection.save()
+    [(level, text)] = _messages(_act(admin_client, "connection", "test_connections", [connection.pk]))
+    assert level == messages.ERROR
+    assert "IpsCompanyAdmin in company 47, which may not run jobs" in text
+    assert "not an active member of company 48" in text
 
 
 # Service account -> (level, words the message must contain). The design: the

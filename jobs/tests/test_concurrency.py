@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -35,6 +34,8 @@ from django.utils import timezone
 from ipsemulator import server as emulator_server
 from jobs import services
 from jobs.models import Company, Connection, Execution, Job, Membership
+
+from .conftest import database_url_for_subprocess
 
 BASE_DIR = Path(settings.BASE_DIR)
 PYTHON = sys.executable
@@ -76,25 +77,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _test_database_url() -> str:
-    """The URL of the database this test uses, for processes we start."""
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        name = str(s["NAME"])
-        assert os.path.isabs(name), f"the SQLite test database must be a file other processes can open: {name!r}"
-        return f"sqlite:///{name}"
-    assert connection.vendor == "postgresql", connection.vendor
-    auth = quote(s["USER"] or "", safe="")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    host = s.get("HOST") or "127.0.0.1"
-    port = s.get("PORT") or 5432
-    return f"postgres://{auth}@{host}:{port}/{quote(s['NAME'], safe='')}"
-
-
 def _subprocess_env(**extra) -> dict:
     env = dict(os.environ)
-    env.update(DATABASE_URL=_test_database_url(), DEBUG="1", DJANGO_SETTINGS_MODULE="ipsadmin.settings")
+    env.update(DATABASE_URL=database_url_for_subprocess(), DEBUG="1", DJANGO_SETTINGS_MODULE="ipsadmin.settings")
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -570,8 +555,9 @@ def test_a_live_run_slower_than_one_ips_timeout_is_not_taken_for_dead(users, job
 
 
 def test_an_accepted_run_whose_row_cannot_be_updated_is_logged_with_its_request_id(
-    users, job, ips_emulator, monkeypatch, caplog
+    users, job, ips_emulator, monkeypatch, caplog, settings
 ):
+    settings.TRUSTED_PROXIES = 1  # keep the proxy's X-Request-ID below
     real_save = Execution.save
 
     def failing_final_save(self, *args, **kwargs):

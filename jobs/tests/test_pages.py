@@ -65,7 +65,9 @@ def test_the_list_shows_the_last_execution(client, login, users, job):
     login("IpsUser")
     client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
     body = client.get(reverse("jobs:list")).content.decode()
-    assert "accepted" in body and "ipsuser" in body
+    row = body[body.index(f'id="job-{job.pk}"') :]
+    row = row[: row.index("</tr>")]
+    assert "accepted" in row and "ipsuser ·" in row
 
 
 def test_job_names_from_ips_are_escaped(client, login, synced):

@@ -11,7 +11,9 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -38,7 +40,7 @@ from jobs.models import Company, Connection, Execution, Job, Membership
 from jobs.reporting import SecretCleansingExceptionReporterFilter
 from jobs.roles import UserType
 
-from .conftest import make_execution
+from .conftest import database_url_for_subprocess, make_execution
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 BASE_DIR = django_settings.BASE_DIR
@@ -75,8 +77,10 @@ def _run(args, env):
     )
 
 
-def test_check_deploy_is_clean_under_production_settings():
-    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], _production_env())
+def test_check_deploy_is_clean_under_production_settings(db):
+    # The test database: migrated, and no demo account in it (jobs.E001).
+    env = _production_env(DATABASE_URL=database_url_for_subprocess())
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "no issues" in output, output
@@ -90,15 +94,36 @@ def test_production_settings_refuse_to_start_without_an_encryption_key():
     assert "IPSADMIN_ENCRYPTION_KEY" in result.stderr
 
 
-@pytest.mark.parametrize(
-    "timeouts,ok",
-    [({}, True), ({"IPS_READ_TIMEOUT": "12"}, False), ({"IPS_READ_TIMEOUT": "12", "GUNICORN_TIMEOUT": "40"}, True)],
-)
-def test_settings_refuse_ips_timeouts_a_worker_could_not_wait_out(timeouts, ok):
-    result = _run(["-c", "import ipsadmin.settings"], _production_env(**timeouts))
-    assert (result.returncode == 0) is ok, result.stderr
-    if not ok:
-        assert "must fit in gunicorn's worker timeout of 30 s" in result.stderr
+def _gunicorn_refuses(env):
+    """Start gunicorn with our config; it must exit before serving. Returns its output."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = _run(
+        ["-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "ipsadmin.wsgi"],
+        env,
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Listening at" not in result.stderr
+    return result.stderr
+
+
+def test_gunicorn_refuses_ips_timeouts_a_worker_could_not_wait_out(transactional_db):
+    env = _production_env(DATABASE_URL=database_url_for_subprocess(), IPS_READ_TIMEOUT="12")
+    output = _gunicorn_refuses(env)
+    assert "must fit in gunicorn's worker timeout of 30 s" in output
+
+
+def test_gunicorn_refuses_demo_passwords_with_debug_off(transactional_db, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    get_user_model().objects.create_user("ipsuser", password="demo")
+    env = _production_env(DATABASE_URL=database_url_for_subprocess())
+    output = _gunicorn_refuses(env)
+    assert "Demo accounts still have the password 'demo': ipsuser" in output
+
+    result = _run(["manage.py", "check", "--deploy"], env)
+    assert result.returncode != 0
+    assert "jobs.E001" in result.stderr + result.stdout
 
 
 def test_production_settings_refuse_the_development_secret_key():
@@ -814,11 +839,16 @@ def test_unknown_or_foreign_keys_answer_404_without_leaking(htmx, client, login,
     for what, response in responses.items():
         assert response.status_code == 404, what
         body = response.content.decode()
-        for secret in (foreign_job.name, foreign_job.handle, other_company.name, "No such"):
+        for secret in (foreign_job.name, foreign_job.handle, other_company.name):
             assert secret not in body, (what, secret)
-    # Unknown and foreign look the same: existence does not leak.
-    assert responses["unknown job"].content == responses["foreign job"].content
-    assert responses["unknown company"].content == responses["foreign company"].content
+        assert "No such job or company, or you have no role in its company." in body
+    # Unknown and foreign look the same: existence does not leak (the page's
+    # CSRF token is masked anew in every response).
+    def page(what):
+        return re.sub(r'"X-CSRFToken": "\w+"|value="\w{64}"', "TOKEN", responses[what].content.decode())
+
+    assert page("unknown job") == page("foreign job")
+    assert page("unknown company") == page("foreign company")
     # Nothing reached IPS; the foreign run is on record as denied, the unknown one not at all.
     assert len(ips_emulator.state.calls) == calls
     assert list(Execution.objects.values_list("job_id", "outcome")) == [(foreign_job.pk, "denied")]
