@@ -601,11 +601,20 @@ def test_it_reports_an_unreachable_wsdl_as_unavailable(ips_emulator):
     assert_secret_absent(info.value, SECRET)
 
 
-def test_it_parses_each_wsdl_once_per_process(ips_emulator, api):
+def test_it_parses_each_wsdl_once_per_process(ips_emulator, api, monkeypatch):
     version, remote = api
     first = as_user(ips_emulator, SERVICE, api_version=version, remote_wsdl=remote)
     first.get_scheduled_jobs("47")
     parses = ips.stats["wsdl_parses"]
+    # Count zeep's WSDL documents too, not only the module's own counter.
+    documents = []
+    real_init = ips.zeep.wsdl.Document.__init__
+
+    def counting_init(self, *args, **kwargs):
+        documents.append(args[0] if args else kwargs.get("location"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(ips.zeep.wsdl.Document, "__init__", counting_init)
 
     for n in range(5):
         ips.clear_clients()
@@ -623,6 +632,7 @@ def test_it_parses_each_wsdl_once_per_process(ips_emulator, api):
             c.get_user_info()
 
     assert ips.stats["wsdl_parses"] == parses
+    assert documents == []
 
 
 def test_it_returns_the_same_client_for_equal_endpoints(ips_emulator):
