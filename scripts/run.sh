@@ -6,6 +6,7 @@ PY=${PY:-.venv/bin/python}
 EMULATOR_PORT=${EMULATOR_PORT:-8081}
 PORT=${PORT:-8000}
 export DEBUG=${DEBUG:-1}
+unset DATABASE_URL  # the demo runs on its own SQLite file
 
 "$PY" manage.py migrate --noinput -v 0
 
