@@ -74,6 +74,9 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
     verbose = False
+    # socketserver's default backlog of 5 resets connections under a burst
+    # (50 dashboard threads at once); IPS itself takes them.
+    request_queue_size = 128
 
     def server_bind(self):
         # WSGIServer/HTTPServer.server_bind would call socket.getfqdn(), a

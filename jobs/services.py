@@ -269,14 +269,16 @@ def _send(execution: Execution, job: Job) -> Execution:
             execution.pk,
         )
         raise
-    log.info(
-        "run of %r in company %s by %s: %s %s (request %s)",
+    log.log(
+        logging.INFO if execution.outcome == Outcome.ACCEPTED else logging.WARNING,
+        "run of %r in company %s by %s: %s %s (request %s)%s",
         execution.job_handle,
         execution.company_handle,
         execution.username,
         execution.outcome,
         execution.fault_label,
         execution.request_id,
+        "" if execution.outcome == Outcome.ACCEPTED else f": {execution.message}",
     )
     return execution
 
