@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from functools import wraps
 
 from django.contrib import messages
@@ -77,6 +78,9 @@ def _get_job_for_user(request, pk) -> tuple[Job, str | None]:
 _NOT_SENT = [Outcome.DENIED, Outcome.ALREADY_RUNNING, Outcome.JOB_GONE]
 
 
+FOLLOW_FOR = dt.timedelta(minutes=15)
+
+
 def _with_last_execution(jobs):
     """Attach each job's latest run sent to IPS: two queries, whatever the count."""
     latest = (
@@ -89,10 +93,13 @@ def _with_last_execution(jobs):
     last = Execution.objects.in_bulk([j.last_execution_id for j in jobs if j.last_execution_id])
     # A 'sending' row past stale_after() belongs to a dead process: Run is
     # offered again, and the press marks that row interrupted.
-    cutoff = timezone.now() - services.stale_after()
+    now = timezone.now()
+    cutoff = now - services.stale_after()
     for job in jobs:
         ex = job.last_execution = last.get(job.last_execution_id)
         job.run_in_flight = ex is not None and ex.outcome == Outcome.SENDING and ex.requested_at > cutoff
+        # A run accepted lately is followed in IPS again after a reload.
+        job.follow = ex is not None and ex.outcome == Outcome.ACCEPTED and ex.requested_at > now - FOLLOW_FOR
     return jobs
 
 
@@ -104,6 +111,7 @@ def _company_view(company: Company, role: str) -> dict:
         "role": role,
         "can_list": roles.is_authorized(role, "getScheduledJobs"),
         "can_run": roles.is_authorized(role, "executeJob"),
+        "can_follow": roles.is_authorized(role, "getActiveJobs"),
         "list_reason": roles.refusal_reason(role, "getScheduledJobs", label),
         "run_reason": roles.refusal_reason(role, "executeJob", label),
         "jobs": [],
@@ -168,7 +176,6 @@ def run_job(request, pk):
         "job": job,
         "section": _company_view(job.company, role) | {"jobs": []},
         "flash": {"level": "success" if status == 200 else "error", "text": execution.message},
-        "poll": True,  # follow the accepted run in IPS
     }
     return render(request, "jobs/job_list.html#run-response", context, status=status)
 

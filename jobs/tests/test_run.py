@@ -296,6 +296,19 @@ def test_an_accepted_run_is_followed_until_ips_logs_it(client, login, job, ips_e
     assert "IPS log: 4 ok, 0 errors, 0 warnings" in response.content.decode()
 
 
+def test_a_recent_accepted_run_is_followed_after_a_reload(client, login, users, job, ips_emulator):
+    login("IpsUser")
+    status_url = reverse("jobs:status", args=[job.pk])
+    assert f'hx-get="{status_url}"' not in client.get(reverse("jobs:list")).content.decode()
+    assert services.run_job(job, users["IpsUser"], services.RequestInfo("x")).outcome == "accepted"
+    assert f'hx-get="{status_url}"' in client.get(reverse("jobs:list")).content.decode()
+    # An old run is history: nothing to follow.
+    other = Job.objects.get(handle="47|Nightly | Publish|")
+    make_execution(other, users["IpsUser"], "accepted", requested_at=timezone.now() - dt.timedelta(hours=1))
+    other_url = reverse("jobs:status", args=[other.pk])
+    assert f'hx-get="{other_url}"' not in client.get(reverse("jobs:list")).content.decode()
+
+
 @pytest.mark.parametrize(
     "actor,status",
     [("IpsUser", 200), ("IpsCompanyAdmin", 200), ("ImagePortalUser", 286), ("WebServiceUser", 286),
