@@ -385,7 +385,7 @@ def test_reconcile_leaves_a_row_alone_that_its_run_just_finished(users, job, mon
 
 def test_a_stale_in_flight_run_offers_run_again(client, login, users, job):
     login("IpsUser")
-    row = make_execution(job, users["TrialSiteUser"], "sending")
+    make_execution(job, users["TrialSiteUser"], "sending")
     body = client.get(reverse("jobs:list")).content.decode()
     assert "Starting…" in body and reverse("jobs:run", args=[job.pk]) not in body
     stale_job = Job.objects.get(handle="47|Nightly | Publish|")
