@@ -78,6 +78,8 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(page, live_serve
 
     base = live_server.url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # Long enough that the second press below still finds the run active.
+    ips_emulator.state.job_duration = 4
     _log_in(page, base, "ipsuser")
     row = page.locator(f"#job-{job.pk}")
     expect(row).to_contain_text("My Test Job")
