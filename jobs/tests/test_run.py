@@ -278,7 +278,7 @@ def test_a_downgraded_role_loses_the_right_at_the_next_request(client, login, us
 
 
 def test_an_accepted_run_is_followed_until_ips_logs_it(client, login, job, ips_emulator):
-    ips_emulator.state.job_duration = 0.6
+    ips_emulator.state.job_duration = 1.5
     login("IpsUser")
     body = client.post(reverse("jobs:run", args=[job.pk]), **HTMX).content.decode()
     status_url = reverse("jobs:status", args=[job.pk])
@@ -287,7 +287,7 @@ def test_an_accepted_run_is_followed_until_ips_logs_it(client, login, job, ips_e
     response = client.get(status_url, **HTMX)
     assert response.status_code == 200  # still active: keep polling
     assert "%" in response.content.decode()
-    for _ in range(50):
+    for _ in range(100):
         response = client.get(status_url, **HTMX)
         if response.status_code == 286:
             break
