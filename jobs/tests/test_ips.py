@@ -434,7 +434,7 @@ def test_it_deletes_a_job(client):
 
 
 def test_it_runs_a_job_through_its_whole_lifecycle(ips_emulator, client):
-    ips_emulator.state.job_duration = 0.3
+    ips_emulator.state.job_duration = 1.0  # the run must still be active at the first look
 
     client.execute_job("47", MY_JOB)
     (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
@@ -466,7 +466,7 @@ def test_it_runs_a_job_whose_name_has_a_pipe_markup_and_non_ascii(ips_emulator):
     ips_emulator.state.jobs[handle] = EmulatorJob(
         company="47", handle=handle, name=name, type="UrlUpload", description=f"<i>{name}</i>"
     )
-    ips_emulator.state.job_duration = 0.3
+    ips_emulator.state.job_duration = 1.0  # the run must still be active at the first look
     client = as_user(ips_emulator, SERVICE)
 
     (scheduled,) = client.get_scheduled_jobs("47", job_handle=handle)
