@@ -65,11 +65,6 @@ def region_service_url(region: str, webapp: str = "scene7") -> str:
     return f"https://{REGION_HOSTS[region]}/{webapp}/services/IpsApiService"
 
 
-def region_wsdl_url(region: str, api_version: str = "", webapp: str = "scene7") -> str:
-    suffix = f"-{api_version}" if api_version else ""
-    return f"https://{REGION_HOSTS[region]}/{webapp}/webservice/IpsApi{suffix}.wsdl"
-
-
 # --- Errors -----------------------------------------------------------------
 
 

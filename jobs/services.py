@@ -23,6 +23,7 @@ from .models import Company, Connection, Execution, Job
 log = logging.getLogger(__name__)
 Outcome = Execution.Outcome
 
+
 class _Pruning(threading.local):
     active = False
 
@@ -136,15 +137,28 @@ def _record(execution: Execution, outcome: str, message: str) -> Execution:
     """A run that ends before anything is sent to IPS."""
     _finish(execution, outcome, message)
     execution.save()
-    log.info(
-        "run of %r in company %s by %s: %s (request %s)",
+    _log_outcome(execution)
+    return execution
+
+
+# Outcomes where calling IPS went wrong: worth an operator's attention.
+_FAILURES = {Outcome.REFUSED, Outcome.UNREACHABLE, Outcome.TIMED_OUT, Outcome.BAD_REPLY, Outcome.ERROR}
+
+
+def _log_outcome(execution: Execution) -> None:
+    """One log line per run, with the request id; the message when it did not go through."""
+    accepted = execution.outcome == Outcome.ACCEPTED
+    log.log(
+        logging.WARNING if execution.outcome in _FAILURES else logging.INFO,
+        "run of %r in company %s by %s: %s %s (request %s)%s",
         execution.job_handle,
         execution.company_handle,
         execution.username,
-        outcome,
+        execution.outcome,
+        execution.fault_label,
         execution.request_id,
+        "" if accepted else f": {execution.message}",
     )
-    return execution
 
 
 def describe_error(error: ips.IpsError, job: Job) -> tuple[str, str]:
@@ -269,17 +283,7 @@ def _send(execution: Execution, job: Job) -> Execution:
             execution.pk,
         )
         raise
-    log.log(
-        logging.INFO if execution.outcome == Outcome.ACCEPTED else logging.WARNING,
-        "run of %r in company %s by %s: %s %s (request %s)%s",
-        execution.job_handle,
-        execution.company_handle,
-        execution.username,
-        execution.outcome,
-        execution.fault_label,
-        execution.request_id,
-        "" if execution.outcome == Outcome.ACCEPTED else f": {execution.message}",
-    )
+    _log_outcome(execution)
     return execution
 
 
@@ -289,12 +293,11 @@ def _save_outcome(execution: Execution) -> None:
         return
     # reconcile_stale() gave up on this run; the audit row is final by now.
     log.error(
-        "run of %r (request %s) ended %s after its audit row %s was marked %s; the row keeps %s",
+        "run of %r (request %s) ended %s after its audit row %s was marked %s, which the row keeps",
         execution.job_handle,
         execution.request_id,
         execution.outcome,
         execution.pk,
-        execution.closed_by_other,
         execution.closed_by_other,
     )
 

@@ -103,7 +103,7 @@ def _with_last_execution(jobs):
     return jobs
 
 
-def _company_view(company: Company, role: str) -> dict:
+def _company_view(company: Company, role: str, with_jobs: bool = True) -> dict:
     """Everything the page needs to show one company and its rights."""
     label = company.handle
     view = {
@@ -116,7 +116,7 @@ def _company_view(company: Company, role: str) -> dict:
         "run_reason": roles.refusal_reason(role, "executeJob", label),
         "jobs": [],
     }
-    if view["can_list"]:
+    if with_jobs and view["can_list"]:
         view["jobs"] = _with_last_execution(Job.objects.filter(company=company).select_related("company"))
     return view
 
@@ -174,7 +174,7 @@ def run_job(request, pk):
     [job] = _with_last_execution(Job.objects.filter(pk=job.pk).select_related("company"))
     context = {
         "job": job,
-        "section": _company_view(job.company, role) | {"jobs": []},
+        "section": _company_view(job.company, role, with_jobs=False),
         "flash": {"level": "success" if status == 200 else "error", "text": execution.message},
     }
     return render(request, "jobs/job_list.html#run-response", context, status=status)
@@ -219,22 +219,16 @@ def job_status(request, pk):
     )
 
 
-def _visible_executions(user):
-    if user.is_superuser:
-        return Execution.objects.all()
-    allowed = [pk for pk, role in roles.roles_by_company(user).items() if roles.is_authorized(role, "getJobLogs")]
-    return Execution.objects.filter(company__in=allowed)
-
-
 @require_GET
 @login_required_htmx
 def history(request):
-    by_company = roles.roles_by_company(request.user)
-    visible_companies = Company.objects.filter(
-        pk__in=[pk for pk, r in by_company.items() if roles.is_authorized(r, "getJobLogs")]
-    )
-    form = HistoryFilterForm(request.GET or None, companies=visible_companies)
-    executions = _visible_executions(request.user).select_related("company", "job")
+    allowed = [
+        pk for pk, role in roles.roles_by_company(request.user).items() if roles.is_authorized(role, "getJobLogs")
+    ]
+    form = HistoryFilterForm(request.GET or None, companies=Company.objects.filter(pk__in=allowed))
+    # A superuser also sees executions whose company was deleted since.
+    executions = Execution.objects.all() if request.user.is_superuser else Execution.objects.filter(company__in=allowed)
+    executions = executions.select_related("company", "job")
     if form.is_valid():
         executions = form.filter(executions)
     page = Paginator(executions, 50).get_page(request.GET.get("page"))
