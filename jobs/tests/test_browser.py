@@ -109,6 +109,9 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(page, live_serve
     expect(page.locator(f"#job-{job.pk} .ips-status")).to_contain_text("IPS log: 4 ok", timeout=10_000)
 
     page.click("text=History")
+    # htmx is a deferred script: let it process the page before using the filters.
+    page.wait_for_url(f"{base}/history/")
+    page.wait_for_load_state("load")
     expect(page.locator(f"#execution-{execution.pk}")).to_contain_text("My Test Job")
     expect(page.locator(f"#execution-{execution.pk}")).to_contain_text("accepted")
     page.select_option("#id_outcome", "already_running")
