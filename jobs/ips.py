@@ -9,26 +9,30 @@ the project's own exception types. Results come back as plain dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import datetime as dt
 import hashlib
 import logging
 import re
 import threading
+import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 import zeep
 import zeep.exceptions
-import zeep.helpers
 from lxml import etree
+
+from . import ipsversions
 
 log = logging.getLogger(__name__)
 
 IPS_NS = "http://www.scene7.com/IpsApi/xsd"
 BUNDLED_WSDL_DIR = Path(__file__).resolve().parent.parent / "wsdl"
-# API versions the bundled WSDL covers: "" is the unversioned namespace.
-BUNDLED_VERSIONS = {"": "IpsApi.wsdl", "2014-04-03": "IpsApi-2014-04-03.wsdl"}
+# API versions with a bundled WSDL: "" is the unversioned namespace.
+BUNDLED_VERSIONS = {v.key: v.wsdl_file for v in ipsversions.VERSIONS}
 
 FAULT_NAMES = {
     10000: "NO_CREDENTIALS",
@@ -137,44 +141,70 @@ class IpsMalformedReply(IpsError):
 
 
 # --- Results ----------------------------------------------------------------
+#
+# Replies are read with lxml by local name, never by zeep's strict schema
+# parser: the real service sends elements no bundled WSDL declares (new
+# optional fields, job-detail options), in any prefix. Each documented field
+# is read with its type from the version table (ipsversions.TYPES, across all
+# versions, so a renamed field is read whichever name arrives); anything else
+# is ignored.
 
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def _camel(name: str) -> str:
+    return re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)
+
+
 def _from_soap(cls, data):
-    """Build dataclass ``cls`` from a serialized zeep value, by field name."""
+    """Build dataclass ``cls`` from a read value (a dict by element name)."""
     if data is None:
         return None
     values = {}
     for f in dataclasses.fields(cls):
-        camel = f.metadata.get("soap") or re.sub(r"_(\w)", lambda m: m.group(1).upper(), f.name)
-        raw = data.get(camel)
+        if f.metadata.get("whole"):
+            raw = data
+        else:
+            names = f.metadata.get("soap") or (_camel(f.name),)
+            raw = next((data[n] for n in names if data.get(n) is not None), None)
         convert = f.metadata.get("convert")
         values[f.name] = convert(raw) if convert else raw
     return cls(**values)
 
 
-def _field(reply, name):
-    """A field of a reply; zeep already unwraps a reply of one field."""
-    if isinstance(reply, dict) and name in reply:
-        return reply[name]
-    return reply
+def _list(cls):
+    """Field converter: the items of an array type, as ``cls``."""
+    return lambda value: [_from_soap(cls, i) for i in (value or {}).get("items", [])]
 
 
-def _items(container):
-    """The items of an array type, however zeep shaped it."""
-    if not container:
-        return []
-    if isinstance(container, list):
-        return container
-    return container.get("items") or []
+def _lenient_int(value):
+    """ActiveJob.totalSize is typed string in the reference: a number when it is one."""
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
-def _text(value):
-    """Contradictory fields (triggerState, timeZone) are kept as text."""
-    return "" if value is None else str(value)
+@dataclass(frozen=True)
+class JobDetail:
+    """The job-detail element closing a ScheduledJob or ActiveJob, by job type."""
+
+    element: str  # e.g. "imageServingPublishJob"
+    values: dict
+
+
+def _job_detail(data) -> JobDetail | None:
+    for name in ipsversions.JOB_DETAIL_ELEMENTS:
+        if name in data:
+            return JobDetail(name, data[name] or {})
+    return None
+
+
+def _detail_field():
+    # Reads the whole item: the detail is whichever job-detail element it holds.
+    return field(default=None, metadata={"whole": True, "convert": _job_detail})
 
 
 @dataclass(frozen=True)
@@ -189,15 +219,33 @@ class ScheduledJob:
     description: str | None
     exec_schedule: str | None
     next_fire_time: dt.datetime | None
-    time_zone: str = field(metadata={"convert": _text})
-    trigger_state: str = field(metadata={"convert": _text})
+    time_zone: str | None
+    trigger_state: str | None
+    detail: JobDetail | None = _detail_field()
+
+
+@dataclass(frozen=True)
+class TaskItemProgress:
+    item_name: str | None
+    progress: float | None
+    progress_message: str | None
+    last_progress_update: dt.datetime | None
 
 
 @dataclass(frozen=True)
 class TaskProgress:
-    task_name: str | None
-    progress: int | None
+    task_type: str | None
+    num_processed: int | None
+    num_processing: int | None
+    num_pending: int | None
+    progress: float | None  # 0.0 to 1.0
     progress_message: str | None
+    last_progress_update: dt.datetime | None
+    task_state: str | None  # from 6.0 on
+    items: list = field(
+        default_factory=list,
+        metadata={"soap": ("taskItemProgressArray",), "convert": _list(TaskItemProgress)},
+    )
 
 
 @dataclass(frozen=True)
@@ -213,16 +261,22 @@ class ActiveJob:
     description: str | None
     server_name: str | None
     start_date: dt.datetime | None
-    total_size: int | None
-    progress: int | None
-    progress_message: str | None
-    last_progress_update: dt.datetime | None
+    total_size: int | None = field(metadata={"convert": _lenient_int})
+    progress: int | None = None
+    progress_message: str | None = None
+    last_progress_update: dt.datetime | None = None
     task_progress: list = field(
-        metadata={
-            "soap": "taskProgressArray",
-            "convert": lambda v: [_from_soap(TaskProgress, i) for i in _items(v)],
-        }
+        default_factory=list,
+        metadata={"soap": ("taskProgressArray",), "convert": _list(TaskProgress)},
     )
+    detail: JobDetail | None = _detail_field()
+
+
+@dataclass(frozen=True)
+class JobLogDetailAux:
+    log_message: str | None
+    log_type: str | None
+    date_created: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -232,7 +286,7 @@ class JobLogDetail:
     asset_name: str | None
     asset_type: str | None
     asset_handle: str | None
-    aux: list = field(metadata={"soap": "auxArray", "convert": lambda v: list(_items(v))})
+    aux: list = field(default_factory=list, metadata={"soap": ("auxArray",), "convert": _list(JobLogDetailAux)})
 
 
 @dataclass(frozen=True)
@@ -259,11 +313,13 @@ class JobLog:
     fatal_error: bool | None
     detail_total_rows: int | None
     details: list = field(
-        metadata={
-            "soap": "detailArray",
-            "convert": lambda v: [_from_soap(JobLogDetail, i) for i in _items(v)],
-        }
+        default_factory=list, metadata={"soap": ("detailArray",), "convert": _list(JobLogDetail)}
     )
+
+    @property
+    def is_final(self) -> bool:
+        """A log with its endDate: the run it records is over (ips-api.md)."""
+        return self.end_date is not None
 
 
 @dataclass(frozen=True)
@@ -280,16 +336,160 @@ class UserInfo:
     first_name: str | None
     last_name: str | None
     email: str | None
-    default_role: str | None
-    is_valid: bool | None
-    password_expires: dt.datetime | None
+    # ``role`` until 6.0, ``defaultRole`` since.
+    default_role: str | None = field(metadata={"soap": ("defaultRole", "role")})
+    is_valid: bool | None = None
+    password_expires: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
 class Membership:
     company: CompanyInfo = field(metadata={"convert": lambda v: _from_soap(CompanyInfo, v)})
-    role: str | None
+    role: str | None  # None before 6.0: the user's one role applies in every company
     is_active: bool | None
+
+
+def _memberships(reply) -> list[Membership]:
+    if reply.get("membershipArray") is not None:
+        return _list(Membership)(reply["membershipArray"])
+    # Before 6.0: companyArray of Company, no role per company.
+    return [
+        Membership(company=_from_soap(CompanyInfo, c), role=None, is_active=True)
+        for c in (reply.get("companyArray") or {}).get("items", [])
+    ]
+
+
+#: Each operation's reply, as the client's methods return it.
+CONVERTERS = {
+    "getScheduledJobs": lambda r: _list(ScheduledJob)(r.get("jobArray")),
+    "getActiveJobs": lambda r: _list(ActiveJob)(r.get("jobArray")),
+    "getJobLogs": lambda r: _list(JobLog)(r.get("jobLogArray")),
+    "getJobLogDetails": lambda r: _list(JobLog)(r.get("jobLogArray")),
+    "checkLogin": lambda r: r.get("status") == "ValidLogin",
+    "getCompanyInfo": lambda r: _from_soap(CompanyInfo, r.get("companyInfo")),
+    "getUserInfo": lambda r: _from_soap(UserInfo, r.get("userInfo")),
+    "getCompanyMembership": _memberships,
+}
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+_XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+
+def _xml_parser():
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+def _scalar(xsd_type: str, text: str | None, where: str):
+    if text is None:
+        return "" if xsd_type == "string" else None
+    if xsd_type == "string":
+        return text
+    text = text.strip()
+    if text == "":
+        return None
+    try:
+        if xsd_type in ("int", "long"):
+            return int(text)
+        if xsd_type == "double":
+            return float(text)
+        if xsd_type == "boolean":
+            if text in ("true", "1"):
+                return True
+            if text in ("false", "0"):
+                return False
+            raise ValueError(text)
+        if xsd_type == "dateTime":
+            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        raise IpsMalformedReply(f"IPS sent {where} = {text[:40]!r}, which is not an xsd:{xsd_type}") from None
+    return text
+
+
+def _read(element, type_name: str, where: str) -> dict:
+    """A complex element as {element name: value}, by the type's known fields."""
+    known = {f.name: f for f in ipsversions.TYPES[type_name]}
+    out: dict = {}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue
+        name = etree.QName(child).localname
+        f = known.get(name)
+        if f is None:
+            continue  # not modelled: a newer release's field, an option type
+        if child.get(_XSI_NIL) in ("true", "1"):
+            value = None
+        elif f.type in ipsversions.XSD_TYPES:
+            value = _scalar(f.type, child.text, f"{type_name}.{name}")
+        else:
+            value = _read(child, f.type, f"{type_name}.{name}")
+        if f.many:
+            out.setdefault(name, []).append(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _return_fields(operation: str) -> dict:
+    fields_ = {}
+    for v in ipsversions.VERSIONS:
+        fields_.update({f.name: f for f in ipsversions.returns(operation, v.key)})
+    # Every version's return fields, so a renamed one is read whichever arrives.
+    for f in ipsversions.OPERATION_BY_NAME[operation].returns:
+        fields_.setdefault(f.name, f)
+    return fields_
+
+
+def _read_return(operation: str, element) -> dict:
+    known = _return_fields(operation)
+    out = {}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue
+        name = etree.QName(child).localname
+        f = known.get(name)
+        if f is None:
+            continue
+        if f.type in ipsversions.XSD_TYPES:
+            out[name] = _scalar(f.type, child.text, f"{operation}Return.{name}")
+        else:
+            out[name] = _read(child, f.type, f"{operation}Return.{name}")
+    return out
+
+
+def read_reply(operation: str, content: bytes):
+    """The value of a SOAP reply to ``operation``, as the client returns it.
+
+    Raises the IpsFault of a fault reply, IpsMalformedReply for anything that
+    is neither. Any namespace and prefix is accepted: the element names decide.
+    """
+    try:
+        root = etree.fromstring(content, _xml_parser())
+    except (etree.XMLSyntaxError, ValueError):
+        raise IpsMalformedReply(f"IPS answered {operation} with invalid XML") from None
+    body = root.find(f"{{{SOAP_ENV}}}Body") if root.tag == f"{{{SOAP_ENV}}}Envelope" else None
+    if body is None:
+        raise IpsMalformedReply(f"IPS answered {operation} with XML that is not a SOAP envelope")
+    children = [c for c in body if isinstance(c.tag, str)]
+    fault = next((c for c in children if c.tag == f"{{{SOAP_ENV}}}Fault"), None)
+    if fault is not None:
+        raise _fault(operation, fault)
+    ret = next((c for c in children if etree.QName(c).localname == f"{operation}Return"), None)
+    if ret is None:
+        raise IpsMalformedReply(
+            f"IPS answered {operation} with a reply that is not a valid {operation}Return "
+            f"({'an empty body' if not children else etree.QName(children[0]).localname})"
+        )
+    reply = _read_return(operation, ret)
+    convert = CONVERTERS.get(operation)
+    if convert is None:
+        return None
+    try:
+        return convert(reply)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise IpsMalformedReply(
+            f"IPS answered {operation} with a reply of an unexpected shape ({type(exc).__name__})"
+        ) from None
 
 
 # --- Endpoint and client ----------------------------------------------------
@@ -327,21 +527,90 @@ class _NoWireLog:
 
 
 class _Transport(zeep.Transport):
-    """Refuses non-SOAP HTTP errors before zeep tries to read them as XML."""
+    """Posts with a deadline on the whole reply, and reads it ourselves.
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    requests' read timeout bounds each socket read, so a reply that trickles
+    in (a byte every few seconds) would never time out: here the body is read
+    in small pieces against one deadline, connect plus read timeout in all.
+    """
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float, operation: threading.local):
+        super().__init__(timeout=connect_timeout + read_timeout, operation_timeout=(connect_timeout, read_timeout))
         self.logger = _NoWireLog()
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._operation = operation
+
+    @property
+    def budget(self) -> float:
+        return self.connect_timeout + self.read_timeout
 
     def post(self, address, message, headers):
-        response = super().post(address, message, headers)
-        ctype = response.headers.get("Content-Type", "").lower()
-        if response.status_code != 200 and "xml" not in ctype:
-            raise IpsUnavailable(
-                f"IPS answered HTTP {response.status_code} ({ctype or 'no content type'}), not SOAP",
-                request_sent=True,
-            )
+        deadline = time.monotonic() + self.budget
+        response = self.session.post(
+            address,
+            data=message,
+            headers=headers,
+            timeout=(self.connect_timeout, self.read_timeout),
+            stream=True,
+        )
+        try:
+            response._content = self._read_body(response, deadline)
+        finally:
+            response.close()
         return response
+
+    def _read_body(self, response, deadline: float) -> bytes:
+        raw = response.raw
+        sock = _socket_of(raw)
+        chunks = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._past_deadline()
+            if sock is not None:
+                try:
+                    sock.settimeout(min(self.read_timeout, remaining))
+                except OSError:  # closed once the whole body arrived
+                    sock = None
+            try:
+                chunk = raw.read1(65536, decode_content=False)
+            except Exception as exc:  # urllib3 wraps socket timeouts its own way
+                if time.monotonic() >= deadline - 0.001:
+                    raise self._past_deadline() from None
+                if "timed out" in str(exc).lower():
+                    raise requests.exceptions.ReadTimeout(str(exc)) from None
+                raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        coding = response.headers.get("Content-Encoding", "").strip().lower()
+        try:
+            if coding in ("gzip", "x-gzip"):
+                body = gzip.decompress(body)
+            elif coding == "deflate":
+                body = zlib.decompress(body)
+        except (OSError, EOFError, zlib.error):
+            raise requests.exceptions.ContentDecodingError(f"undecodable {coding} body") from None
+        return body
+
+    def _past_deadline(self) -> IpsTimeout:
+        operation = getattr(self._operation, "name", "the call")
+        return IpsTimeout(
+            f"IPS did not finish answering {operation} within {self.budget:g} s "
+            f"(the deadline for a whole reply: {self.connect_timeout:g} s to connect + "
+            f"{self.read_timeout:g} s to answer)",
+            request_sent=True,
+        )
+
+
+def _socket_of(raw):
+    """The socket under a urllib3 response, to bound each read by the deadline."""
+    try:
+        return raw._fp.fp.raw._sock
+    except AttributeError:
+        return None
 
 
 _wsdl_lock = threading.Lock()
@@ -407,13 +676,18 @@ class IpsClient:
         self.endpoint = endpoint
         source = _wsdl_source(endpoint)
         parsed = _parsed_wsdl(source, endpoint.connect_timeout + endpoint.read_timeout)
+        self._operation = threading.local()
         transport = _Transport(
-            timeout=endpoint.connect_timeout + endpoint.read_timeout,
-            operation_timeout=(endpoint.connect_timeout, endpoint.read_timeout),
+            connect_timeout=endpoint.connect_timeout,
+            read_timeout=endpoint.read_timeout,
+            operation=self._operation,
         )
         # One zeep client per endpoint over the shared parsed WSDL: the
-        # transport (session, timeouts) is the per-connection part.
-        self._zeep = zeep.Client(wsdl=parsed.wsdl, transport=transport)
+        # transport (session, timeouts) is the per-connection part. zeep builds
+        # and sends requests; replies are read by read_reply().
+        self._zeep = zeep.Client(
+            wsdl=parsed.wsdl, transport=transport, settings=zeep.Settings(raw_response=True)
+        )
         binding = next(iter(parsed.wsdl.bindings))
         self._service = self._zeep.create_service(binding, endpoint.service_url)
         self._header_type = self._zeep.get_element(f"{{{IPS_NS}}}authHeader")
@@ -431,17 +705,16 @@ class IpsClient:
             appVersion=e.app_version,
         )
 
-    def call(self, operation: str, convert=None, **params):
-        """Call an operation; returns ``convert(reply)``, the reply as dicts and lists."""
+    def call(self, operation: str, **params):
+        """Call an operation; returns its reply as ``read_reply`` reads it."""
         params = {k: v for k, v in params.items() if v is not None}
         method = getattr(self._service, operation)
         e = self.endpoint
+        self._operation.name = operation
         try:
-            result = method(**params, _soapheaders=[self._auth_header()])
+            response = method(**params, _soapheaders=[self._auth_header()])
         except IpsError:
             raise
-        except zeep.exceptions.Fault as exc:
-            raise _fault(operation, exc) from None
         except requests.exceptions.ConnectTimeout:
             raise IpsTimeout(
                 f"IPS at {e.service_url} did not accept a connection within {e.connect_timeout:g} s",
@@ -464,30 +737,10 @@ class IpsClient:
             ) from None
         except requests.exceptions.RequestException as exc:
             raise IpsUnavailable(f"IPS request failed: {type(exc).__name__}") from None
-        except zeep.exceptions.ValidationError as exc:
+        except (zeep.exceptions.ValidationError, zeep.exceptions.Error, TypeError, ValueError) as exc:
             # zeep refused to build the request: nothing was sent.
-            raise IpsError(f"Could not build the {operation} request: {exc.message}") from None
-        except zeep.exceptions.TransportError as exc:
-            if exc.status_code == 200:
-                raise IpsMalformedReply(f"IPS answered {operation} with invalid XML") from None
-            raise IpsUnavailable(
-                f"IPS answered HTTP {exc.status_code} to {operation}, not SOAP", request_sent=True
-            ) from None
-        except (IndexError, etree.XMLSyntaxError, zeep.exceptions.Error, ValueError, TypeError) as exc:
-            # zeep crashes with IndexError on an empty <soap:Body/>.
-            raise IpsMalformedReply(
-                f"IPS answered {operation} with a reply that is not a valid {operation}Return "
-                f"({type(exc).__name__})"
-            ) from None
-        reply = zeep.helpers.serialize_object(result, dict)
-        if convert is None:
-            return reply
-        try:
-            return convert(reply)
-        except (AttributeError, TypeError, KeyError, ValueError) as exc:
-            raise IpsMalformedReply(
-                f"IPS answered {operation} with a reply of an unexpected shape ({type(exc).__name__})"
-            ) from None
+            raise IpsError(f"Could not build the {operation} request: {getattr(exc, 'message', exc)}") from None
+        return _reply_of(operation, response)
 
     # The operations, by their IPS names in snake case.
 
@@ -506,22 +759,14 @@ class IpsClient:
     def delete_job(self, company_handle: str, job_handle: str) -> None:
         self.call("deleteJob", companyHandle=company_handle, jobHandle=job_handle)
 
-    def get_scheduled_jobs(self, company_handle, *, job_handle=None, original_name=None):
+    def get_scheduled_jobs(self, company_handle, *, job_handle=None, original_name=None) -> list[ScheduledJob]:
         return self.call(
-            "getScheduledJobs",
-            _list_of(ScheduledJob, "jobArray"),
-            companyHandle=company_handle,
-            jobHandle=job_handle,
-            originalName=original_name,
+            "getScheduledJobs", companyHandle=company_handle, jobHandle=job_handle, originalName=original_name
         )
 
-    def get_active_jobs(self, company_handle=None, *, job_handle=None, original_name=None):
+    def get_active_jobs(self, company_handle=None, *, job_handle=None, original_name=None) -> list[ActiveJob]:
         return self.call(
-            "getActiveJobs",
-            _list_of(ActiveJob, "jobArray"),
-            companyHandle=company_handle,
-            jobHandle=job_handle,
-            originalName=original_name,
+            "getActiveJobs", companyHandle=company_handle, jobHandle=job_handle, originalName=original_name
         )
 
     def get_job_logs(
@@ -534,10 +779,9 @@ class IpsClient:
         start_date=None,
         end_date=None,
         num_rows=None,
-    ):
+    ) -> list[JobLog]:
         return self.call(
             "getJobLogs",
-            _list_of(JobLog, "jobLogArray"),
             companyHandle=company_handle,
             userHandle=user_handle,
             sortBy=sort_by,
@@ -558,10 +802,9 @@ class IpsClient:
         results_page=None,
         sort_by=None,
         sort_direction=None,
-    ):
+    ) -> list[JobLog]:
         return self.call(
             "getJobLogDetails",
-            _list_of(JobLog, "jobLogArray"),
             companyHandle=company_handle,
             jobHandle=job_handle,
             originalName=original_name,
@@ -573,63 +816,60 @@ class IpsClient:
         )
 
     def check_login(self, email: str, password: str, company_handle: str | None = None) -> bool:
-        return self.call(
-            "checkLogin",
-            lambda reply: _field(reply, "status") == "ValidLogin",
-            companyHandle=company_handle,
-            email=email,
-            password=password,
-        )
+        return self.call("checkLogin", companyHandle=company_handle, email=email, password=password)
 
     def get_company_info(self, company_handle=None, *, company_name=None) -> CompanyInfo:
-        return self.call(
-            "getCompanyInfo",
-            _one(CompanyInfo, "companyInfo"),
-            companyHandle=company_handle,
-            companyName=company_name,
-        )
+        return self.call("getCompanyInfo", companyHandle=company_handle, companyName=company_name)
 
     def get_user_info(self, user_handle=None, *, email=None) -> UserInfo:
-        return self.call("getUserInfo", _one(UserInfo, "userInfo"), userHandle=user_handle, email=email)
+        return self.call("getUserInfo", userHandle=user_handle, email=email)
 
     def get_company_membership(self, user_handle=None) -> list[Membership]:
-        return self.call("getCompanyMembership", _list_of(Membership, "membershipArray"), userHandle=user_handle)
+        """Each company with the user's role there; ``role`` is None before 6.0."""
+        return self.call("getCompanyMembership", userHandle=user_handle)
 
 
-def _list_of(cls, name):
-    """Reply converter: the items of array field ``name``, as ``cls``."""
-    return lambda reply: [_from_soap(cls, i) for i in _items(_field(reply, name))]
+def _reply_of(operation: str, response):
+    """The value of an HTTP reply: SOAP results and faults, or why it is neither."""
+    ctype = response.headers.get("Content-Type", "").lower()
+    if response.status_code != 200 and "xml" not in ctype:
+        raise IpsUnavailable(
+            f"IPS answered HTTP {response.status_code} ({ctype or 'no content type'}), not SOAP",
+            request_sent=True,
+        )
+    try:
+        return read_reply(operation, response.content)
+    except IpsMalformedReply:
+        if response.status_code != 200:
+            raise IpsUnavailable(
+                f"IPS answered HTTP {response.status_code} to {operation}, not SOAP", request_sent=True
+            ) from None
+        raise
 
 
-def _one(cls, name):
-    """Reply converter: field ``name`` as ``cls``."""
-    return lambda reply: _from_soap(cls, _field(reply, name))
-
-
-def _fault(operation: str, exc: zeep.exceptions.Fault) -> IpsError:
-    detail = exc.detail
+def _fault(operation: str, fault) -> IpsError:
+    """The project's exception for a soapenv:Fault element."""
+    fault_string = (_child_text(fault, "faultstring") or "").strip()
+    detail = next((c for c in fault if isinstance(c.tag, str) and etree.QName(c).localname == "detail"), None)
     if detail is not None:
         for family, cls in FAULT_TYPES.items():
-            node = detail.find(f"{{{IPS_NS}}}{family}")
-            if node is None:
-                node = next((n for n in detail.iter() if etree.QName(n).localname == family), None)
+            node = next(
+                (n for n in detail.iter() if isinstance(n.tag, str) and etree.QName(n).localname == family), None
+            )
             if node is not None:
                 code_text = _child_text(node, "code")
                 try:
                     code = int(code_text) if code_text is not None else None
                 except ValueError:
                     code = None
-                reason = _child_text(node, "reason") or exc.message or ""
-                return cls(operation, code, reason.strip(), exc.message or "")
-    if exc.message == "Unknown fault occured" or (exc.code is None and not exc.message):
-        # zeep's word for an XML reply without a Fault in it.
-        return IpsMalformedReply(f"IPS answered {operation} with a reply that is neither a result nor a fault")
-    return IpsFault(operation, None, exc.message or "unknown fault", exc.message or "")
+                reason = _child_text(node, "reason") or fault_string
+                return cls(operation, code, reason.strip(), fault_string)
+    return IpsFault(operation, None, fault_string or "unknown fault", fault_string)
 
 
 def _child_text(node, name):
     for child in node:
-        if etree.QName(child).localname == name:
+        if isinstance(child.tag, str) and etree.QName(child).localname == name:
             return child.text
     return None
 

@@ -1,0 +1,392 @@
+"""The IPS API versions the dashboard speaks, and what each one's types hold.
+
+One table: the bundled WSDLs are generated from it (``scripts/build_wsdl.py``),
+the emulator answers in the shapes those WSDLs declare, and the client
+(``jobs/ips.py``) reads replies by it. Sources of each fact:
+``docs/ips-versions.md`` (the reference's type pages and change log).
+
+A field lives in the versions ``since <= version < until``. Version keys are
+the namespace dates; the unversioned namespace (pre-4.0) is ``""`` and sorts
+first. Adding a version is a row of ``VERSIONS``: run the build script, and
+its WSDL, its namespace and its shapes follow.
+
+Plain Python, no Django: the build script imports it outside a project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BASE_NS = "http://www.scene7.com/IpsApi/xsd"
+
+V4_0 = "2008-01-15"
+V4_5 = "2010-01-31"
+V6_0 = "2012-02-14"
+
+
+@dataclass(frozen=True)
+class Version:
+    key: str  # "" for the unversioned namespace
+    release: str
+
+    @property
+    def namespace(self) -> str:
+        return f"{BASE_NS}/{self.key}" if self.key else BASE_NS
+
+    @property
+    def wsdl_file(self) -> str:
+        return f"IpsApi-{self.key}.wsdl" if self.key else "IpsApi.wsdl"
+
+    @property
+    def label(self) -> str:
+        return f"{self.release} ({self.key or 'unversioned'})"
+
+
+#: The versions bundled, served by the emulator and selectable on a Connection.
+VERSIONS = (
+    Version("", "pre-4.0"),
+    Version("2014-04-03", "6.8 / 2014R1"),
+)
+DEFAULT_VERSION = "2014-04-03"
+BY_KEY = {v.key: v for v in VERSIONS}
+BY_NAMESPACE = {v.namespace: v for v in VERSIONS}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # an xsd type ("string", "int", "double", "boolean", "dateTime", "long") or a type of TYPES
+    since: str = ""
+    until: str | None = None
+    many: bool = False  # maxOccurs unbounded (the items of an array type)
+
+    def in_version(self, key: str) -> bool:
+        return self.since <= key and (self.until is None or key < self.until)
+
+
+XSD_TYPES = frozenset({"string", "int", "long", "double", "boolean", "dateTime"})
+
+
+def _array(item_type: str) -> tuple[Field, ...]:
+    return (Field("items", item_type, many=True),)
+
+
+# Job-detail elements closing ScheduledJob and ActiveJob: at most one, by job type.
+_JOB_DETAILS = (
+    Field("imageServingPublishJob", "ImageServingPublishJob"),
+    Field("imageRenderingPublishJob", "ImageRenderingPublishJob"),
+    Field("videoPublishJob", "VideoPublishJob"),
+    Field("serverDirectoryPublishJob", "ServerDirectoryPublishJob"),
+    Field("uploadDirectoryJob", "UploadDirectoryJob"),
+    Field("uploadUrlsJob", "UploadUrlsJob"),
+    Field("optimizeImagesJob", "OptimizeImagesJob", since=V4_0),
+    Field("ripPdfsJob", "RipPdfsJob", since=V4_0),
+    Field("reprocessAssetsJob", "ReprocessAssetsJob", since=V4_0),
+    Field("exportJob", "ExportJob", since=V6_0),
+)
+
+JOB_DETAIL_ELEMENTS = tuple(f.name for f in _JOB_DETAILS)
+
+#: Complex types by name. Contradictions of the reference (ips-api.md) are typed
+#: as strings: ScheduledJob.timeZone/triggerState, ActiveJob.totalSize/progressMessage.
+TYPES: dict[str, tuple[Field, ...]] = {
+    "StringArray": _array("string"),
+    "HandleArray": _array("string"),
+    "UploadUrl": (Field("sourceUrl", "string"), Field("destPath", "string")),
+    "UrlArray": _array("UploadUrl"),
+    "ImageServingPublishJob": (
+        Field("publishType", "string"),
+        Field("emailSetting", "string"),
+        Field("httpCompletionUrl", "string"),
+    ),
+    "ImageRenderingPublishJob": (
+        Field("emailSetting", "string"),
+        Field("httpCompletionUrl", "string"),
+        Field("contextHandle", "string", since=V6_0),
+    ),
+    "VideoPublishJob": (
+        Field("emailSetting", "string"),
+        Field("httpCompletionUrl", "string"),
+        Field("contextHandle", "string", since=V6_0),
+    ),
+    "ServerDirectoryPublishJob": (
+        Field("emailSetting", "string"),
+        Field("httpCompletionUrl", "string"),
+    ),
+    # Upload jobs carry many option types; the ones a dashboard shows are modelled,
+    # the rest arrive as elements the client ignores.
+    "UploadDirectoryJob": (
+        Field("destFolder", "string"),
+        Field("emailSetting", "string"),
+        Field("includeSubfolders", "string"),
+        Field("overwrite", "string"),
+        Field("postHttpUrl", "string"),
+        Field("readyForPublish", "boolean"),
+        Field("serverDir", "string"),
+    ),
+    "UploadUrlsJob": (
+        Field("destFolder", "string"),
+        Field("emailSetting", "string"),
+        Field("numUrls", "int", since=V4_5),
+        Field("overwrite", "boolean"),
+        Field("postHttpUrl", "string"),
+        Field("readyForPublish", "boolean"),
+        Field("urlArray", "UrlArray", since=V4_5),
+    ),
+    "OptimizeImagesJob": (Field("emailSetting", "string"),),
+    "RipPdfsJob": (
+        Field("pdfHandleArray", "HandleArray"),
+        Field("emailSetting", "string"),
+        Field("postHttpUrl", "string"),
+    ),
+    "ReprocessAssetsJob": (
+        Field("assetHandleArray", "HandleArray"),
+        Field("readyForPublish", "boolean"),
+        Field("emailSetting", "string"),
+        Field("postHttpUrl", "string"),
+    ),
+    "ExportJob": (
+        Field("assetHandleArray", "HandleArray"),
+        Field("fmt", "string"),
+        Field("macro", "string"),
+        Field("emailSetting", "string"),
+    ),
+    "ScheduledJob": (
+        Field("companyHandle", "string"),
+        Field("jobHandle", "string"),
+        Field("name", "string"),
+        Field("originalName", "string"),
+        Field("type", "string"),
+        Field("submitUserEmail", "string"),
+        Field("locale", "string", since=V4_0),
+        Field("description", "string", since=V4_0),
+        Field("execSchedule", "string"),
+        Field("nextFireTime", "dateTime"),
+        Field("timeZone", "string"),
+        Field("triggerState", "string"),
+        *_JOB_DETAILS,
+    ),
+    "ScheduledJobArray": _array("ScheduledJob"),
+    "TaskItemProgress": (
+        Field("itemName", "string"),
+        Field("progress", "double"),
+        Field("progressMessage", "string"),
+        Field("lastProgressUpdate", "dateTime"),
+    ),
+    "TaskItemProgressArray": _array("TaskItemProgress"),
+    "TaskProgress": (
+        Field("taskType", "string"),
+        Field("numProcessed", "int"),
+        Field("numProcessing", "int"),
+        Field("numPending", "int"),
+        Field("progress", "double"),
+        Field("progressMessage", "string"),
+        Field("lastProgressUpdate", "dateTime"),
+        Field("taskItemProgressArray", "TaskItemProgressArray"),
+        Field("taskState", "string", since=V6_0),
+    ),
+    "TaskProgressArray": _array("TaskProgress"),
+    "ActiveJob": (
+        Field("companyHandle", "string"),
+        Field("jobHandle", "string"),
+        Field("name", "string"),
+        Field("originalName", "string"),
+        Field("type", "string"),
+        Field("state", "string"),
+        Field("submitUserEmail", "string"),
+        Field("locale", "string", since=V4_0),
+        Field("description", "string", since=V4_0),
+        Field("serverName", "string"),
+        Field("startDate", "dateTime"),
+        Field("totalSize", "string"),
+        Field("progress", "int"),
+        Field("progressMessage", "string"),
+        Field("lastProgressUpdate", "dateTime"),
+        Field("taskProgressArray", "TaskProgressArray", since=V4_0),
+        *_JOB_DETAILS,
+    ),
+    "ActiveJobArray": _array("ActiveJob"),
+    "JobLogDetailAux": (
+        Field("logMessage", "string"),
+        Field("logType", "string"),
+        Field("dateCreated", "dateTime"),
+    ),
+    "JobLogDetailAuxArray": _array("JobLogDetailAux"),
+    "JobLogDetail": (
+        Field("logMessage", "string"),
+        Field("logType", "string"),
+        Field("assetName", "string"),
+        Field("assetType", "string"),
+        Field("assetHandle", "string", since=V4_0),
+        Field("auxArray", "JobLogDetailAuxArray", since=V4_5),
+    ),
+    "JobLogDetailArray": _array("JobLogDetail"),
+    "JobLog": (
+        Field("companyHandle", "string"),
+        Field("jobHandle", "string"),
+        Field("jobName", "string"),
+        Field("originalJobName", "string", since=V4_0),
+        Field("submitUserEmail", "string"),
+        Field("logType", "string"),
+        Field("jobSubType", "string", since=V4_0),
+        Field("startDate", "dateTime"),
+        Field("endDate", "dateTime"),
+        Field("description", "string", since=V4_0),
+        Field("fileSuccessCount", "int"),
+        Field("fileErrorCount", "int"),
+        Field("fileWarningCount", "int"),
+        Field("fileDuplicateCount", "int"),
+        Field("fileUpdateCount", "int"),
+        Field("totalFileCount", "int", since=V4_0),
+        Field("transferSuccessCount", "int", since=V4_0),
+        Field("transferErrorCount", "int", since=V4_0),
+        Field("transferWarningCount", "int", since=V4_0),
+        Field("fatalError", "boolean"),
+        Field("detailTotalRows", "int", since=V4_0),
+        Field("detailArray", "JobLogDetailArray"),
+    ),
+    "JobLogArray": _array("JobLog"),
+    "Company": (
+        Field("companyHandle", "string"),
+        Field("name", "string"),
+        Field("rootPath", "string"),
+        Field("expires", "dateTime"),
+    ),
+    "CompanyArray": _array("Company"),
+    "User": (
+        Field("userHandle", "string"),
+        Field("firstName", "string"),
+        Field("lastName", "string"),
+        Field("email", "string"),
+        Field("role", "string", until=V6_0),
+        Field("defaultRole", "string", since=V6_0),
+        Field("isValid", "boolean"),
+        Field("passwordExpires", "dateTime"),
+    ),
+    "CompanyMembership": (
+        Field("company", "Company"),
+        Field("role", "string"),
+        Field("isActive", "boolean"),
+    ),
+    "CompanyMembershipArray": _array("CompanyMembership"),
+}
+
+#: Types that exist only from a version on.
+TYPE_SINCE = {
+    "UrlArray": V4_5,
+    "UploadUrl": V4_5,
+    "JobLogDetailAux": V4_5,
+    "JobLogDetailAuxArray": V4_5,
+    "OptimizeImagesJob": V4_0,
+    "RipPdfsJob": V4_0,
+    "ReprocessAssetsJob": V4_0,
+    "ExportJob": V6_0,
+    "CompanyMembership": V6_0,
+    "CompanyMembershipArray": V6_0,
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    params: tuple[Field, ...]  # a param is required when listed in ``required``
+    returns: tuple[Field, ...] = ()
+    required: tuple[str, ...] = ()
+
+
+def _job_op(name: str) -> Operation:
+    return Operation(
+        name,
+        (Field("companyHandle", "string"), Field("jobHandle", "string")),
+        required=("companyHandle", "jobHandle"),
+    )
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    _job_op("executeJob"),
+    Operation(
+        "getScheduledJobs",
+        (Field("companyHandle", "string"), Field("jobHandle", "string"), Field("originalName", "string")),
+        (Field("jobArray", "ScheduledJobArray"),),
+        required=("companyHandle",),
+    ),
+    Operation(
+        "getActiveJobs",
+        (Field("companyHandle", "string"), Field("jobHandle", "string"), Field("originalName", "string")),
+        (Field("jobArray", "ActiveJobArray"),),
+    ),
+    Operation(
+        "getJobLogs",
+        (
+            Field("companyHandle", "string"),
+            Field("userHandle", "string"),
+            Field("sortBy", "string"),
+            Field("sortDirection", "string"),
+            Field("startDate", "dateTime"),
+            Field("endDate", "dateTime"),
+            Field("numRows", "int"),
+        ),
+        (Field("jobLogArray", "JobLogArray"),),
+    ),
+    Operation(
+        "getJobLogDetails",
+        (
+            Field("companyHandle", "string"),
+            Field("jobHandle", "string"),
+            Field("originalName", "string"),
+            Field("logTypeArray", "StringArray"),
+            Field("recordsPerPage", "int"),
+            Field("resultsPage", "int"),
+            Field("sortBy", "string"),
+            Field("sortDirection", "string"),
+        ),
+        (Field("jobLogArray", "JobLogArray"),),
+        required=("companyHandle",),
+    ),
+    _job_op("pauseJob"),
+    _job_op("resumeJob"),
+    _job_op("stopJob"),
+    _job_op("deleteJob"),
+    Operation(
+        "checkLogin",
+        (Field("companyHandle", "string"), Field("email", "string"), Field("password", "string")),
+        (Field("status", "string"),),
+        required=("email", "password"),
+    ),
+    Operation(
+        "getCompanyInfo",
+        (Field("companyHandle", "string"), Field("companyName", "string")),
+        (Field("companyInfo", "Company"),),
+    ),
+    Operation(
+        "getUserInfo",
+        (Field("userHandle", "string"), Field("email", "string")),
+        (Field("userInfo", "User"),),
+    ),
+    Operation(
+        "getCompanyMembership",
+        (Field("userHandle", "string"),),
+        (
+            Field("companyArray", "CompanyArray", until=V6_0),
+            Field("membershipArray", "CompanyMembershipArray", since=V6_0),
+        ),
+    ),
+)
+OPERATION_BY_NAME = {op.name: op for op in OPERATIONS}
+
+
+def type_in_version(name: str, key: str) -> bool:
+    return TYPE_SINCE.get(name, "") <= key
+
+
+def fields(type_name: str, key: str) -> tuple[Field, ...]:
+    """The elements of ``type_name`` in version ``key``, in sequence order."""
+    return tuple(
+        f
+        for f in TYPES[type_name]
+        if f.in_version(key) and (f.type in XSD_TYPES or type_in_version(f.type, key))
+    )
+
+
+def returns(operation: str, key: str) -> tuple[Field, ...]:
+    return tuple(f for f in OPERATION_BY_NAME[operation].returns if f.in_version(key))
