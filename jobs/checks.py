@@ -7,8 +7,10 @@ from django.db import connections
 
 from . import demo
 
-#: IPS calls one Run may wait on in turn (getActiveJobs, then executeJob).
-IPS_CALLS_PER_RUN = 2
+#: IPS calls one Run may wait on in turn: getActiveJobs, executeJob, then
+#: getActiveJobs again to name the run it started. Each has a whole-reply
+#: deadline of connect + read timeout (jobs/ips.py).
+IPS_CALLS_PER_RUN = 3
 
 
 def timeout_budget_problem(worker_timeout: float) -> str | None:

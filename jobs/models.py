@@ -4,8 +4,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import MD5
 
-from . import crypto, ips
+from . import crypto, ips, ipsversions
 from .roles import UserType
 
 
@@ -21,10 +22,6 @@ class Connection(models.Model):
         APAC = "apac", "Japan / Asia Pacific"
         APAC_STAGING = "apac-staging", "Japan / Asia Pacific (staging)"
 
-    class ApiVersion(models.TextChoices):
-        UNVERSIONED = "", "Unversioned (http://www.scene7.com/IpsApi/xsd)"
-        V2014 = "2014-04-03", "6.8 / 2014R1 (2014-04-03)"
-
     name = models.CharField(max_length=100, unique=True)
     region = models.CharField(max_length=20, choices=Region.choices, default=Region.CUSTOM)
     service_url = models.URLField(
@@ -38,7 +35,14 @@ class Connection(models.Model):
         max_length=500,
         help_text="Leave empty to use the WSDL bundled with ipsadmin for the API version.",
     )
-    api_version = models.CharField(max_length=20, choices=ApiVersion.choices, blank=True, default="")
+    api_version = models.CharField(
+        "API version",
+        max_length=20,
+        choices=[(v.key, v.label) for v in ipsversions.VERSIONS],
+        blank=True,
+        default=ipsversions.DEFAULT_VERSION,
+        help_text="The IPS API namespace to speak; replies are read in that version's shapes.",
+    )
     username = models.CharField(
         "service account email",
         max_length=254,
@@ -137,7 +141,9 @@ class Job(models.Model):
     """A scheduled IPS job, kept in step with getScheduledJobs."""
 
     company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="jobs")
-    handle = models.CharField(max_length=1024)
+    # Handles are kept whole whatever their length (the job must still run);
+    # other fields are cut to their column by sync, which says so.
+    handle = models.TextField()
     name = models.CharField(max_length=1024)
     original_name = models.CharField(max_length=1024, blank=True)
     type = models.CharField(max_length=100, blank=True)
@@ -154,8 +160,9 @@ class Job(models.Model):
     class Meta:
         ordering = ["company", "name"]
         constraints = [
-            # Sync upserts by (company, handle).
-            models.UniqueConstraint(fields=["company", "handle"], name="job_unique_handle"),
+            # Sync upserts by (company, handle). On a digest: a btree entry of a
+            # whole handle would fail past PostgreSQL's ~2.7 kB limit.
+            models.UniqueConstraint("company", MD5("handle"), name="job_unique_handle"),
         ]
 
     def __str__(self):
@@ -214,7 +221,7 @@ class Execution(models.Model):
     job = models.ForeignKey(Job, null=True, on_delete=models.SET_NULL, related_name="executions")
     company = models.ForeignKey(Company, null=True, on_delete=models.SET_NULL, related_name="executions")
     company_handle = models.CharField(max_length=255)
-    job_handle = models.CharField(max_length=1024)
+    job_handle = models.TextField()
     job_name = models.CharField(max_length=1024)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="executions"
@@ -233,6 +240,10 @@ class Execution(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
     request_id = models.CharField(max_length=64)
+    # The run IPS started, as getActiveJobs named it right after executeJob:
+    # following the run looks for exactly this one, never the job's latest.
+    ips_run_handle = models.TextField("IPS run handle", blank=True)
+    ips_run_name = models.TextField("IPS run name", blank=True)
 
     objects = ExecutionQuerySet.as_manager()
 

@@ -10,7 +10,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -256,7 +256,8 @@ def _send(execution: Execution, job: Job) -> Execution:
     try:
         # Inside the try: fetching a remote WSDL can fail like any IPS call.
         client = job.company.connection.client()
-        active = _active_runs(client, job)
+        listed = _listed_runs(client, job)
+        active = [a for a in listed if a.state != "Done"]
         if active:
             a = active[0]
             progress = f", {a.progress}%" if a.progress is not None else ""
@@ -269,6 +270,7 @@ def _send(execution: Execution, job: Job) -> Execution:
         else:
             client.execute_job(job.company.handle, job.handle)
             _finish(execution, Outcome.ACCEPTED, f"IPS accepted “{job.name}” and is running it now.")
+            _identify_run(client, job, execution, before={a.job_handle for a in listed})
     except ips.IpsError as error:
         outcome, message = describe_error(error, job)
         _finish(execution, outcome, message, error)
@@ -287,6 +289,23 @@ def _send(execution: Execution, job: Job) -> Execution:
     return execution
 
 
+def _identify_run(client: ips.IpsClient, job: Job, execution: Execution, before: set[str]) -> None:
+    """Name the run executeJob started: the job's run getActiveJobs lists now and did not before.
+
+    Best effort: the run is accepted whatever this says. Without a name, the
+    run is later matched to its log by the job's name and the time it was sent.
+    """
+    try:
+        new = [a for a in _listed_runs(client, job) if a.job_handle not in before]
+    except ips.IpsError as error:
+        log.warning("run of %r accepted, but IPS could not name it: %s", job.handle, error)
+        return
+    if new:
+        run = max(new, key=lambda a: (a.start_date is not None, a.start_date or dt.datetime.min))
+        execution.ips_run_handle = run.job_handle or ""
+        execution.ips_run_name = run.name or ""
+
+
 def _save_outcome(execution: Execution) -> None:
     """Write the outcome, unless the row was meanwhile taken for dead."""
     if _close(execution):
@@ -302,12 +321,10 @@ def _save_outcome(execution: Execution) -> None:
     )
 
 
-def _active_runs(client: ips.IpsClient, job: Job) -> list[ips.ActiveJob]:
-    """The job's runs IPS still works on (a Done run lingers in getActiveJobs)."""
+def _listed_runs(client: ips.IpsClient, job: Job) -> list[ips.ActiveJob]:
+    """The job's runs getActiveJobs lists, Done ones included (they linger there)."""
     return [
-        a
-        for a in client.get_active_jobs(job.company.handle, original_name=job.name)
-        if a.original_name == job.name and a.state != "Done"
+        a for a in client.get_active_jobs(job.company.handle, original_name=job.name) if a.original_name == job.name
     ]
 
 
@@ -321,11 +338,27 @@ class SyncResult:
     updated: int = 0
     gone: int = 0
     error: str = ""
+    #: "field of job …" for each value cut to fit its column.
+    cut: list = field(default_factory=list)
 
     def __str__(self):
         if self.error:
             return f"{self.company}: {self.error}"
-        return f"{self.company}: {self.created} new, {self.updated} updated, {self.gone} gone from IPS"
+        text = f"{self.company}: {self.created} new, {self.updated} updated, {self.gone} gone from IPS"
+        if self.cut:
+            shown = "; ".join(self.cut[:3]) + (f"; and {len(self.cut) - 3} more" if len(self.cut) > 3 else "")
+            text += f". {len(self.cut)} value{'s' if len(self.cut) != 1 else ''} too long for the dashboard, shortened (the jobs still run): {shown}"
+        return text
+
+
+def _fit(values: dict, handle: str, cut: list) -> dict:
+    """Cut text to its column's size, so one odd job never fails a company's sync."""
+    for name, value in values.items():
+        limit = getattr(Job._meta.get_field(name), "max_length", None)
+        if limit and isinstance(value, str) and len(value) > limit:
+            values[name] = value[: limit - 1] + "…"
+            cut.append(f"{name} of {handle[:60]}{'…' if len(handle) > 60 else ''} ({len(value)} characters)")
+    return values
 
 
 _SYNC_FIELDS = [
@@ -369,6 +402,7 @@ def sync_company(company: Company) -> SyncResult:
                 "time_zone": s.time_zone or "",
                 "trigger_state": s.trigger_state or "",
             }
+            _fit(values, s.job_handle, result.cut)
             job = existing.get(s.job_handle)
             if job is None:
                 existing[s.job_handle] = Job.objects.create(
@@ -429,7 +463,8 @@ def check_connection(connection: Connection) -> tuple[bool, str]:
         )
     problems = []
     if default != roles.UserType.IPS_ADMIN:  # IpsAdmin overrides per-company roles
-        in_ips = {m.company.company_handle: m.role for m in memberships if m.company and m.is_active}
+        # Before 6.0 a membership has no role of its own: the user's one role applies.
+        in_ips = {m.company.company_handle: m.role or default for m in memberships if m.company and m.is_active}
         for company in connection.companies.all():
             role = in_ips.get(company.handle)
             if role is None:
@@ -444,31 +479,87 @@ def check_connection(connection: Connection) -> tuple[bool, str]:
     return True, f"{connection}: login works as {info.email} ({default})."
 
 
-# --- A job's state in IPS -----------------------------------------------------
+# --- A run's state in IPS -----------------------------------------------------
+
+#: Clock skew allowed between the dashboard and IPS when finding a run's log.
+LOG_WINDOW_SKEW = dt.timedelta(minutes=5)
+#: getJobLogs rows asked for at once, and how many such pages one poll reads.
+LOG_PAGE_ROWS = 100
+LOG_PAGES = 5
 
 
 @dataclass(frozen=True)
-class JobStatus:
-    """What IPS says of a job now: its active run, else its latest log."""
+class RunStatus:
+    """What IPS says of one accepted run: still active, and its log so far."""
 
     active: ips.ActiveJob | None = None
-    last_log: ips.JobLog | None = None
+    log: ips.JobLog | None = None
+    #: This poll failed; the next one tries again. Never taken for the end.
     error: str = ""
 
     @property
     def finished(self) -> bool:
-        return self.active is None
+        """Over: IPS no longer works on it (or lists it Done) and its log is final."""
+        if self.error or self.log is None or not self.log.is_final:
+            return False
+        return self.active is None or self.active.state == "Done"
 
 
-def job_status(job: Job) -> JobStatus:
-    """getActiveJobs, and getJobLogs once nothing is active."""
+def _is_the_run(execution: Execution, handle: str | None, name: str | None, original: str | None) -> bool:
+    if execution.ips_run_handle:
+        return handle == execution.ips_run_handle or (bool(execution.ips_run_name) and name == execution.ips_run_name)
+    # Not named at press time: the job's run, by its own name or the run-name
+    # pattern "<job name>_<timestamp>" (before 4.0 logs have no originalJobName).
+    job_name = execution.job_name
+    return original == job_name or (name or "").startswith(f"{job_name}_") or name == job_name
+
+
+def run_status(execution: Execution) -> RunStatus:
+    """getActiveJobs for the run, then its own log (found by handle in a date window)."""
+    job = execution.job
+    if job is None:
+        return RunStatus(error="The job of this run was deleted from the dashboard.")
     try:
         client = job.company.connection.client()
-        active = _active_runs(client, job)
-        if active:
-            return JobStatus(active=active[0])
-        logs = client.get_job_logs(job.company.handle, sort_by="StartDate", sort_direction="Descending", num_rows=50)
+        listed = [
+            a
+            for a in client.get_active_jobs(job.company.handle, original_name=job.name)
+            if _is_the_run(execution, a.job_handle, a.name, a.original_name)
+            and (execution.ips_run_handle or _started_since(a.start_date, execution))
+        ]
+        active = next((a for a in listed if a.state != "Done"), listed[0] if listed else None)
+        log_ = _run_log(client, execution)
     except ips.IpsError as error:
-        return JobStatus(error=f"IPS could not say how the job is doing: {error}")
-    mine = [log for log in logs if job.name in (log.original_job_name, log.job_name)]
-    return JobStatus(last_log=mine[0] if mine else None)
+        return RunStatus(error=f"IPS could not say how the run is doing this time ({error}); asking again.")
+    return RunStatus(active=active, log=log_)
+
+
+def _started_since(when, execution: Execution) -> bool:
+    sent = execution.sent_at or execution.requested_at
+    return when is None or when >= sent - LOG_WINDOW_SKEW
+
+
+def _run_log(client: ips.IpsClient, execution: Execution) -> ips.JobLog | None:
+    """The run's own log: earliest first from the time it was sent, page by page by start date.
+
+    Never the company's newest logs: a busy company has more runs than one
+    page, and earlier runs of the same job have logs too.
+    """
+    since = (execution.sent_at or execution.requested_at) - LOG_WINDOW_SKEW
+    for _ in range(LOG_PAGES):
+        logs = client.get_job_logs(
+            execution.company_handle,
+            sort_by="StartDate",
+            sort_direction="Ascending",
+            start_date=since,
+            num_rows=LOG_PAGE_ROWS,
+        )
+        for candidate in logs:
+            if _is_the_run(execution, candidate.job_handle, candidate.job_name, candidate.original_job_name) and (
+                execution.ips_run_handle or _started_since(candidate.start_date, execution)
+            ):
+                return candidate
+        if len(logs) < LOG_PAGE_ROWS or logs[-1].start_date is None or logs[-1].start_date <= since:
+            return None
+        since = logs[-1].start_date
+    return None

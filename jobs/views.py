@@ -201,16 +201,22 @@ def sync_company(request, pk):
 @require_GET
 @login_required_htmx
 def job_status(request, pk):
-    """The job's run as IPS reports it; answers 286 (htmx: stop polling) once done.
+    """The job's last accepted run as IPS reports it; answers 286 (htmx: stop polling) once it is over.
 
-    Polling stops, with nothing said, when the job is gone or the right lost."""
+    Polling stops, with nothing said, when the job is gone or the right lost.
+    A poll that fails says so and polls again: it is never taken for the end."""
     try:
         job, role = _get_job_for_user(request, pk)
     except Http404:
         role = None
     if not roles.is_authorized(role, "getActiveJobs"):
         return HttpResponse(status=286)
-    status = services.job_status(job)
+    execution = (
+        Execution.objects.filter(job=job).exclude(outcome__in=_NOT_SENT).order_by("-requested_at", "-id").first()
+    )
+    if execution is None or execution.outcome != Outcome.ACCEPTED:
+        return HttpResponse(status=286)
+    status = services.run_status(execution)
     return render(
         request,
         "jobs/job_list.html#ips-status",

@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from jobs import demo, ips, services
+from jobs import demo, ips, ipsversions, services
 from jobs.models import Company, Connection, Membership
 
 
@@ -17,14 +17,25 @@ class Command(BaseCommand):
             help="The emulator's IpsApiService address.",
         )
         parser.add_argument("--service-user", default="service@example.com")
+        parser.add_argument(
+            "--api-version",
+            default=ipsversions.DEFAULT_VERSION,
+            choices=[v.key for v in ipsversions.VERSIONS],
+            help="The IPS API namespace to speak ('' for the unversioned one).",
+        )
         parser.add_argument("--no-sync", action="store_true", help="Do not fetch the jobs from IPS.")
 
-    def handle(self, *args, service_url, service_user, no_sync, **options):
+    def handle(self, *args, service_url, service_user, api_version, no_sync, **options):
         if not settings.DEBUG:
             raise CommandError("Demo accounts have the password 'demo': load_demo runs only with DEBUG on.")
         connection, _ = Connection.objects.update_or_create(
             name="Local IPS emulator",
-            defaults={"region": Connection.Region.CUSTOM, "service_url": service_url, "username": service_user},
+            defaults={
+                "region": Connection.Region.CUSTOM,
+                "service_url": service_url,
+                "username": service_user,
+                "api_version": api_version,
+            },
         )
         connection.set_password(demo.DEMO_PASSWORD)
         connection.save()
