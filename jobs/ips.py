@@ -129,9 +129,11 @@ class IpsUnavailable(IpsError):
 class IpsTimeout(IpsError):
     """IPS did not answer within the configured timeout."""
 
-    def __init__(self, message: str, *, request_sent: bool):
+    def __init__(self, message: str, *, request_sent: bool, whole_reply: bool = False):
         super().__init__(message)
         self.request_sent = request_sent
+        #: The reply came too slowly as a whole (past the deadline), not a silent read.
+        self.whole_reply = whole_reply
 
 
 class IpsMalformedReply(IpsError):
@@ -197,8 +199,8 @@ class JobDetail:
 
 def _job_detail(data) -> JobDetail | None:
     for name in ipsversions.JOB_DETAIL_ELEMENTS:
-        if name in data:
-            return JobDetail(name, data[name] or {})
+        if data.get(name) is not None:  # xsi:nil ones say "not this type"
+            return JobDetail(name, data[name])
     return None
 
 
@@ -349,9 +351,16 @@ class Membership:
     is_active: bool | None
 
 
+def _membership(item) -> Membership:
+    if item.get("company") is None and item.get("companyHandle") is not None:
+        # The reference's own example: Company fields straight under membershipArray.
+        return Membership(company=_from_soap(CompanyInfo, item), role=item.get("role"), is_active=True)
+    return _from_soap(Membership, item)
+
+
 def _memberships(reply) -> list[Membership]:
     if reply.get("membershipArray") is not None:
-        return _list(Membership)(reply["membershipArray"])
+        return [_membership(i) for i in reply["membershipArray"].get("items", [])]
     # Before 6.0: companyArray of Company, no role per company.
     return [
         Membership(company=_from_soap(CompanyInfo, c), role=None, is_active=True)
@@ -409,14 +418,17 @@ def _scalar(xsd_type: str, text: str | None, where: str):
 def _read(element, type_name: str, where: str) -> dict:
     """A complex element as {element name: value}, by the type's known fields."""
     known = {f.name: f for f in ipsversions.TYPES[type_name]}
+    for also in ipsversions.READ_ALSO.get(type_name, ()):
+        known.update({f.name: f for f in ipsversions.TYPES[also] if f.name not in known})
     out: dict = {}
     for child in element:
         if not isinstance(child.tag, str):
             continue
         name = etree.QName(child).localname
-        f = known.get(name)
+        f = known.get(name) or (known.get("items") if name == "item" else None)
         if f is None:
             continue  # not modelled: a newer release's field, an option type
+        name = f.name
         if child.get(_XSI_NIL) in ("true", "1"):
             value = None
         elif f.type in ipsversions.XSD_TYPES:
@@ -602,6 +614,7 @@ class _Transport(zeep.Transport):
             f"(the deadline for a whole reply: {self.connect_timeout:g} s to connect + "
             f"{self.read_timeout:g} s to answer)",
             request_sent=True,
+            whole_reply=True,
         )
 
 

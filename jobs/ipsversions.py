@@ -20,6 +20,7 @@ from dataclasses import dataclass
 BASE_NS = "http://www.scene7.com/IpsApi/xsd"
 
 V4_0 = "2008-01-15"
+V4_4 = "2009-07-31"
 V4_5 = "2010-01-31"
 V6_0 = "2012-02-14"
 
@@ -238,9 +239,9 @@ TYPES: dict[str, tuple[Field, ...]] = {
         Field("fileDuplicateCount", "int"),
         Field("fileUpdateCount", "int"),
         Field("totalFileCount", "int", since=V4_0),
-        Field("transferSuccessCount", "int", since=V4_0),
-        Field("transferErrorCount", "int", since=V4_0),
-        Field("transferWarningCount", "int", since=V4_0),
+        Field("transferSuccessCount", "int", since=V4_4),
+        Field("transferErrorCount", "int", since=V4_4),
+        Field("transferWarningCount", "int", since=V4_4),
         Field("fatalError", "boolean"),
         Field("detailTotalRows", "int", since=V4_0),
         Field("detailArray", "JobLogDetailArray"),
@@ -270,6 +271,11 @@ TYPES: dict[str, tuple[Field, ...]] = {
     ),
     "CompanyMembershipArray": _array("CompanyMembership"),
 }
+
+#: Fields also read on a type's items, though another type declares them: the
+#: reference's own getCompanyMembership example puts Company fields straight
+#: under membershipArray. Read only, never generated into a WSDL.
+READ_ALSO = {"CompanyMembership": ("Company",)}
 
 #: Types that exist only from a version on.
 TYPE_SINCE = {

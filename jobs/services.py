@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import threading
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -17,28 +16,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import ips, roles
-from .checks import IPS_CALLS_PER_RUN
 from .models import Company, Connection, Execution, Job
 
 log = logging.getLogger(__name__)
 Outcome = Execution.Outcome
-
-
-class _Pruning(threading.local):
-    active = False
-
-
-pruning = _Pruning()
-
-
-@contextlib.contextmanager
-def allow_pruning():
-    """The one door through which executions may be deleted."""
-    pruning.active = True
-    try:
-        yield
-    finally:
-        pruning.active = False
 
 
 @dataclass(frozen=True)
@@ -50,13 +31,21 @@ class RequestInfo:
     user_agent: str = ""
 
 
-def stale_after() -> dt.timedelta:
-    """Age after which a 'sending' row belongs to a process that died mid-call.
+@dataclass(frozen=True)
+class RunResult:
+    """What a press of Run did, and what the user may be told of it."""
 
-    A live run may wait out the timeouts of each of its IPS calls: only past
-    all of them (plus the margin) is its process taken for dead."""
-    per_call = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
-    return dt.timedelta(seconds=IPS_CALLS_PER_RUN * per_call + settings.IPS_STALE_MARGIN)
+    execution: Execution
+    #: May the user see the job itself (list it)? If not, say only the refusal.
+    job_visible: bool
+
+    @property
+    def outcome(self) -> str:
+        return self.execution.outcome
+
+    @property
+    def message(self) -> str:
+        return self.execution.message
 
 
 _INTERRUPTED_MESSAGE = (
@@ -65,42 +54,60 @@ _INTERRUPTED_MESSAGE = (
 )
 
 
+def finish(execution: Execution, outcome: str, message: str, error: ips.IpsError | None = None) -> bool:
+    """The one way an audit row gets its outcome. Returns False if another process finished it first.
+
+    A row is finished by its own run, by reconcile_stale() or by cron: the
+    row lock and the re-read make the first of them win, once. A row never
+    saved (refused before anything was sent) is simply written.
+    """
+    execution.outcome = outcome
+    execution.message = message
+    if isinstance(error, ips.IpsFault):
+        execution.fault_family = error.family
+        execution.fault_code = error.code
+        execution.fault_reason = error.reason
+    execution.finished_at = timezone.now()
+    start = execution.sent_at or execution.requested_at
+    execution.duration_ms = max(0, int((execution.finished_at - start).total_seconds() * 1000))
+    if execution.pk is None:
+        execution.save()
+        return True
+    with transaction.atomic():
+        stored = (
+            Execution.objects.select_for_update().filter(pk=execution.pk).values_list("outcome", flat=True).first()
+        )
+        if stored != Outcome.SENDING:
+            log.error(
+                "run of %r (request %s) ended %s after its audit row %s was marked %s, which the row keeps",
+                execution.job_handle,
+                execution.request_id,
+                outcome,
+                execution.pk,
+                stored,
+            )
+            return False
+        execution.save()
+    return True
+
+
 def reconcile_stale(job: Job | None = None) -> int:
     """Mark 'sending' rows of dead processes 'interrupted'; returns how many."""
-    cutoff = timezone.now() - stale_after()
-    rows = Execution.objects.filter(outcome=Outcome.SENDING, requested_at__lt=cutoff)
+    rows = Execution.objects.stale()
     if job is not None:
         rows = rows.filter(job=job)
     count = 0
     for execution in rows:
-        _finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE)
-        if _close(execution):
+        if finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE):
             log.warning(
                 "execution %s (request %s) of job %r interrupted: no outcome after %s",
                 execution.pk,
                 execution.request_id,
                 execution.job_handle,
-                stale_after(),
+                Execution.stale_after(),
             )
             count += 1
     return count
-
-
-def _close(execution: Execution) -> bool:
-    """Write a finished outcome over 'sending', unless another process got there first.
-
-    Rows are finished by their own run, by reconcile_stale() and by cron:
-    the row lock and the re-read make the first of them win, once.
-    """
-    with transaction.atomic():
-        stored = (
-            Execution.objects.select_for_update().filter(pk=execution.pk).values_list("outcome", flat=True).first()
-        )
-        if stored == Outcome.SENDING:
-            execution.save()
-            return True
-    execution.closed_by_other = stored
-    return False
 
 
 def _new_execution(job: Job, user, role: str | None, info: RequestInfo, operation="executeJob"):
@@ -119,26 +126,6 @@ def _new_execution(job: Job, user, role: str | None, info: RequestInfo, operatio
         user_agent=info.user_agent[:512],
         request_id=info.request_id,
     )
-
-
-def _finish(execution: Execution, outcome: str, message: str, error: ips.IpsError | None = None):
-    execution.outcome = outcome
-    execution.message = message
-    if isinstance(error, ips.IpsFault):
-        execution.fault_family = error.family
-        execution.fault_code = error.code
-        execution.fault_reason = error.reason
-    execution.finished_at = timezone.now()
-    start = execution.sent_at or execution.requested_at
-    execution.duration_ms = max(0, int((execution.finished_at - start).total_seconds() * 1000))
-
-
-def _record(execution: Execution, outcome: str, message: str) -> Execution:
-    """A run that ends before anything is sent to IPS."""
-    _finish(execution, outcome, message)
-    execution.save()
-    _log_outcome(execution)
-    return execution
 
 
 # Outcomes where calling IPS went wrong: worth an operator's attention.
@@ -178,6 +165,12 @@ def describe_error(error: ips.IpsError, job: Job) -> tuple[str, str]:
     if isinstance(error, ips.IpsFault):
         return Outcome.REFUSED, f"IPS refused to run the job: {error.code_label} — {error.reason}."
     if isinstance(error, ips.IpsTimeout):
+        if error.whole_reply:
+            total = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
+            return Outcome.TIMED_OUT, (
+                f"IPS started answering but did not finish within {total:g} s, the deadline for a whole reply. "
+                "The job may or may not have started: check the job's state before running it again."
+            )
         if error.request_sent:
             return Outcome.TIMED_OUT, (
                 f"IPS did not answer within {settings.IPS_READ_TIMEOUT:g} s. The job may or may not "
@@ -203,21 +196,23 @@ def describe_error(error: ips.IpsError, job: Job) -> tuple[str, str]:
     return Outcome.UNREACHABLE, f"IPS could not be reached ({error}). Nothing was sent; try again later."
 
 
-def run_job(job: Job, user, info: RequestInfo) -> Execution:
-    """Run ``job`` now on behalf of ``user``; always returns the audit row."""
-    company = job.company
-    role = roles.role_of(user, company)
-    execution = _new_execution(job, user, role, info)
-    if not roles.is_authorized(role, "executeJob"):
-        return _record(execution, Outcome.DENIED, roles.refusal_reason(role, "executeJob", company.handle))
+def run_job(job: Job, access: roles.Access, user, info: RequestInfo) -> RunResult:
+    """Run ``job`` now on behalf of ``user``, whose ``access`` the caller resolved.
+
+    Every press leaves one audit row, whatever happens; the result says what
+    the user may be told."""
+    execution = _new_execution(job, user, access.role, info)
+    visible = access.to("getScheduledJobs").allowed
+    if not access.allowed:
+        return _refused_here(execution, Outcome.DENIED, access.reason, visible)
     if job.is_gone:
-        return _record(
+        return _refused_here(
             execution,
             Outcome.JOB_GONE,
             f"“{job.name}” no longer exists in IPS (gone since the sync of "
             f"{timezone.localtime(job.gone_at):%Y-%m-%d %H:%M}). Nothing was sent.",
+            visible,
         )
-
     reconcile_stale(job)
     execution.outcome = Outcome.SENDING
     try:
@@ -225,19 +220,26 @@ def run_job(job: Job, user, info: RequestInfo) -> Execution:
             execution.save()
     except IntegrityError:
         # The partial unique index: another run of this job is in flight.
-        execution = _new_execution(job, user, role, info)
-        return _record(execution, Outcome.ALREADY_RUNNING, _in_flight_message(job))
-
+        execution = _new_execution(job, user, access.role, info)
+        return _refused_here(execution, Outcome.ALREADY_RUNNING, _in_flight_message(job), visible)
     try:
-        return _send(execution, job)
+        _send(execution, job)
     except BaseException:
         # A bug, or gunicorn's worker timeout (SystemExit): never leave our
         # own row 'sending', and never claim to know what IPS did.
         if execution.outcome == Outcome.SENDING:
-            _finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE)
             with contextlib.suppress(Exception):
-                _close(execution)
+                finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE)
         raise
+    _log_outcome(execution)
+    return RunResult(execution, visible)
+
+
+def _refused_here(execution: Execution, outcome: str, message: str, visible: bool) -> RunResult:
+    """A press that ends before anything is sent to IPS."""
+    finish(execution, outcome, message)
+    _log_outcome(execution)
+    return RunResult(execution, visible)
 
 
 def _in_flight_message(job: Job) -> str:
@@ -250,7 +252,7 @@ def _in_flight_message(job: Job) -> str:
     )
 
 
-def _send(execution: Execution, job: Job) -> Execution:
+def _send(execution: Execution, job: Job) -> None:
     execution.sent_at = timezone.now()
     execution.save(update_fields=["sent_at"])
     try:
@@ -261,32 +263,28 @@ def _send(execution: Execution, job: Job) -> Execution:
         if active:
             a = active[0]
             progress = f", {a.progress}%" if a.progress is not None else ""
-            _finish(
-                execution,
-                Outcome.ALREADY_RUNNING,
+            outcome, message = Outcome.ALREADY_RUNNING, (
                 f"IPS reports “{job.name}” already running (state {a.state}{progress}). "
-                "Wait for it to finish before running it again.",
+                "Wait for it to finish before running it again."
             )
         else:
             client.execute_job(job.company.handle, job.handle)
-            _finish(execution, Outcome.ACCEPTED, f"IPS accepted “{job.name}” and is running it now.")
+            outcome, message = Outcome.ACCEPTED, f"IPS accepted “{job.name}” and is running it now."
             _identify_run(client, job, execution, before={a.job_handle for a in listed})
-    except ips.IpsError as error:
-        outcome, message = describe_error(error, job)
-        _finish(execution, outcome, message, error)
+        error = None
+    except ips.IpsError as exc:
+        (outcome, message), error = describe_error(exc, job), exc
     try:
-        _save_outcome(execution)
+        finish(execution, outcome, message, error)
     except Exception:
         log.exception(
             "IPS answered %s for %r (request %s) but the audit row %s could not be updated",
-            execution.outcome,
+            outcome,
             execution.job_handle,
             execution.request_id,
             execution.pk,
         )
         raise
-    _log_outcome(execution)
-    return execution
 
 
 def _identify_run(client: ips.IpsClient, job: Job, execution: Execution, before: set[str]) -> None:
@@ -304,21 +302,6 @@ def _identify_run(client: ips.IpsClient, job: Job, execution: Execution, before:
         run = max(new, key=lambda a: (a.start_date is not None, a.start_date or dt.datetime.min))
         execution.ips_run_handle = run.job_handle or ""
         execution.ips_run_name = run.name or ""
-
-
-def _save_outcome(execution: Execution) -> None:
-    """Write the outcome, unless the row was meanwhile taken for dead."""
-    if _close(execution):
-        return
-    # reconcile_stale() gave up on this run; the audit row is final by now.
-    log.error(
-        "run of %r (request %s) ended %s after its audit row %s was marked %s, which the row keeps",
-        execution.job_handle,
-        execution.request_id,
-        execution.outcome,
-        execution.pk,
-        execution.closed_by_other,
-    )
 
 
 def _listed_runs(client: ips.IpsClient, job: Job) -> list[ips.ActiveJob]:
@@ -529,9 +512,22 @@ def run_status(execution: Execution) -> RunStatus:
         ]
         active = next((a for a in listed if a.state != "Done"), listed[0] if listed else None)
         log_ = _run_log(client, execution)
+        if log_ is not None and not log_.is_final and (active is None or active.state == "Done"):
+            # Before 4.0 getJobLogs never fills endDate; getJobLogDetails does, in every version.
+            log_ = _with_details_end(client, execution, log_)
     except ips.IpsError as error:
         return RunStatus(error=f"IPS could not say how the run is doing this time ({error}); asking again.")
     return RunStatus(active=active, log=log_)
+
+
+def _with_details_end(client: ips.IpsClient, execution: Execution, log_: ips.JobLog) -> ips.JobLog:
+    """The run's log as getJobLogDetails has it (with its endDate), else the one we have."""
+    for detailed in client.get_job_log_details(
+        execution.company_handle, job_handle=log_.job_handle, records_per_page=1
+    ):
+        if detailed.job_handle == log_.job_handle:
+            return detailed
+    return log_
 
 
 def _started_since(when, execution: Execution) -> bool:
