@@ -2,30 +2,30 @@
 
 No Django and nothing from ``jobs/``. Routes:
 
-* ``GET /scene7/webservice/IpsApi.wsdl`` and
-  ``GET /scene7/webservice/IpsApi-2014-04-03.wsdl`` (also
-  ``GET /scene7/services/IpsApiService?wsdl``): the bundled WSDL from
-  ``wsdl/`` with its ``soap:address`` rewritten to this server (Host header).
+* ``GET /scene7/webservice/<file>`` for every bundled ``wsdl/IpsApi*.wsdl``
+  (also ``GET /scene7/services/IpsApiService?wsdl`` for ``IpsApi.wsdl``),
+  with its ``soap:address`` rewritten to this server (Host header).
 * ``POST /scene7/services/IpsApiService``: the SOAP endpoint.
 * ``/_emulator/...``: JSON control endpoints for tests running in another
-  process (reset, inject, calls, config). Local testing only: they have no
-  authentication, so never expose the emulator beyond localhost.
+  process (reset, inject, calls, config, clock). Local testing only: they have
+  no authentication, so never expose the emulator beyond localhost.
 
 A SOAP request goes: parse -> fault injection -> authenticate -> required
 parameters -> authorize -> execute (the last four in ``state.py``).
 
 Protocol choices where the IPS reference leaves room (also in README.md):
 
-* The reply uses the namespace of the request's body element (unversioned
-  ``http://www.scene7.com/IpsApi/xsd`` or ``.../xsd/2014-04-03``). Any prefix
-  or a default namespace is accepted; parameters are read by local name.
+* The namespaces served are the target namespaces of the bundled WSDLs. The
+  reply uses the namespace of the request's body element and has the shapes
+  that namespace's WSDL declares (``schema.py``). Any prefix or a default
+  namespace is accepted; parameters are read by local name.
 * SOAPAction: when the header is present and not empty, its value (quotes
   stripped; for a URI, the part after the last ``/``, ``#`` or ``:``) must name the
   operation of the body element, else ``ipsApiFault 30003
   INVALID_REQUEST_XML``. An absent or empty SOAPAction trusts the body.
 * Not well-formed XML, no SOAP 1.1 Envelope/Body, no or several body
-  elements, a namespace other than the two above, or an unknown operation:
-  ``30003``.
+  elements, a namespace no WSDL declares, or an operation unknown (to the
+  emulator or to that namespace's WSDL): ``30003``.
 * Credentials: ``authHeader`` (namespace ``http://www.scene7.com/IpsApi/xsd``;
   also accepted in the request's own namespace) wins over HTTP Basic, which
   wins over the legacy ``AuthUser``/``AuthPassword`` header elements
@@ -37,7 +37,8 @@ Protocol choices where the IPS reference leaves room (also in README.md):
   ``Accept-Encoding`` allows gzip, unless the authHeader says
   ``gzipResponse`` false. Injected broken replies are never compressed.
 * Fault injection is matched after parsing (so it knows the operation and the
-  jobHandle) and before authentication.
+  jobHandle) and before authentication. ``trickle`` executes the call, then
+  sends the reply one byte per interval (a streaming WSGI iterable).
 """
 
 from __future__ import annotations
@@ -50,22 +51,20 @@ import re
 import time
 import traceback
 from http import HTTPStatus
-from pathlib import Path
 from urllib.parse import parse_qs
 
 from lxml import etree
 
+from .clock import ManualClock
+from .schema import WSDL_DIR, WsdlSchema, load_wsdls
 from .state import OPERATIONS, EmulatorState, IpsFault
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+# authHeader and the three fault elements live here whatever the API version.
 NS_BASE = "http://www.scene7.com/IpsApi/xsd"
-NS_2014 = "http://www.scene7.com/IpsApi/xsd/2014-04-03"
 NS_LEGACY = "http://www.scene7.com/IpsApi"
-NAMESPACES = (NS_BASE, NS_2014)
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 
-WSDL_DIR = Path(__file__).resolve().parent.parent / "wsdl"
-WSDL_FILES = ("IpsApi.wsdl", "IpsApi-2014-04-03.wsdl")
 WSDL_PREFIX = "/scene7/webservice/"
 SERVICE_PATH = "/scene7/services/IpsApiService"
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
@@ -82,10 +81,13 @@ def _parser() -> etree.XMLParser:
 
 
 class Response:
-    def __init__(self, status: int, body: bytes, content_type: str, headers=None):
+    def __init__(self, status: int, body: bytes, content_type: str, headers=None,
+                 stream=None):
         self.status = status
         self.body = body
         self.headers = [("Content-Type", content_type)] + list(headers or [])
+        #: An iterable sending ``body`` instead of the app (see trickle).
+        self.stream = stream
 
 
 def _status_line(code: int) -> str:
@@ -116,28 +118,6 @@ def _truthy(text: str | None) -> bool | None:
 
 
 # ------------------------------------------------------------ serialization
-def _text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if hasattr(value, "isoformat"):
-        return value.isoformat(timespec="milliseconds")
-    return str(value)
-
-
-def _append(parent, ns: str, name: str, value) -> None:
-    if value is None:
-        return
-    el = etree.SubElement(parent, f"{{{ns}}}{name}")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _append(el, ns, key, item)
-    elif isinstance(value, list):
-        for item in value:
-            _append(el, ns, "items", item)
-    else:
-        el.text = _text(value)
-
-
 def _envelope() -> tuple[etree._Element, etree._Element]:
     env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soapenv": SOAP_ENV})
     body = etree.SubElement(env, f"{{{SOAP_ENV}}}Body")
@@ -148,11 +128,10 @@ def _serialize(env) -> bytes:
     return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
 
 
-def result_envelope(ns: str, operation: str, result: dict | None) -> bytes:
+def result_envelope(schema: WsdlSchema, operation: str, result: dict | None) -> bytes:
+    """The reply in the shapes ``schema`` (the request namespace's WSDL) declares."""
     env, body = _envelope()
-    ret = etree.SubElement(body, f"{{{ns}}}{operation}Return", nsmap={"ns1": ns})
-    for key, value in (result or {}).items():
-        _append(ret, ns, key, value)
+    body.append(schema.reply(operation, result, nsmap={"ns1": schema.namespace}))
     return _serialize(env)
 
 
@@ -193,6 +172,7 @@ class SoapRequest:
 
     def __init__(self):
         self.namespace = NS_BASE
+        self.schema: WsdlSchema | None = None
         self.operation: str | None = None
         self.params: dict = {}
         self.credentials: tuple[str, str] | None = None
@@ -210,7 +190,7 @@ def _children(el):
 
 
 def parse_soap(body: bytes, soap_action: str | None, authorization: str | None,
-               req: SoapRequest) -> None:
+               req: SoapRequest, schemas: dict[str, WsdlSchema]) -> None:
     """Fill ``req`` from the raw request; raise IpsFault 30003 when invalid.
     Header options (faultHttpStatusCode, ...) are read before anything about the
     body can fail, so that they apply to those faults too."""
@@ -223,7 +203,7 @@ def parse_soap(body: bytes, soap_action: str | None, authorization: str | None,
     header = root.find(f"{{{SOAP_ENV}}}Header")
     body_el = root.find(f"{{{SOAP_ENV}}}Body")
     if header is not None:
-        _read_header(header, req)
+        _read_header(header, req, schemas)
     if body_el is None:
         raise IpsFault(30003, "SOAP Envelope has no Body")
     elements = _children(body_el)
@@ -231,14 +211,15 @@ def parse_soap(body: bytes, soap_action: str | None, authorization: str | None,
         raise IpsFault(30003, f"SOAP Body must hold exactly one element, not {len(elements)}")
     op_el = elements[0]
     qname = etree.QName(op_el)
-    if qname.namespace in NAMESPACES:
+    if qname.namespace in schemas:
         req.namespace = qname.namespace
+        req.schema = schemas[qname.namespace]
     else:
         raise IpsFault(30003, f"Unsupported namespace '{qname.namespace}' of body element "
                               f"'{qname.localname}'")
     name = qname.localname
     operation = name[: -len("Param")] if name.endswith("Param") else None
-    if operation not in OPERATIONS:
+    if operation not in OPERATIONS or not req.schema.declares(operation):
         raise IpsFault(30003, f"Unknown operation element '{name}'")
     if soap_action:
         action = soap_action.strip().strip('"').strip("'").strip()
@@ -263,9 +244,9 @@ def parse_soap(body: bytes, soap_action: str | None, authorization: str | None,
                                (password.text or "") if password is not None else "")
 
 
-def _read_header(header, req: SoapRequest) -> None:
+def _read_header(header, req: SoapRequest, schemas) -> None:
     auth = None
-    for ns in (NS_BASE, *NAMESPACES):
+    for ns in (NS_BASE, *schemas):
         auth = header.find(f"{{{ns}}}authHeader")
         if auth is not None:
             break
@@ -302,10 +283,15 @@ def _basic(authorization: str) -> tuple[str, str] | None:
 
 # --------------------------------------------------------------------- app
 class EmulatorApp:
-    """WSGI callable. ``state`` is the live :class:`EmulatorState`."""
+    """WSGI callable. ``state`` is the live :class:`EmulatorState`; the
+    namespaces served are those of the WSDLs found in ``wsdl_dir``."""
 
-    def __init__(self, state: EmulatorState):
+    def __init__(self, state: EmulatorState, wsdl_dir=WSDL_DIR):
         self.state = state
+        self.schemas: dict[str, WsdlSchema] = load_wsdls(wsdl_dir)
+        self.wsdl_files = {s.filename: s for s in self.schemas.values()}
+        base = self.schemas.get(NS_BASE) or next(iter(self.schemas.values()))
+        self.default_wsdl = base.filename
 
     def __call__(self, environ, start_response):
         try:
@@ -318,13 +304,15 @@ class EmulatorApp:
                                 XML_CONTENT_TYPE)
         headers = response.headers + [("Content-Length", str(len(response.body)))]
         start_response(_status_line(response.status), headers)
+        if response.stream is not None:
+            return response.stream
         return [response.body]
 
     def route(self, environ) -> Response:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "") or "/"
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        if path.startswith(WSDL_PREFIX) and path[len(WSDL_PREFIX):] in WSDL_FILES:
+        if path.startswith(WSDL_PREFIX) and path[len(WSDL_PREFIX):] in self.wsdl_files:
             if method != "GET":
                 return _text_response(405, "Use GET for the WSDL")
             return self.wsdl(environ, path[len(WSDL_PREFIX):])
@@ -332,7 +320,7 @@ class EmulatorApp:
             if method == "POST":
                 return self.soap(environ)
             if method == "GET" and "wsdl" in {k.lower() for k in query}:
-                return self.wsdl(environ, WSDL_FILES[0])
+                return self.wsdl(environ, self.default_wsdl)
             return _text_response(405, "The IPS service answers SOAP POST requests")
         if path.startswith("/_emulator/"):
             return self.control(environ, method, path[len("/_emulator/"):])
@@ -340,7 +328,7 @@ class EmulatorApp:
 
     # ----------------------------------------------------------------- WSDL
     def wsdl(self, environ, filename: str) -> Response:
-        tree = etree.parse(str(WSDL_DIR / filename), _wsdl_parser())
+        tree = etree.parse(str(self.wsdl_files[filename].path), _wsdl_parser())
         location = self.base_url(environ) + SERVICE_PATH
         for address in tree.iter(f"{{{WSDL_SOAP}}}address"):
             address.set("location", location)
@@ -365,7 +353,8 @@ class EmulatorApp:
         req = SoapRequest()
         use_gzip = _accepts_gzip(environ)
         try:
-            parse_soap(raw, environ.get("HTTP_SOAPACTION"), environ.get("HTTP_AUTHORIZATION"), req)
+            parse_soap(raw, environ.get("HTTP_SOAPACTION"), environ.get("HTTP_AUTHORIZATION"), req,
+                       self.schemas)
         except IpsFault as fault:
             return self._soap_response(fault_envelope(fault), req.fault_status,
                                        use_gzip and req.gzip_response is not False)
@@ -401,8 +390,12 @@ class EmulatorApp:
         try:
             result = self.state.dispatch(op, params, req.credentials)
         except IpsFault as fault:
-            return self._soap_response(fault_envelope(fault), req.fault_status, use_gzip)
-        return self._soap_response(result_envelope(req.namespace, op, result), 200, use_gzip)
+            response = self._soap_response(fault_envelope(fault), req.fault_status, use_gzip)
+        else:
+            response = self._soap_response(result_envelope(req.schema, op, result), 200, use_gzip)
+        if injection is not None and injection.kind == "trickle":
+            response.stream = _trickle(response.body, injection.params["interval"], self.state)
+        return response
 
     @staticmethod
     def _soap_response(body: bytes, status: int, use_gzip: bool) -> Response:
@@ -422,8 +415,10 @@ class EmulatorApp:
                 for c in state.calls])
         if name == "injections" and method == "GET":
             return _json(200, state.injections)
+        if name == "clock" and method == "GET":
+            return _json(200, _clock_info(state))
         if method != "POST":
-            if name in ("reset", "inject", "config"):
+            if name in ("reset", "inject", "config", "clock"):
                 return _json(405, {"error": f"use POST /_emulator/{name}"})
             return _json(404, {"error": f"unknown control endpoint {name!r}"})
         try:
@@ -455,7 +450,40 @@ class EmulatorApp:
                     return _json(400, {"error": "job_duration must not be negative"})
                 state.job_duration = duration
             return _json(200, {"ok": True, "job_duration": state.job_duration})
+        if name == "clock":
+            if not isinstance(data, dict) or set(data) - {"advance"}:
+                return _json(400, {"error": 'send {"advance": seconds}'})
+            try:
+                seconds = float(data.get("advance", 0))
+                if seconds < 0 or seconds != seconds:
+                    raise ValueError
+            except (TypeError, ValueError):
+                return _json(400, {"error": "advance must be a non-negative number of seconds"})
+            state.advance(seconds)
+            return _json(200, {"ok": True, **_clock_info(state)})
         return _json(404, {"error": f"unknown control endpoint {name!r}"})
+
+
+def _clock_info(state: EmulatorState) -> dict:
+    return {"manual": isinstance(state.clock, ManualClock),
+            "now": state.now().isoformat(timespec="milliseconds")}
+
+
+def _trickle(body: bytes, interval: float, state: EmulatorState):
+    """Yield ``body`` one byte per ``interval`` seconds. Stops early, quietly,
+    when the state is reset (the test that asked for it is over); a client
+    that hangs up ends it too (the server's next write fails)."""
+    generation = state.generation
+    for i in range(len(body)):
+        if i:
+            deadline = time.monotonic() + interval
+            while (left := deadline - time.monotonic()) > 0:
+                if state.generation != generation:
+                    return
+                time.sleep(min(left, 0.05))
+        if state.generation != generation:
+            return
+        yield body[i:i + 1]
 
 
 def _wsdl_parser() -> etree.XMLParser:
@@ -482,5 +510,5 @@ def _text_response(status: int, text: str) -> Response:
     return Response(status, text.encode("utf-8"), "text/plain; charset=utf-8")
 
 
-def make_app(state: EmulatorState) -> EmulatorApp:
-    return EmulatorApp(state)
+def make_app(state: EmulatorState, wsdl_dir=None) -> EmulatorApp:
+    return EmulatorApp(state, wsdl_dir or WSDL_DIR)

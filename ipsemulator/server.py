@@ -25,8 +25,13 @@ class _ServerHandler(ServerHandler):
     def handle_error(self):
         # Let DropConnection escape run() so the request handler can cut the
         # connection instead of sending wsgiref's 500 page.
-        if isinstance(sys.exc_info()[1], DropConnection):
+        error = sys.exc_info()[1]
+        if isinstance(error, DropConnection):
             raise
+        if isinstance(error, ConnectionError):
+            # The client hung up (e.g. during a trickled reply): nothing to
+            # answer, nothing to log.
+            return
         super().handle_error()
 
     def close(self):
@@ -88,10 +93,11 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
         self.setup_environ()
 
 
-def _make_server(host: str, port: int, state: EmulatorState, verbose: bool = False):
+def _make_server(host: str, port: int, state: EmulatorState, verbose: bool = False,
+                 wsdl_dir: str | Path | None = None):
     server = _ThreadingWSGIServer((host, port), _RequestHandler)
     server.verbose = verbose
-    server.set_app(make_app(state))
+    server.set_app(make_app(state, wsdl_dir))
     return server
 
 
@@ -118,6 +124,11 @@ class RunningEmulator:
         name = "IpsApi.wsdl" if version is None else f"IpsApi-{version}.wsdl"
         return f"{self.base_url}{WSDL_PREFIX}{name}"
 
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespaces served (the target namespaces of the bundled WSDLs)."""
+        return sorted(self._server.get_app().schemas)
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
@@ -125,10 +136,12 @@ class RunningEmulator:
 
 
 def start(host: str = "127.0.0.1", port: int = 0, data_path: str | Path | None = None,
-          job_duration: float = 3.0, verbose: bool = False) -> RunningEmulator:
-    """Start an emulator on host:port (0 = a free port) in a daemon thread."""
+          job_duration: float = 3.0, verbose: bool = False,
+          wsdl_dir: str | Path | None = None) -> RunningEmulator:
+    """Start an emulator on host:port (0 = a free port) in a daemon thread.
+    ``wsdl_dir``: where the IpsApi*.wsdl files are (default: the bundled ``wsdl/``)."""
     state = EmulatorState(data_path, job_duration=job_duration)
-    server = _make_server(host, port, state, verbose)
+    server = _make_server(host, port, state, verbose, wsdl_dir)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=f"ipsemulator:{server.server_port}", daemon=True)
     thread.start()
@@ -143,14 +156,15 @@ def serve(host: str = "127.0.0.1", port: int = 8081, data_path: str | Path | Non
     state = EmulatorState(data_path, job_duration=job_duration)
     server = _make_server(host, port, state, verbose)
     base_url = f"http://{_url_host(host)}:{server.server_port}"
+    wsdls = "".join(f"  {'WSDL:' if i == 0 else '':8} {base_url}{WSDL_PREFIX}{name}\n"
+                    for i, name in enumerate(sorted(server.get_app().wsdl_files)))
     out.write(
         f"IPS emulator on {base_url} (data: {state.data_path}, job duration "
         f"{state.job_duration:g} s)\n"
-        f"  WSDL:    {base_url}{WSDL_PREFIX}IpsApi.wsdl\n"
-        f"           {base_url}{WSDL_PREFIX}IpsApi-2014-04-03.wsdl\n"
+        f"{wsdls}"
         f"  service: {base_url}{SERVICE_PATH}\n"
         "  control: /_emulator/reset, /_emulator/inject, /_emulator/calls, "
-        "/_emulator/config (local testing only)\n"
+        "/_emulator/config, /_emulator/clock (local testing only)\n"
         "Quit with Ctrl-C.\n")
     out.flush()
     try:

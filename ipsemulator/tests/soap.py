@@ -48,7 +48,8 @@ def post(emu, body: bytes, *, soap_action: str | None = None, headers=None, **kw
     if soap_action is not None:
         h["SOAPAction"] = soap_action
     h.update(headers or {})
-    return requests.post(emu.service_url, data=body, headers=h, timeout=TIMEOUT, **kwargs)
+    kwargs.setdefault("timeout", TIMEOUT)
+    return requests.post(emu.service_url, data=body, headers=h, **kwargs)
 
 
 def call(emu, operation: str, params=(), *, soap_action: str | None = "", headers=None,
@@ -97,18 +98,30 @@ def as_dict(el) -> dict:
     return {etree.QName(c).localname: (c.text if len(c) == 0 else c) for c in el}
 
 
-def scheduled_jobs(emu, company="47", user=ADMIN, **kw) -> list[dict]:
-    resp = call(emu, "getScheduledJobs", [("companyHandle", company)], user=user, **kw)
-    return items(result(resp, "getScheduledJobs", kw.get("ns", NS)), "jobArray", kw.get("ns", NS))
+def scheduled_jobs(emu, company="47", user=ADMIN, ns=NS, **kw) -> list[dict]:
+    resp = call(emu, "getScheduledJobs", [("companyHandle", company)], user=user, ns=ns, **kw)
+    return items(result(resp, "getScheduledJobs", ns), "jobArray", ns)
 
 
-def active_jobs(emu, params=(), user=ADMIN) -> list[dict]:
-    return items(result(call(emu, "getActiveJobs", params, user=user), "getActiveJobs"), "jobArray")
+def active_jobs(emu, params=(), user=ADMIN, ns=NS) -> list[dict]:
+    return items(result(call(emu, "getActiveJobs", params, user=user, ns=ns), "getActiveJobs", ns),
+                 "jobArray", ns)
 
 
-def job_logs(emu, params=(), user=ADMIN) -> list[dict]:
-    return items(result(call(emu, "getJobLogs", params, user=user), "getJobLogs"), "jobLogArray")
+def job_logs(emu, params=(), user=ADMIN, ns=NS) -> list[dict]:
+    return items(result(call(emu, "getJobLogs", params, user=user, ns=ns), "getJobLogs", ns),
+                 "jobLogArray", ns)
 
 
-def execute(emu, job_handle="47|My Test Job|", company="47", user=ADMIN):
-    return call(emu, "executeJob", [("companyHandle", company), ("jobHandle", job_handle)], user=user)
+def log_details(emu, company, handle, params=(), user=ADMIN, ns=NS) -> list[tuple[dict, list[dict]]]:
+    """getJobLogDetails of one job/run handle: [(log, [detail rows])]."""
+    ret = result(call(emu, "getJobLogDetails", [("companyHandle", company), ("jobHandle", handle),
+                                                *params], user=user, ns=ns), "getJobLogDetails", ns)
+    logs = items(ret, "jobLogArray", ns)
+    return [(log, [as_dict(d) for d in log["detailArray"]] if log.get("detailArray") is not None else [])
+            for log in logs]
+
+
+def execute(emu, job_handle="47|My Test Job|", company="47", user=ADMIN, ns=NS):
+    return call(emu, "executeJob", [("companyHandle", company), ("jobHandle", job_handle)],
+                user=user, ns=ns)

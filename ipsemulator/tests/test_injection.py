@@ -104,6 +104,77 @@ def test_drop_connection_sends_nothing(ips_emulator):
     assert data == b""
 
 
+def _raw_request(emu, body: bytes, timeout=5.0):
+    """Send a SOAP POST on a raw socket; return the socket, the response head
+    and the body bytes already received with it."""
+    u = urlsplit(emu.base_url)
+    s = socket.create_connection((u.hostname, u.port), timeout=timeout)
+    s.sendall(b"POST /scene7/services/IpsApiService HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: text/xml; charset=utf-8\r\n"
+              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(1)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return s, head.decode("latin-1"), rest
+
+
+def _plain_reply(emu, operation):
+    return call(emu, operation, headers={"Accept-Encoding": "identity"}).content
+
+
+def test_trickle_answers_at_once_then_sends_a_byte_per_interval(ips_emulator):
+    full = _plain_reply(ips_emulator, "getUserInfo")
+    ips_emulator.state.inject("trickle", operation="getUserInfo", interval=0.1)
+    t0 = time.monotonic()
+    s, head, body = _raw_request(ips_emulator, envelope("getUserInfo"))
+    with s:
+        assert time.monotonic() - t0 < 0.5  # the headers do not wait
+        lines = head.split("\r\n")
+        assert lines[0].split(" ")[1] == "200"
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        assert headers["Content-Type"] == "text/xml; charset=utf-8"
+        assert int(headers["Content-Length"]) == len(full)  # the whole reply's length
+        t1 = time.monotonic()
+        while len(body) < 4:
+            chunk = s.recv(16)
+            assert len(chunk) == 1  # one byte at a time
+            body += chunk
+        assert time.monotonic() - t1 >= 0.25  # three more bytes took three intervals
+        assert body == full[:4]
+    # hanging up ends the trickle quietly; the server goes on serving
+    result(call(ips_emulator, "getUserInfo"), "getUserInfo")
+    assert [c["injected"] for c in ips_emulator.state.calls] == [None, "trickle", None]
+
+
+def test_trickle_never_trips_a_per_read_timeout(ips_emulator):
+    ips_emulator.state.inject("trickle", operation="executeJob", interval=0.002)
+    t0 = time.monotonic()
+    resp = call(ips_emulator, "executeJob", [("companyHandle", "47"), ("jobHandle", JOB)],
+                headers={"Accept-Encoding": "identity"}, request_kwargs={"timeout": (5, 0.2)})
+    elapsed = time.monotonic() - t0
+    result(resp, "executeJob")  # a complete, valid reply, slowly
+    assert elapsed >= len(resp.content) * 0.002 > 0.2
+    assert [r["job_handle"] for r in ips_emulator.state.active_runs()] == [JOB]  # it was executed
+
+
+def test_trickle_stops_when_the_state_is_reset(ips_emulator):
+    ips_emulator.state.inject("trickle", interval=0.05)
+    s, head, body = _raw_request(ips_emulator, envelope("getUserInfo"), timeout=3)
+    with s:
+        length = int(head.split("Content-Length: ")[1].split("\r\n")[0])
+        while len(body) < 2:
+            body += s.recv(16)
+        ips_emulator.state.reset()
+        t0 = time.monotonic()
+        while chunk := s.recv(16):
+            body += chunk
+        assert time.monotonic() - t0 < 1  # the connection ends at once
+    assert 2 <= len(body) < length
+
+
 def test_injections_match_operation_and_job_and_count_times(ips_emulator):
     state = ips_emulator.state
     state.inject("http_500_html", operation="executeJob", job_handle="47|Nightly | Publish|", times=2)
@@ -133,6 +204,7 @@ def test_injection_arguments_are_checked(ips_emulator):
         ips_emulator.state.inject("soap_fault", reason="no code")
     with pytest.raises(ValueError):
         ips_emulator.state.inject("empty_body", operation="noSuchOperation")
+    assert ips_emulator.state.inject("trickle").params == {"interval": 1.0}
 
 
 DATA = """
@@ -203,6 +275,7 @@ def test_control_inject_endpoint(ips_emulator):
 
 @pytest.mark.parametrize("payload", [{"kind": "nope"}, {"seconds": 1}, {"kind": "latency"},
                                      {"kind": "soap_fault"}, {"kind": "latency", "seconds": 1, "times": 0},
+                                     {"kind": "trickle", "interval": -1}, {"kind": "trickle", "interval": "x"},
                                      {"kind": "latency", "seconds": 1, "bogus": 1, "operation": "fly"}])
 def test_control_inject_rejects_bad_payloads(ips_emulator, payload):
     resp = _control(ips_emulator, "inject", payload)

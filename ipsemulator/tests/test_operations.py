@@ -2,8 +2,10 @@
 
 import pytest
 
-from .soap import (ADMIN, NS, active_jobs, as_dict, call, execute, fault, items, job_logs,
-                   result, scheduled_jobs)
+from datetime import datetime, timedelta
+
+from .soap import (ADMIN, NS, NS_2014, active_jobs, as_dict, call, execute, fault, items, job_logs,
+                   log_details, result, scheduled_jobs)
 
 
 def _fault_code(resp):
@@ -96,20 +98,102 @@ def test_ips_admin_default_role_overrides_memberships(ips_emulator):
 
 
 # ------------------------------------------------------------ scheduled jobs
-def test_get_scheduled_jobs_lists_a_company_in_wsdl_order(ips_emulator):
-    jobs = scheduled_jobs(ips_emulator, "47")
+SCHEDULED_JOB = {
+    NS: ["companyHandle", "jobHandle", "name", "originalName", "type", "submitUserEmail",
+         "execSchedule", "nextFireTime", "timeZone", "triggerState"],
+    NS_2014: ["companyHandle", "jobHandle", "name", "originalName", "type", "submitUserEmail",
+              "locale", "description", "execSchedule", "nextFireTime", "timeZone", "triggerState"],
+}
+
+
+@pytest.mark.parametrize("ns", [NS, NS_2014])
+def test_get_scheduled_jobs_lists_a_company_in_wsdl_order(ips_emulator, ns):
+    jobs = scheduled_jobs(ips_emulator, "47", ns=ns)
     assert [j["name"] for j in jobs] == ["My Test Job", "Nightly | Publish", "<b>Bold</b> Upload",
                                          "Übersicht Publish", "Video Sync"]
-    assert list(jobs[0]) == ["companyHandle", "jobHandle", "name", "originalName", "type",
-                             "submitUserEmail", "locale", "description", "execSchedule",
-                             "nextFireTime", "timeZone", "triggerState"]
+    assert list(jobs[0]) == SCHEDULED_JOB[ns] + ["imageServingPublishJob"]
     first = jobs[0]
     assert first["execSchedule"] == "00 00 00 * * "
     assert first["nextFireTime"] == "2026-11-30T00:00:00.000-08:00"
     assert first["timeZone"] == "PST"
     assert {j["triggerState"] for j in jobs} == {"Normal", "Paused", "Blocked"}
-    other = scheduled_jobs(ips_emulator, "48", user="service@example.com")
+    other = scheduled_jobs(ips_emulator, "48", user="service@example.com", ns=ns)
     assert {j["companyHandle"] for j in other} == {"48"}
+
+
+def _detail(job, element, ns):
+    el = job[element]
+    return {etree_local(c): (c.text if len(c) == 0 else c) for c in el}
+
+
+def etree_local(el):
+    return el.tag.split("}")[1]
+
+
+@pytest.mark.parametrize("ns", [NS, NS_2014])
+@pytest.mark.parametrize("company, handle, element, expected", [
+    ("47", "47|My Test Job|", "imageServingPublishJob", {"publishType": "Full", "emailSetting": "None"}),
+    ("47", "47|Nightly | Publish|", "imageServingPublishJob", {
+        "publishType": "Incremental", "emailSetting": "ErrorAndWarning",
+        "httpCompletionUrl": "https://hooks.example.com/ips?job=nightly&kind=<publish>"}),
+    ("47", "47|Übersicht Publish|", "imageRenderingPublishJob", {"emailSetting": "None"}),
+    ("47", "47|Video Sync|", "videoPublishJob", {"emailSetting": "None"}),
+    ("48", "48|Menü Bilder Upload|", "uploadDirectoryJob", {
+        "destFolder": "CafeZurich/menu/", "emailSetting": "JobCompletion", "includeSubfolders": "true",
+        "overwrite": "OverwriteFullName", "readyForPublish": "true", "serverDir": "/ips/upload/48/menu/"}),
+    ("48", "48|Metadaten Import|", "uploadDirectoryJob", {
+        "destFolder": "CafeZurich/", "emailSetting": "None", "includeSubfolders": "true",
+        "overwrite": "OverwriteFullName", "readyForPublish": "true", "serverDir": "/ips/upload/48/"}),
+    ("48", "48|Template Publish|", "serverDirectoryPublishJob", {"emailSetting": "None"}),
+    ("52", "52|Directory Publish|", "serverDirectoryPublishJob", {"emailSetting": "None"}),
+])
+def test_scheduled_jobs_carry_their_job_detail_element(ips_emulator, ns, company, handle, element, expected):
+    (job,) = [j for j in scheduled_jobs(ips_emulator, company, user="service@example.com", ns=ns)
+              if j["jobHandle"] == handle]
+    assert list(job)[-1] == element
+    assert _detail(job, element, ns) == expected
+
+
+def test_url_upload_jobs_list_their_urls_from_4_5_on(ips_emulator):
+    def upload(ns):
+        (job,) = [j for j in scheduled_jobs(ips_emulator, ns=ns) if j["type"] == "UrlUpload"]
+        return _detail(job, "uploadUrlsJob", ns)
+
+    old = upload(NS)
+    assert old == {"destFolder": "DemoCompany/", "emailSetting": "None", "overwrite": "true",
+                   "readyForPublish": "true"}
+    new = upload(NS_2014)
+    assert new["numUrls"] == "3"
+    urls = [as_dict(u) for u in new["urlArray"]]
+    assert urls[1] == {"sourceUrl": "https://assets.example.com/banner%26co.jpg",
+                       "destPath": "DemoCompany/banner&co.jpg"}
+    assert list(new) == ["destFolder", "emailSetting", "numUrls", "overwrite", "readyForPublish", "urlArray"]
+
+
+def test_optimize_and_cleanup_jobs(ips_emulator):
+    def by_type(ns):
+        return {j["type"]: j for j in scheduled_jobs(ips_emulator, "52", user="service@example.com", ns=ns)}
+
+    # optimizeImagesJob exists from 4.0 on; a Cleanup job has no job-detail element
+    assert _detail(by_type(NS_2014)["ImageOptimization"], "optimizeImagesJob", NS_2014) == {
+        "emailSetting": "None"}
+    assert list(by_type(NS)["ImageOptimization"]) == SCHEDULED_JOB[NS]
+    assert list(by_type(NS_2014)["Cleanup"]) == SCHEDULED_JOB[NS_2014]
+
+
+def test_active_jobs_carry_the_job_detail_element(ips_emulator):
+    svc = "service@example.com"
+    for company, handle in [("47", "47|Nightly | Publish|"), ("47", "47|<b>Bold</b> Upload|"),
+                            ("48", "48|Menü Bilder Upload|"), ("52", "52|Optimize: Catalog 2026|")]:
+        result(execute(ips_emulator, handle, company, user=svc), "executeJob")
+    runs = {r["originalName"]: r for r in active_jobs(ips_emulator, user=svc, ns=NS_2014)}
+    assert _detail(runs["Nightly | Publish"], "imageServingPublishJob", NS_2014)["publishType"] == "Incremental"
+    assert _detail(runs["<b>Bold</b> Upload"], "uploadUrlsJob", NS_2014)["numUrls"] == "3"
+    assert _detail(runs["Menü Bilder Upload"], "uploadDirectoryJob", NS_2014)["serverDir"] == "/ips/upload/48/menu/"
+    assert "optimizeImagesJob" in runs["Optimize: Catalog 2026"]
+    old = {r["originalName"]: r for r in active_jobs(ips_emulator, user=svc)}
+    assert list(old["Nightly | Publish"])[-1] == "imageServingPublishJob"
+    assert not [k for k in old["Optimize: Catalog 2026"] if k.endswith("Job")]  # no such element before 4.0
 
 
 def test_get_scheduled_jobs_filters(ips_emulator):
@@ -158,20 +242,34 @@ def test_list_operations_without_company_use_the_default_role(ips_emulator):
 
 
 # ------------------------------------------------------------------ job logs
-def test_get_job_logs_returns_past_runs_newest_first(ips_emulator):
-    logs = job_logs(ips_emulator, [("companyHandle", "47")])
-    assert [log["originalJobName"] for log in logs] == ["Nightly | Publish", "My Test Job", "My Test Job"]
+JOB_LOG = {
+    NS: ["companyHandle", "jobHandle", "jobName", "submitUserEmail", "logType", "startDate", "endDate",
+         "fileSuccessCount", "fileErrorCount", "fileWarningCount", "fileDuplicateCount", "fileUpdateCount",
+         "fatalError"],
+    NS_2014: ["companyHandle", "jobHandle", "jobName", "originalJobName", "submitUserEmail", "logType",
+              "jobSubType", "startDate", "endDate", "description", "fileSuccessCount", "fileErrorCount",
+              "fileWarningCount", "fileDuplicateCount", "fileUpdateCount", "totalFileCount",
+              "transferSuccessCount", "transferErrorCount", "transferWarningCount", "fatalError",
+              "detailTotalRows"],
+}
+
+
+@pytest.mark.parametrize("ns", [NS, NS_2014])
+def test_get_job_logs_returns_past_runs_newest_first(ips_emulator, ns):
+    logs = job_logs(ips_emulator, [("companyHandle", "47")], ns=ns)
+    assert [log["jobName"] for log in logs] == ["Nightly | Publish_2026-11-28-02:30:00",
+                                               "My Test Job_2026-11-28-00:00:00",
+                                               "My Test Job_2026-11-27-00:00:00"]
     first = logs[0]
-    assert list(first) == [
-        "companyHandle", "jobHandle", "jobName", "originalJobName", "submitUserEmail", "logType",
-        "jobSubType", "startDate", "endDate", "description", "fileSuccessCount", "fileErrorCount",
-        "fileWarningCount", "fileDuplicateCount", "fileUpdateCount", "totalFileCount",
-        "transferSuccessCount", "transferErrorCount", "transferWarningCount", "fatalError",
-        "detailTotalRows"]
+    assert list(first) == JOB_LOG[ns]
     assert first["jobHandle"] == "47||Nightly | Publish_2026-11-28-02:30:00"
     assert first["logType"] == "ImageServingPublishWarning"
     assert first["startDate"] == "2026-11-28T02:30:00.000-08:00"
+    assert first["endDate"] == "2026-11-28T02:30:42.000-08:00"
     assert first["fatalError"] == "false"
+    if ns == NS_2014:
+        assert (first["originalJobName"], first["jobSubType"]) == ("Nightly | Publish", "increment")
+        assert logs[1]["jobSubType"] == "full"
 
 
 def test_get_job_logs_sorts_and_limits(ips_emulator):
@@ -192,30 +290,38 @@ def test_get_job_logs_sorts_and_limits(ips_emulator):
 def test_get_job_logs_filters_by_user(ips_emulator):
     info = as_dict(result(call(ips_emulator, "getUserInfo", [("email", "ipsuser@example.com")]),
                           "getUserInfo").find(f"{{{NS}}}userInfo"))
-    logs = job_logs(ips_emulator, [("userHandle", info["userHandle"])])
+    logs = job_logs(ips_emulator, [("userHandle", info["userHandle"])], ns=NS_2014)
     assert [log["originalJobName"] for log in logs] == ["Nightly | Publish"]
 
 
 def test_get_job_log_details_pages_and_filters(ips_emulator):
     handle = "47||My Test Job_2026-11-28-00:00:00"
 
-    def details(*extra):
-        ret = result(call(ips_emulator, "getJobLogDetails",
-                          [("companyHandle", "47"), ("jobHandle", handle), *extra]), "getJobLogDetails")
-        (log,) = items(ret, "jobLogArray")
-        return log, [as_dict(d) for d in log["detailArray"]]
+    def details(*extra, ns=NS_2014):
+        (log, rows), = log_details(ips_emulator, "47", handle, extra, ns=ns)
+        return log, rows
 
     log, rows = details()
-    assert log["originalJobName"] == "My Test Job" and log["detailTotalRows"] == "7"
-    assert [r["logType"] for r in rows] == ["BeginImageServingPublish", "OriginalJobName"] + [
-        "ImageServingPublishSuccess"] * 4 + ["EndImageServingPublish"]
-    assert list(rows[2]) == ["logMessage", "logType", "assetName", "assetType", "assetHandle", "auxArray"]
+    assert log["originalJobName"] == "My Test Job" and log["detailTotalRows"] == "9"
+    assert [r["logType"] for r in rows] == ["BeginImageServingPublish", "OriginalJobName", "JobClient",
+                                           "TotalFileCount"] + ["ImageServingPublishSuccess"] * 4 + [
+        "EndImageServingPublish"]
+    assert rows[2]["logMessage"] == "ips-emulator-1"
+    assert list(rows[4]) == ["logMessage", "logType", "assetName", "assetType", "assetHandle", "auxArray"]
+    (aux,) = [as_dict(a) for a in rows[4]["auxArray"]]
+    assert list(aux) == ["logMessage", "logType", "dateCreated"]
+    assert aux["logMessage"] == "Stored as DemoCompany/asset-001.jpg"
     _, page2 = details(("recordsPerPage", "3"), ("resultsPage", "2"))
     assert [r["logMessage"] for r in page2] == [r["logMessage"] for r in rows[3:6]]
+    assert [r["logType"] for r in page2] == ["TotalFileCount"] + ["ImageServingPublishSuccess"] * 2
     log, only = details(("logTypeArray", ["ImageServingPublishSuccess"]))
     assert len(only) == 4 and log["detailTotalRows"] == "4"
     _, desc = details(("sortDirection", "Descending"))
     assert [r["logMessage"] for r in desc] == [r["logMessage"] for r in rows[::-1]]
+    # before 4.0: no assetHandle, no auxArray, no detailTotalRows
+    log, old = details(ns=NS)
+    assert "detailTotalRows" not in log
+    assert list(old[4]) == ["logMessage", "logType", "assetName", "assetType"]
     # all runs of a scheduled job
     ret = result(call(ips_emulator, "getJobLogDetails", [("companyHandle", "47"), ("originalName", "My Test Job")]),
                  "getJobLogDetails")
@@ -300,36 +406,95 @@ def test_get_company_info_by_handle_and_by_name(ips_emulator):
                             user="ipscompanyadmin@example.com")) == 20003
 
 
-def test_get_user_info_defaults_to_the_caller(ips_emulator):
-    ret = result(call(ips_emulator, "getUserInfo", [], user="imageportalcontribuser@example.com"), "getUserInfo")
-    info = as_dict(ret.find(f"{{{NS}}}userInfo"))
-    assert list(info) == ["userHandle", "firstName", "lastName", "email", "defaultRole", "isValid"]
-    assert info["firstName"] == "Zoë"
-    assert (info["email"], info["defaultRole"], info["isValid"]) == (
+USER = {NS: ["userHandle", "firstName", "lastName", "email", "role", "isValid"],
+        NS_2014: ["userHandle", "firstName", "lastName", "email", "defaultRole", "isValid"]}
+
+
+@pytest.mark.parametrize("ns", [NS, NS_2014])
+def test_get_user_info_defaults_to_the_caller(ips_emulator, ns):
+    def info(params=(), user=ADMIN):
+        ret = result(call(ips_emulator, "getUserInfo", params, user=user, ns=ns), "getUserInfo", ns)
+        return as_dict(ret.find(f"{{{ns}}}userInfo"))
+
+    mine = info(user="imageportalcontribuser@example.com")
+    assert list(mine) == USER[ns]
+    assert mine["firstName"] == "Zoë"
+    role = "role" if ns == NS else "defaultRole"
+    assert (mine["email"], mine[role], mine["isValid"]) == (
         "imageportalcontribuser@example.com", "ImagePortalContribUser", "true")
-    by_handle = as_dict(result(call(ips_emulator, "getUserInfo", [("userHandle", info["userHandle"])]),
-                               "getUserInfo").find(f"{{{NS}}}userInfo"))
-    assert by_handle == info
-    assert _fault_code(call(ips_emulator, "getUserInfo", [("email", "ghost@example.com")])) == 20002
-    assert _fault_code(call(ips_emulator, "getUserInfo", [("email", ADMIN)], user="ipsuser@example.com")) == 20007
-    assert _fault_code(call(ips_emulator, "getUserInfo", [], user="webserviceuser@example.com")) == 20003
+    assert info([("userHandle", mine["userHandle"])]) == mine
+    assert _fault_code(call(ips_emulator, "getUserInfo", [("email", "ghost@example.com")], ns=ns)) == 20002
+    assert _fault_code(call(ips_emulator, "getUserInfo", [("email", ADMIN)], user="ipsuser@example.com",
+                            ns=ns)) == 20007
+    assert _fault_code(call(ips_emulator, "getUserInfo", [], user="webserviceuser@example.com", ns=ns)) == 20003
 
 
-def test_get_company_membership(ips_emulator):
-    ret = result(call(ips_emulator, "getCompanyMembership", [], user="ipsuser@example.com"),
-                 "getCompanyMembership")
-    rows = items(ret, "membershipArray")
-    assert [(as_dict(r["company"])["companyHandle"], r["role"], r["isActive"]) for r in rows] == [
+def _memberships(emu, params=(), user=ADMIN):
+    ret = result(call(emu, "getCompanyMembership", params, user=user, ns=NS_2014), "getCompanyMembership",
+                 NS_2014)
+    assert [etree_local(c) for c in ret] == ["membershipArray"]
+    return [(as_dict(r["company"]), r["role"], r["isActive"]) for r in items(ret, "membershipArray", NS_2014)]
+
+
+def _companies(emu, params=(), user=ADMIN):
+    ret = result(call(emu, "getCompanyMembership", params, user=user), "getCompanyMembership")
+    assert [etree_local(c) for c in ret] == ["companyArray"]
+    return items(ret, "companyArray")
+
+
+def test_get_company_membership_from_6_0_has_roles(ips_emulator):
+    rows = _memberships(ips_emulator, user="ipsuser@example.com")
+    assert [(c["companyHandle"], role, active) for c, role, active in rows] == [
         ("47", "IpsUser", "true"), ("48", "IpsUser", "false")]
-    assert as_dict(rows[1]["company"])["name"] == "Café Zürich"
+    assert rows[1][0] == {"companyHandle": "48", "name": "Café Zürich", "rootPath": "CafeZurich/",
+                          "expires": "2029-06-30T00:00:00.000+01:00"}
     # IpsAdmin: every company
-    rows = items(result(call(ips_emulator, "getCompanyMembership", []), "getCompanyMembership"),
-                 "membershipArray")
-    assert [(as_dict(r["company"])["companyHandle"], r["role"]) for r in rows] == [
-        ("47", "IpsAdmin"), ("48", "IpsAdmin"), ("52", "IpsAdmin")]
+    assert [(c["companyHandle"], role) for c, role, _ in _memberships(ips_emulator)] == [
+        ("47", "IpsAdmin"), ("48", "IpsAdmin"), ("52", "IpsAdmin"), ("60", "IpsAdmin")]
     # IpsAdmin may ask about another user
     svc = as_dict(result(call(ips_emulator, "getUserInfo", [("email", "service@example.com")]),
                          "getUserInfo").find(f"{{{NS}}}userInfo"))
-    rows = items(result(call(ips_emulator, "getCompanyMembership", [("userHandle", svc["userHandle"])]),
-                        "getCompanyMembership"), "membershipArray")
-    assert len(rows) == 3
+    assert len(_memberships(ips_emulator, [("userHandle", svc["userHandle"])])) == 3
+
+
+def test_get_company_membership_before_6_0_lists_companies(ips_emulator):
+    rows = _companies(ips_emulator, user="ipsuser@example.com")
+    assert [list(r) for r in rows] == [["companyHandle", "name", "rootPath", "expires"]] * 2
+    assert [r["companyHandle"] for r in rows] == ["47", "48"]
+    assert [r["companyHandle"] for r in _companies(ips_emulator)] == ["47", "48", "52", "60"]
+
+
+# ------------------------------------------------------------ busy company
+def test_the_busy_company_hides_a_jobs_runs_beyond_the_newest_50(ips_emulator):
+    busy = "busy@example.com"
+    newest = job_logs(ips_emulator, [("companyHandle", "60"), ("numRows", "50")], user=busy, ns=NS_2014)
+    assert len(newest) == 50
+    assert "Quarterly Archive" not in {log["originalJobName"] for log in newest}
+    every = job_logs(ips_emulator, [("companyHandle", "60")], user=busy, ns=NS_2014)
+    assert len(every) > 120
+    assert all(sum(log["originalJobName"] == name for log in every) >= 4
+               for name in {log["originalJobName"] for log in every})
+    starts = [datetime.fromisoformat(log["startDate"]) for log in every]
+    assert starts == sorted(starts, reverse=True)
+    assert starts[0] <= ips_emulator.state.now()
+    # a date window finds the archive's runs
+    archive = [log for log in every if log["originalJobName"] == "Quarterly Archive"]
+    assert len(archive) == 4 and len({log["jobHandle"] for log in archive}) == 4
+    oldest = datetime.fromisoformat(archive[-1]["startDate"])
+    window = job_logs(ips_emulator, [("companyHandle", "60"), ("numRows", "50"),
+                                     ("startDate", (oldest - timedelta(minutes=1)).isoformat()),
+                                     ("endDate", (oldest + timedelta(days=1)).isoformat())],
+                      user=busy, ns=NS_2014)
+    assert [log["jobHandle"] for log in window] == [archive[-1]["jobHandle"]]
+    # Nobody else sees the busy company but IpsAdmin
+    assert _fault_code(call(ips_emulator, "getJobLogs", [("companyHandle", "60")],
+                            user="service@example.com")) == 20006
+    assert "60" not in {log["companyHandle"] for log in job_logs(ips_emulator, user="service@example.com")}
+
+
+def test_a_new_run_in_the_busy_company_is_the_newest_log(ips_emulator):
+    busy = "busy@example.com"
+    result(execute(ips_emulator, "60|Quarterly Archive|", "60", user=busy), "executeJob")
+    (first, *_) = job_logs(ips_emulator, [("companyHandle", "60"), ("numRows", "50")], user=busy, ns=NS_2014)
+    assert (first["originalJobName"], first["logType"]) == ("Quarterly Archive", "BeginUpload")
+    assert first["jobHandle"].startswith("60||Quarterly Archive_")

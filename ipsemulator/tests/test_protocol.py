@@ -131,7 +131,7 @@ def test_http_basic_authenticates(ips_emulator):
 def test_the_legacy_auth_user_header_authenticates(ips_emulator):
     resp = call(ips_emulator, "getUserInfo", auth="legacy", user="trialsiteuser@example.com")
     info = result(resp, "getUserInfo").find(f"{{{NS}}}userInfo")
-    assert info.findtext(f"{{{NS}}}defaultRole") == "TrialSiteUser"
+    assert info.findtext(f"{{{NS}}}role") == "TrialSiteUser"
     f = fault(call(ips_emulator, "getUserInfo", auth="legacy", user=ADMIN, password="x"))
     assert f["code"] == 10001
 
@@ -189,12 +189,13 @@ def test_gzip_response_false_in_the_auth_header_turns_gzip_off(ips_emulator):
 
 
 def test_job_names_round_trip_unicode_pipes_and_markup(ips_emulator):
-    by_name = {j["name"]: j for j in scheduled_jobs(ips_emulator)}
+    by_name = {j["name"]: j for j in scheduled_jobs(ips_emulator, ns=NS_2014)}
     assert by_name["Nightly | Publish"]["jobHandle"] == "47|Nightly | Publish|"
     assert by_name["<b>Bold</b> Upload"]["jobHandle"] == "47|<b>Bold</b> Upload|"
     assert by_name["Übersicht Publish"]["description"] == "Übersicht der Produktbilder – täglich"
     resp = call(ips_emulator, "getScheduledJobs", [("companyHandle", "47")])
     assert b"&lt;b&gt;Bold&lt;/b&gt; Upload" in resp.content
+    assert b"?job=nightly&amp;kind=&lt;publish&gt;</ns1:httpCompletionUrl>" in resp.content
     # and the handle with markup works as a parameter
     resp = call(ips_emulator, "executeJob",
                 [("companyHandle", "47"), ("jobHandle", "47|<b>Bold</b> Upload|")])
@@ -229,7 +230,9 @@ def test_a_structured_value_where_text_is_expected_is_30001(ips_emulator):
 
 
 def test_the_emulator_imports_neither_django_nor_jobs():
-    code = ("import sys, ipsemulator.server, ipsemulator.app, ipsemulator.state, ipsemulator.__main__; "
+    code = ("import sys, ipsemulator.server, ipsemulator.app, ipsemulator.state, ipsemulator.__main__, "
+            "ipsemulator.clock, ipsemulator.schema, ipsemulator.loader, ipsemulator.records, "
+            "ipsemulator.operations, ipsemulator.tables; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'jobs', 'zeep'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
