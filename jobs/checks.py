@@ -6,11 +6,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from . import demo
-
-#: IPS calls one Run may wait on in turn: getActiveJobs, executeJob, then
-#: getActiveJobs again to name the run it started. Each has a whole-reply
-#: deadline of connect + read timeout (jobs/ips.py).
-IPS_CALLS_PER_RUN = 3
+from .models import IPS_CALLS_PER_RUN
 
 
 def timeout_budget_problem(worker_timeout: float) -> str | None:

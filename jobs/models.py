@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import threading
+
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import models
-from django.db.models import Q
+from django.db import connections, models, transaction
+from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import MD5
+from django.utils import timezone
 
 from . import crypto, ips, ipsversions
-from .roles import UserType
+from .roles import Access, UserType
 
 
 class Connection(models.Model):
@@ -102,6 +107,19 @@ class Connection(models.Model):
         return ips.get_client(endpoint)
 
 
+class CompanyQuerySet(models.QuerySet):
+    def roles_for(self, user) -> dict[int, str]:
+        """{company id: the user's IPS user type} for every company the user has a role in.
+
+        A Django superuser acts as IpsAdmin everywhere; nobody else has implicit
+        rights, and inactive or anonymous users have none."""
+        if not user.is_authenticated or not user.is_active:
+            return {}
+        if user.is_superuser:
+            return dict.fromkeys(self.values_list("pk", flat=True), UserType.IPS_ADMIN)
+        return dict(Membership.objects.filter(user=user, company__in=self).values_list("company_id", "role"))
+
+
 class Company(models.Model):
     connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="companies")
     handle = models.CharField(max_length=255, help_text="The IPS company handle, e.g. 47.")
@@ -115,8 +133,21 @@ class Company(models.Model):
             models.UniqueConstraint(fields=["connection", "handle"], name="company_unique_handle"),
         ]
 
+    objects = CompanyQuerySet.as_manager()
+
     def __str__(self):
         return f"{self.name} ({self.handle})"
+
+    def role_of(self, user) -> str | None:
+        """The user's IPS user type here, read fresh on every request (see roles_for)."""
+        if not user.is_authenticated or not user.is_active:
+            return None
+        if user.is_superuser:
+            return UserType.IPS_ADMIN
+        return self.memberships.filter(user=user).values_list("role", flat=True).first()
+
+    def access(self, user, operation: str) -> Access:
+        return Access(self.role_of(user), operation, self.handle)
 
 
 class Membership(models.Model):
@@ -135,6 +166,25 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} is {self.role} in {self.company}"
+
+
+class JobQuerySet(models.QuerySet):
+    def with_last_run(self) -> list[Job]:
+        """The jobs, each with its latest run sent to IPS and that run's state.
+
+        Two queries, whatever the count. Sets on each job: ``last_execution``
+        (or None), ``run_in_flight`` (a live run is being started) and
+        ``follow`` (a run accepted lately, to follow in IPS after a reload).
+        """
+        latest = Execution.objects.filter(job=OuterRef("pk")).sent().order_by("-requested_at", "-id").values("id")[:1]
+        jobs = list(self.annotate(last_execution_id=Subquery(latest)))
+        last = Execution.objects.in_bulk([j.last_execution_id for j in jobs if j.last_execution_id])
+        now = timezone.now()
+        for job in jobs:
+            ex = job.last_execution = last.get(job.last_execution_id)
+            job.run_in_flight = ex is not None and ex.is_in_flight(now)
+            job.follow = ex is not None and ex.is_followed(now)
+        return jobs
 
 
 class Job(models.Model):
@@ -157,6 +207,8 @@ class Job(models.Model):
     gone_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         ordering = ["company", "name"]
         constraints = [
@@ -169,17 +221,66 @@ class Job(models.Model):
         return self.name
 
 
+class _Pruning(threading.local):
+    active = False
+
+
+_pruning = _Pruning()
+
+
+@contextlib.contextmanager
+def allow_pruning():
+    """The one door through which executions may be deleted (prune_executions)."""
+    _pruning.active = True
+    try:
+        yield
+    finally:
+        _pruning.active = False
+
+
+#: IPS calls one Run may wait on in turn: getActiveJobs, executeJob, then
+#: getActiveJobs again to name the run it started. Each has a whole-reply
+#: deadline of connect + read timeout (jobs/ips.py).
+IPS_CALLS_PER_RUN = 3
+#: How long after its acceptance a run is followed in IPS again after a reload.
+FOLLOW_FOR = dt.timedelta(minutes=15)
+
+
 class ExecutionQuerySet(models.QuerySet):
     def delete(self):
-        from .services import pruning
-
-        if not pruning.active:
+        if not _pruning.active:
             raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
         return super().delete()
 
     def update(self, **kwargs):
         # Bulk updates would bypass save()'s checks; services.py saves rows one by one.
         raise PermissionError("Executions change only through services.py, one row at a time.")
+
+    def sent(self):
+        """Attempts that reached IPS (or tried to): a job's runs, not refusals made here."""
+        return self.exclude(outcome__in=Execution.NOT_SENT)
+
+    def stale(self, now=None):
+        """'sending' rows older than stale_after(): their process died mid-call."""
+        cutoff = (now or timezone.now()) - Execution.stale_after()
+        return self.filter(outcome=Execution.Outcome.SENDING, requested_at__lt=cutoff)
+
+    def prune(self, before) -> int:
+        """Delete finished rows requested before ``before``: the only deletion of audit rows."""
+        old = self.filter(requested_at__lt=before).exclude(outcome=Execution.Outcome.SENDING)
+        with transaction.atomic(using=self.db), allow_pruning():
+            connection = connections[self.db]
+            if connection.vendor == "postgresql":
+                # The audit trigger (migration 0002) refuses DELETE unless this
+                # transaction says so; SET LOCAL ends with the transaction.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL ipsadmin.allow_prune = 'on'")
+            count, _ = old.delete()
+        return count
+
+    def last_run_of(self, job):
+        """The job's latest run sent to IPS, or None."""
+        return self.filter(job=job).sent().order_by("-requested_at", "-id").first()
 
 
 class Execution(models.Model):
@@ -201,6 +302,9 @@ class Execution(models.Model):
         BAD_REPLY = "bad_reply", "bad reply from IPS"
         INTERRUPTED = "interrupted", "interrupted"
         ERROR = "error", "dashboard error"
+
+    #: Refused here, never sent: history, not a job's "last run".
+    NOT_SENT = (Outcome.DENIED, Outcome.ALREADY_RUNNING, Outcome.JOB_GONE)
 
     IDENTITY_FIELDS = frozenset(
         {
@@ -293,11 +397,27 @@ class Execution(models.Model):
         self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
 
     def delete(self, *args, **kwargs):
-        from .services import pruning
-
-        if not pruning.active:
+        if not _pruning.active:
             raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
         return super().delete(*args, **kwargs)
+
+    @staticmethod
+    def stale_after() -> dt.timedelta:
+        """Age after which a 'sending' row belongs to a process that died mid-call.
+
+        A live run may wait out the whole-reply deadline of each of its IPS
+        calls: only past all of them (plus the margin) is its process taken for dead."""
+        per_call = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
+        return dt.timedelta(seconds=IPS_CALLS_PER_RUN * per_call + settings.IPS_STALE_MARGIN)
+
+    def is_in_flight(self, now=None) -> bool:
+        """Being started by a live process (a stale 'sending' row is not: Run is offered again)."""
+        now = now or timezone.now()
+        return self.outcome == self.Outcome.SENDING and self.requested_at > now - self.stale_after()
+
+    def is_followed(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.outcome == self.Outcome.ACCEPTED and self.requested_at > now - FOLLOW_FOR
 
     @property
     def fault_label(self) -> str:

@@ -7,6 +7,8 @@ these operations, checked in the job's company: the dashboard mirrors IPS.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import models
 
 
@@ -73,32 +75,37 @@ def refusal_reason(role: str | None, operation: str, company_label: str) -> str:
     return f"Your role {role} in company {company_label} cannot {action} ({operation})."
 
 
-def role_of(user, company) -> str | None:
-    """The user's IPS user type in ``company``, read fresh on every request.
+@dataclass(frozen=True)
+class Access:
+    """What one user may do in one company, for one IPS operation.
 
-    A Django superuser acts as IpsAdmin everywhere; nobody else has implicit
-    rights, and inactive or anonymous users have none.
+    Every dashboard action asks for one of these (views' ``_get_x_for_user``
+    helpers) and answers from it: hidden when the user has no role there,
+    refused with ``reason`` when the role is not authorized.
     """
-    if not user.is_authenticated or not user.is_active:
-        return None
-    if user.is_superuser:
-        return UserType.IPS_ADMIN
-    from .models import Membership
 
-    return Membership.objects.filter(user=user, company=company).values_list("role", flat=True).first()
+    role: str | None
+    operation: str
+    company_label: str
 
+    @property
+    def visible(self) -> bool:
+        """The company (and so its jobs) exists for this user at all."""
+        return self.role is not None
 
-def roles_by_company(user) -> dict[int, str]:
-    """{company id: role} for every company the user has a role in."""
-    if not user.is_authenticated or not user.is_active:
-        return {}
-    from .models import Company, Membership
+    @property
+    def allowed(self) -> bool:
+        return is_authorized(self.role, self.operation)
 
-    if user.is_superuser:
-        return dict.fromkeys(Company.objects.values_list("pk", flat=True), UserType.IPS_ADMIN)
-    return dict(Membership.objects.filter(user=user).values_list("company_id", "role"))
+    @property
+    def reason(self) -> str:
+        return refusal_reason(self.role, self.operation, self.company_label)
+
+    def to(self, operation: str) -> Access:
+        """The same user and company, asking for another operation."""
+        return Access(self.role, operation, self.company_label)
 
 
 def may(user, operation: str, company) -> bool:
     """May ``user`` perform the IPS ``operation`` in ``company``?"""
-    return is_authorized(role_of(user, company), operation)
+    return is_authorized(company.role_of(user), operation)

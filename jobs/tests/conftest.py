@@ -102,6 +102,12 @@ def login(client, users):
     return _login
 
 
+def press_run(job, user, request_id="press-0001"):
+    """A press of Run as the view makes it (the user's access resolved first); the audit row."""
+    access = job.company.access(user, "executeJob")
+    return services.run_job(job, access, user, services.RequestInfo(request_id=request_id)).execution
+
+
 def make_execution(job, user, outcome="accepted", **values):
     """An audit row as another worker (alive or dead) would have written it."""
     defaults = dict(

@@ -14,6 +14,8 @@ from django.utils import timezone
 from jobs import services
 from jobs.models import Company, Connection, Execution, Job, Membership
 
+from .conftest import press_run
+
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
@@ -220,7 +222,7 @@ def test_deleting_a_job_keeps_its_executions(execution, job):
 
 def test_deleting_a_user_keeps_their_executions(job, users):
     user = users["IpsUser"]
-    made = services.run_job(job, user, services.RequestInfo(request_id="t1"))
+    made = press_run(job, user, "t1")
     assert made.outcome == "accepted"
     before = _snapshot(made)
     user.delete()

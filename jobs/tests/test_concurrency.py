@@ -35,7 +35,7 @@ from ipsemulator import server as emulator_server
 from jobs import services
 from jobs.models import Company, Connection, Execution, Job, Membership
 
-from .conftest import database_url_for_subprocess
+from .conftest import press_run, database_url_for_subprocess
 
 BASE_DIR = Path(settings.BASE_DIR)
 PYTHON = sys.executable
@@ -363,7 +363,7 @@ from jobs.models import Job
 
 job = Job.objects.select_related("company__connection").get(pk={job_pk})
 user = get_user_model().objects.get(pk={user_pk})
-services.run_job(job, user, services.RequestInfo(request_id="{request_id}"))
+services.run_job(job, job.company.access(user, "executeJob"), user, services.RequestInfo("{request_id}"))
 print("the run finished: it should have been killed", flush=True)
 """
 
@@ -424,7 +424,7 @@ def _tiny_timeouts(settings):
 
 def _wait_stale(row):
     _wait_until(
-        lambda: timezone.now() - row.requested_at > services.stale_after(), 10, "the killed run to become stale"
+        lambda: timezone.now() - row.requested_at > Execution.stale_after(), 10, "the killed run to become stale"
     )
 
 
@@ -516,7 +516,7 @@ def test_a_live_run_slower_than_one_ips_timeout_is_not_taken_for_dead(users, job
 
     def first_run():
         try:
-            outcome["row"] = services.run_job(job, users["IpsUser"], services.RequestInfo("slow-but-alive-01"))
+            outcome["row"] = press_run(job, users["IpsUser"], "slow-but-alive-01")
         except Exception as exc:
             outcome["error"] = exc
         finally:

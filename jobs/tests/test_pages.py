@@ -6,7 +6,7 @@ from django.urls import reverse
 from jobs import services
 from jobs.models import Execution, Job
 
-from .conftest import ALL_ACTORS
+from .conftest import press_run, ALL_ACTORS
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -121,8 +121,8 @@ HISTORY_TABLE = {
 def two_runs(users, synced):
     job47 = Job.objects.get(handle="47|My Test Job|")
     job48 = Job.objects.filter(company__handle="48").first()
-    a = services.run_job(job47, users["IpsUser"], services.RequestInfo(request_id="r47"))
-    b = services.run_job(job48, users["othercompany"], services.RequestInfo(request_id="r48"))
+    a = press_run(job47, users["IpsUser"], "r47")
+    b = press_run(job48, users["othercompany"], "r48")
     assert a.outcome == b.outcome == "accepted"
     return a, b
 
@@ -146,7 +146,7 @@ def test_history_requires_login(client, two_runs):
 def test_history_filters(client, login, users, two_runs, synced):
     login("admin")
     job47 = two_runs[0].job
-    denied = services.run_job(job47, users["IpsCompanyAdmin"], services.RequestInfo(request_id="r3"))
+    denied = press_run(job47, users["IpsCompanyAdmin"], "r3")
     url = reverse("jobs:history")
 
     def shown(**params):

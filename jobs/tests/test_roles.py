@@ -78,11 +78,11 @@ def test_refusal_reason_names_role_company_and_operation():
 
 
 def test_role_of_reads_memberships_and_superusers(users, company, other_company):
-    assert roles.role_of(users["IpsCompanyAdmin"], company) == "IpsCompanyAdmin"
-    assert roles.role_of(users["IpsCompanyAdmin"], other_company) is None
-    assert roles.role_of(users["admin"], other_company) == "IpsAdmin"
-    assert roles.role_of(users["nomember"], company) is None
+    assert company.role_of(users["IpsCompanyAdmin"]) == "IpsCompanyAdmin"
+    assert other_company.role_of(users["IpsCompanyAdmin"]) is None
+    assert other_company.role_of(users["admin"]) == "IpsAdmin"
+    assert company.role_of(users["nomember"]) is None
     users["IpsUser"].is_active = False
-    assert roles.role_of(users["IpsUser"], company) is None
+    assert company.role_of(users["IpsUser"]) is None
     assert roles.may(users["TrialSiteUser"], "executeJob", company) is True
     assert roles.may(users["ImagePortalUser"], "executeJob", company) is False

@@ -12,7 +12,7 @@ from django.utils.html import escape
 from jobs import services
 from jobs.models import Execution, Job
 
-from .conftest import ALL_ACTORS, make_execution
+from .conftest import press_run, ALL_ACTORS, make_execution
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -300,7 +300,7 @@ def test_a_recent_accepted_run_is_followed_after_a_reload(client, login, users, 
     login("IpsUser")
     status_url = reverse("jobs:status", args=[job.pk])
     assert f'hx-get="{status_url}"' not in client.get(reverse("jobs:list")).content.decode()
-    assert services.run_job(job, users["IpsUser"], services.RequestInfo("x")).outcome == "accepted"
+    assert press_run(job, users["IpsUser"], "x").outcome == "accepted"
     assert f'hx-get="{status_url}"' in client.get(reverse("jobs:list")).content.decode()
     # An old run is history: nothing to follow.
     other = Job.objects.get(handle="47|Nightly | Publish|")
@@ -317,7 +317,7 @@ def test_a_recent_accepted_run_is_followed_after_a_reload(client, login, users, 
 def test_status_needs_get_active_jobs(actor, status, client, login, users, job, ips_emulator):
     ips_emulator.state.job_duration = 30
     login(actor)
-    assert services.run_job(job, users["IpsUser"], services.RequestInfo("x")).outcome == "accepted"
+    assert press_run(job, users["IpsUser"], "x").outcome == "accepted"
     response = client.get(reverse("jobs:status", args=[job.pk]), **HTMX)
     assert response.status_code == status
     if status == 286:
@@ -326,14 +326,12 @@ def test_status_needs_get_active_jobs(actor, status, client, login, users, job, 
 
 def test_a_run_finishing_after_it_was_taken_for_dead_keeps_the_final_row(job, users, ips_emulator, caplog):
     """reconcile_stale() may give up on a slow live run; its late answer must not rewrite history."""
-    execution = services._new_execution(job, users["IpsUser"], "IpsUser", services.RequestInfo("late-1"))
-    execution.outcome = "sending"
-    execution.requested_at = timezone.now() - dt.timedelta(minutes=10)
-    execution.save()
+    execution = make_execution(
+        job, users["IpsUser"], "sending", requested_at=timezone.now() - dt.timedelta(minutes=10), request_id="late-1"
+    )
     assert services.reconcile_stale(job) == 1
     # IPS answers after all (this in-memory row still thinks it is sending).
-    services._finish(execution, "accepted", "IPS accepted it.")
-    services._save_outcome(execution)
+    assert services.finish(execution, "accepted", "IPS accepted it.") is False
     execution.refresh_from_db()
     assert execution.outcome == "interrupted"
     assert "late-1" in caplog.text and "was marked interrupted" in caplog.text
@@ -357,27 +355,25 @@ def test_a_run_ips_lists_as_done_does_not_block_the_next(client, login, job, ips
 def test_a_row_finished_by_another_process_is_not_overwritten(users, job):
     mine = make_execution(job, users["IpsUser"], "sending", requested_at=timezone.now() - dt.timedelta(minutes=10))
     theirs = Execution.objects.get(pk=mine.pk)
-    theirs.outcome, theirs.message = "accepted", "IPS accepted it."
-    assert services._close(theirs) is True
+    assert services.finish(theirs, "accepted", "IPS accepted it.") is True
     # reconcile_stale() read the row while it was still 'sending'.
-    services._finish(mine, "interrupted", "taken for dead")
-    assert services._close(mine) is False
+    assert services.finish(mine, "interrupted", "taken for dead") is False
     mine.refresh_from_db()
     assert mine.outcome == "accepted"
 
 
 def test_reconcile_leaves_a_row_alone_that_its_run_just_finished(users, job, monkeypatch):
     stale = make_execution(job, users["IpsUser"], "sending", requested_at=timezone.now() - dt.timedelta(minutes=10))
-    real_close = services._close
+    real_finish = services.finish
 
-    def finish_first(execution):
+    def finish_first(execution, *args, **kwargs):
         # The live run writes its outcome between reconcile's read and its write.
         other = Execution.objects.get(pk=stale.pk)
         other.outcome = "accepted"
         other.save()
-        return real_close(execution)
+        return real_finish(execution, *args, **kwargs)
 
-    monkeypatch.setattr(services, "_close", finish_first)
+    monkeypatch.setattr(services, "finish", finish_first)
     assert services.reconcile_stale(job) == 0
     stale.refresh_from_db()
     assert stale.outcome == "accepted"

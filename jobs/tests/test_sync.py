@@ -12,7 +12,7 @@ from ipsemulator.state import Job as EmulatedJob
 from jobs import services
 from jobs.models import Execution, Job
 
-from .conftest import ALL_ACTORS
+from .conftest import press_run, ALL_ACTORS
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 UTC = dt.timezone.utc
@@ -147,7 +147,7 @@ def test_it_keeps_companies_apart(company, other_company, ips_emulator):
 def test_a_job_deleted_in_ips_is_marked_gone_never_deleted(company, users, ips_emulator):
     services.sync_company(company)
     job = Job.objects.get(company=company, handle="47|My Test Job|")
-    execution = services.run_job(job, users["IpsUser"], services.RequestInfo(request_id="before-delete"))
+    execution = press_run(job, users["IpsUser"], "before-delete")
     assert execution.outcome == "accepted"
 
     company.connection.client().delete_job("47", "47|My Test Job|")
@@ -172,7 +172,7 @@ def test_a_job_deleted_in_ips_is_marked_gone_never_deleted(company, users, ips_e
     assert job.is_gone and job.gone_at == gone_at
 
     # A gone job cannot be run: nothing is sent.
-    refused = services.run_job(job, users["IpsUser"], services.RequestInfo(request_id="after-delete"))
+    refused = press_run(job, users["IpsUser"], "after-delete")
     assert refused.outcome == "job_gone"
     assert len([c for c in ips_emulator.state.calls if c["operation"] == "executeJob"]) == 1
 
