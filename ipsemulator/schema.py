@@ -21,6 +21,9 @@ XSD = "http://www.w3.org/2001/XMLSchema"
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_DIR = Path(__file__).resolve().parent.parent / "wsdl"
 WSDL_GLOB = "IpsApi*.wsdl"
+# An appinfo note on an <op>Return element: fields of a type that this version
+# declares but that operation leaves out (pre-4.0 getJobLogs: no endDate).
+NOTES = "urn:ipsadmin:wsdl-notes"
 
 QName = tuple[str, str]  # (namespace, local name)
 
@@ -62,6 +65,8 @@ class WsdlSchema:
         self.namespace: str = root.get("targetNamespace")
         self.types: dict[QName, tuple[Element, ...]] = {}
         self.elements: dict[QName, Element] = {}
+        #: {operation: {type name: field names the reply leaves out}}
+        self.unfilled: dict[str, dict[str, frozenset[str]]] = {}
         self._schemas = list(root.iterfind(f"{{{WSDL}}}types/{{{XSD}}}schema"))
         for schema in self._schemas:
             tns = schema.get("targetNamespace", "")
@@ -71,6 +76,11 @@ class WsdlSchema:
                     self.types[(tns, child.get("name"))] = self._content(child, tns, qualified)
                 elif child.tag == f"{{{XSD}}}element":
                     self.elements[(tns, child.get("name"))] = self._element(child, tns, True)
+                    name = child.get("name", "")
+                    notes = child.findall(f"{{{XSD}}}annotation/{{{XSD}}}appinfo/{{{NOTES}}}unfilled")
+                    if notes and name.endswith("Return"):
+                        self.unfilled[name[: -len("Return")]] = {
+                            n.get("type"): frozenset((n.text or "").split()) for n in notes}
         self._check_references()
 
     # ------------------------------------------------------------- parsing
@@ -139,19 +149,20 @@ class WsdlSchema:
             raise KeyError(f"{self.filename} declares no {operation}Return")
         el = etree.Element(f"{{{element.ns}}}{element.name}" if element.ns else element.name,
                            nsmap=nsmap)
-        self._fill(el, element.content or self.content_of(element) or (), result or {})
+        self._fill(el, element.content or self.content_of(element) or (), result or {},
+                   self.unfilled.get(operation, {}))
         return el
 
-    def _fill(self, parent, elements, value) -> None:
+    def _fill(self, parent, elements, value, unfilled, left_out=frozenset()) -> None:
         for e in elements:
             v = value.get(e.name)
-            if v is None:
+            if v is None or e.name in left_out:
                 continue
             for item in (v if e.many else (v,)):
                 if item is not None:
-                    self._emit(parent, e, item)
+                    self._emit(parent, e, item, unfilled)
 
-    def _emit(self, parent, e: Element, value) -> None:
+    def _emit(self, parent, e: Element, value, unfilled) -> None:
         el = etree.SubElement(parent, f"{{{e.ns}}}{e.name}" if e.ns else e.name)
         content = self.content_of(e)
         if content is None:
@@ -164,7 +175,8 @@ class WsdlSchema:
             value = {content[0].name: value}
         if not isinstance(value, dict):
             raise TypeError(f"{e.name!r} is a complex type; got {type(value).__name__}")
-        self._fill(el, content, value)
+        left_out = unfilled.get(e.type[1], frozenset()) if e.type else frozenset()
+        self._fill(el, content, value, unfilled, left_out)
 
     # ------------------------------------------------------------ validating
     @cached_property

@@ -381,6 +381,29 @@ OPERATIONS: tuple[Operation, ...] = (
 OPERATION_BY_NAME = {op.name: op for op in OPERATIONS}
 
 
+@dataclass(frozen=True)
+class Unfilled:
+    """Fields a version declares on a type but an operation leaves out of its reply."""
+
+    operation: str
+    type: str
+    fields: tuple[str, ...]
+    until: str
+
+
+#: Before 4.0, getJobLogs filled neither endDate nor the duplicate and update
+#: counts (only getJobLogDetails did): change-log/c-change-log/c-4-0/r-4-0-new.md.
+#: Written into the WSDL as an appinfo note on the Return element, which the
+#: emulator obeys and zeep ignores.
+UNFILLED = (Unfilled("getJobLogs", "JobLog", ("endDate", "fileDuplicateCount", "fileUpdateCount"), until=V4_0),)
+NOTES_NS = "urn:ipsadmin:wsdl-notes"
+
+
+def unfilled(operation: str, key: str) -> dict[str, tuple[str, ...]]:
+    """{type name: fields left out} of ``operation``'s reply in version ``key``."""
+    return {u.type: u.fields for u in UNFILLED if u.operation == operation and key < u.until}
+
+
 def type_in_version(name: str, key: str) -> bool:
     return TYPE_SINCE.get(name, "") <= key
 

@@ -80,7 +80,15 @@ def build(version: V.Version) -> str:
                 *_sequence(op.params, "            ", op.required),
                 "          </xsd:sequence>", "        </xsd:complexType>", "      </xsd:element>"]
         ret = V.returns(op.name, key)
-        if ret:
+        notes = V.unfilled(op.name, key)
+        if notes:
+            out += [f'      <xsd:element name="{op.name}Return">', "        <xsd:annotation><xsd:appinfo>",
+                    *(f'          <note:unfilled xmlns:note="{V.NOTES_NS}" type="{t}">{" ".join(f)}</note:unfilled>'
+                      for t, f in notes.items()),
+                    "        </xsd:appinfo></xsd:annotation>", "        <xsd:complexType>",
+                    "          <xsd:sequence>", *_sequence(ret, "            "), "          </xsd:sequence>",
+                    "        </xsd:complexType>", "      </xsd:element>"]
+        elif ret:
             out += [f'      <xsd:element name="{op.name}Return">', "        <xsd:complexType>",
                     "          <xsd:sequence>", *_sequence(ret, "            "), "          </xsd:sequence>",
                     "        </xsd:complexType>", "      </xsd:element>"]

@@ -13,7 +13,7 @@ from lxml import etree
 
 from ipsemulator.clock import ManualClock
 
-from .soap import NS, NS_2014, SOAP_ENV, call, envelope, post
+from .soap import NS, NS_2014, SOAP_ENV, call, envelope, execute, job_logs, log_details, post
 
 XSD = "http://www.w3.org/2001/XMLSchema"
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
@@ -231,3 +231,17 @@ def test_an_operation_a_namespace_does_not_declare_is_30003(ips_emulator, tmp_pa
         assert "Unsupported namespace" in post(emu, body).text
     finally:
         emu.stop()
+
+
+def test_before_4_0_get_job_logs_leaves_out_end_date_and_two_counts(ips_emulator, clock):
+    """The 4.0 change log: getJobLogs "now" fills endDate, fileDuplicateCount and
+    fileUpdateCount; before, only getJobLogDetails did (the WSDL's appinfo note)."""
+    execute(ips_emulator)
+    clock.advance(60)  # the run is over and its log final
+    for ns, filled in ((NS, False), (NS_2014, True)):
+        mine = [log for log in job_logs(ips_emulator, ns=ns) if log["jobHandle"].startswith("47||My Test Job_")]
+        assert mine and all(("endDate" in log) is filled for log in mine), ns
+        assert all(("fileDuplicateCount" in log) is filled and ("fileUpdateCount" in log) is filled for log in mine)
+        newest = max(mine, key=lambda log: log["startDate"])
+        [(detailed, _)] = log_details(ips_emulator, "47", newest["jobHandle"], ns=ns)
+        assert detailed["endDate"], ns  # getJobLogDetails has it in every version
