@@ -21,7 +21,7 @@ from . import operations
 from .clock import ManualClock, Timeline
 from .loader import DEFAULT_DATA, load, read_settings
 from .records import Company, Job, JobLog, Membership, Run, User  # noqa: F401  (public names)
-from .tables import (ARRAY_PARAMS, INJECTION_KINDS, OPERATIONS, REQUIRED, ROLES,  # noqa: F401
+from .tables import (ARRAY_PARAMS, INJECTION_KINDS, JOB_TYPES, OPERATIONS, REQUIRED, ROLES,  # noqa: F401
                      FAULT_NAMES, IpsFault, fault_family)
 
 
@@ -230,6 +230,18 @@ class EmulatorState:
                 user.memberships[company] = Membership(company, role, active)
             self.users[email.lower()] = user
             return user
+
+    def add_job(self, company: str, name: str, type: str = "ImageServingPublish", **values) -> Job:
+        """Add a scheduled job (handle ``<company>|<name>|``); ``values`` as in demo.toml."""
+        if company not in self.companies:
+            raise ValueError(f"unknown company {company!r}")
+        if type not in JOB_TYPES:
+            raise ValueError(f"unknown job type {type!r}")
+        with self._lock:
+            job = Job(company=company, handle=values.pop("handle", f"{company}|{name}|"), name=name,
+                      type=type, **values)
+            self.jobs[job.handle] = job
+            return job
 
     def _root(self, company: str) -> str:
         c = self.companies.get(company)

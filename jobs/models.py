@@ -191,11 +191,12 @@ class Job(models.Model):
     """A scheduled IPS job, kept in step with getScheduledJobs."""
 
     company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="jobs")
-    # Handles are kept whole whatever their length (the job must still run);
-    # other fields are cut to their column by sync, which says so.
+    # Handles and names are kept whole whatever their length: IPS is called
+    # with them (jobHandle, originalName). Other fields are cut to their
+    # column by sync, which says so.
     handle = models.TextField()
-    name = models.CharField(max_length=1024)
-    original_name = models.CharField(max_length=1024, blank=True)
+    name = models.TextField()
+    original_name = models.TextField(blank=True)
     type = models.CharField(max_length=100, blank=True)
     description = models.TextField(blank=True)
     submit_user_email = models.CharField(max_length=254, blank=True)
@@ -326,7 +327,7 @@ class Execution(models.Model):
     company = models.ForeignKey(Company, null=True, on_delete=models.SET_NULL, related_name="executions")
     company_handle = models.CharField(max_length=255)
     job_handle = models.TextField()
-    job_name = models.CharField(max_length=1024)
+    job_name = models.TextField()
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="executions"
     )
