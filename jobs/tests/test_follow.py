@@ -6,7 +6,11 @@ endDate), earlier runs of the same job have logs too, a busy company has more
 logs than one page, and before 4.0 getJobLogs has no endDate at all.
 """
 
+import io
+
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -208,3 +212,24 @@ def test_a_trickling_reply_ends_at_the_deadline_with_a_clear_message(client, log
     assert "may or may not have started" in row.message
     # The reply would take over ten seconds at that pace: the deadline cut it.
     assert row.duration_ms < 5000
+
+
+@pytest.mark.parametrize("api_version", VERSIONS, ids=["unversioned", "2014-04-03"])
+def test_the_demo_loads_syncs_runs_and_follows_in_each_version(api_version, db, settings, clock, client, ips_emulator):
+    settings.DEBUG = True  # load_demo refuses to run without it
+    call_command("load_demo", service_url=ips_emulator.service_url, api_version=api_version, stdout=io.StringIO())
+    connection = Connection.objects.get(name="Local IPS emulator")
+    assert connection.api_version == api_version
+    ok, text = services.check_connection(connection)
+    assert ok, text
+    job = Job.objects.get(company__handle="47", handle="47|Nightly | Publish|")
+    client.force_login(get_user_model().objects.get(username="ipsuser"))
+    assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 200
+    execution = Execution.objects.get()
+    clock.advance(RUN_SECONDS * 3)
+    code, body = _status(client, job)
+    assert code == 286
+    [final] = [log for log in ips_emulator.state.job_logs(job.handle) if log.handle == execution.ips_run_handle]
+    counts = final.counts
+    assert f"{counts['success']} ok, {counts['error']} error" in body
+    assert f"{counts['warning']} warning" in body
