@@ -5,6 +5,7 @@ come from the environment and the deploy hardening switches on.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -96,6 +97,8 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     "csp",
+    "django_tasks",
+    "django_tasks_db",
     "jobs",
     "ipsemulator",
 ]
@@ -221,6 +224,29 @@ IPS_READ_TIMEOUT = env_float("IPS_READ_TIMEOUT", 10.0)
 # A 'sending' row older than the timeouts of a run's IPS calls plus this
 # margin belongs to a process that died mid-call, and is marked interrupted.
 IPS_STALE_MARGIN = env_float("IPS_STALE_MARGIN", 30.0)
+# Following accepted runs in the background (jobs/tasks.py): the first poll
+# after this many seconds, then each wait 1.5 times the last, up to the
+# maximum; past the deadline a run is recorded as "no result from IPS".
+IPS_FOLLOW_FIRST_POLL = env_float("IPS_FOLLOW_FIRST_POLL", 2.0)
+IPS_FOLLOW_MAX_INTERVAL = env_float("IPS_FOLLOW_MAX_INTERVAL", 60.0)
+IPS_FOLLOW_DEADLINE = timedelta(hours=env_float("IPS_FOLLOW_DEADLINE_HOURS", 24.0))
+
+# Background work through Django's Tasks API (the django-tasks backport: on
+# Django 6 this becomes django.tasks). "db" keeps tasks in the database
+# (django-tasks-db; `manage.py db_worker` runs them), "rq" in Redis
+# (django-tasks-rq; `manage.py rqworker --with-scheduler`). Nothing in jobs/
+# depends on which: see docs/deploy.md.
+TASKS_BACKEND = env_str("TASKS_BACKEND", "db")
+_TASK_BACKENDS = {
+    "db": "django_tasks_db.DatabaseBackend",
+    "rq": "django_tasks_rq.RQBackend",
+}
+if TASKS_BACKEND not in _TASK_BACKENDS:
+    raise ImproperlyConfigured(f"TASKS_BACKEND must be one of {sorted(_TASK_BACKENDS)}, not {TASKS_BACKEND!r}.")
+TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND]}}
+if TASKS_BACKEND == "rq":
+    INSTALLED_APPS.append("django_rq")
+    RQ_QUEUES = {"default": {"URL": env_str("REDIS_URL", "redis://127.0.0.1:6379/0"), "DEFAULT_TIMEOUT": 600}}
 IPS_APP_NAME = "ipsadmin"
 IPS_APP_VERSION = "0.1"
 

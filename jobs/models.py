@@ -304,8 +304,42 @@ class Execution(models.Model):
         INTERRUPTED = "interrupted", "interrupted"
         ERROR = "error", "dashboard error"
 
+    class IpsResult(models.TextChoices):
+        """What IPS did with an accepted run, from its final log (empty: not known yet)."""
+
+        OK = "ok", "finished"
+        WARNINGS = "warnings", "finished with warnings"
+        ERRORS = "errors", "finished with errors"
+        FATAL = "fatal", "fatal error"
+        STOPPED = "stopped", "stopped"
+        NO_RESULT = "no_result", "no result from IPS"
+
     #: Refused here, never sent: history, not a job's "last run".
     NOT_SENT = (Outcome.DENIED, Outcome.ALREADY_RUNNING, Outcome.JOB_GONE)
+
+    #: What following the run writes on an accepted row, until ``ips_result`` is set;
+    #: then the row is final like any other.
+    IPS_FIELDS = frozenset(
+        {
+            "ips_run_handle",
+            "ips_run_name",
+            "ips_state",
+            "ips_progress",
+            "ips_log_type",
+            "ips_success_count",
+            "ips_warning_count",
+            "ips_error_count",
+            "ips_duplicate_count",
+            "ips_update_count",
+            "ips_total_count",
+            "ips_fatal",
+            "ips_started_at",
+            "ips_ended_at",
+            "ips_runtime_ms",
+            "ips_result",
+            "ips_result_at",
+        }
+    )
 
     IDENTITY_FIELDS = frozenset(
         {
@@ -341,7 +375,9 @@ class Execution(models.Model):
     requested_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(
+        "request time (ms)", null=True, blank=True, help_text="How long the dashboard's calls to IPS took."
+    )
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
     request_id = models.CharField(max_length=64)
@@ -349,6 +385,23 @@ class Execution(models.Model):
     # following the run looks for exactly this one, never the job's latest.
     ips_run_handle = models.TextField("IPS run handle", blank=True)
     ips_run_name = models.TextField("IPS run name", blank=True)
+    # What IPS did with the run, written by following it (jobs/tasks.py and
+    # the browser's polls alike), final once ips_result is set.
+    ips_state = models.CharField("IPS state", max_length=20, blank=True, help_text="While the run goes on.")
+    ips_progress = models.PositiveSmallIntegerField("IPS progress (%)", null=True, blank=True)
+    ips_log_type = models.CharField("IPS log type", max_length=64, blank=True)
+    ips_success_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_warning_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_error_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_duplicate_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_update_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_total_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_fatal = models.BooleanField("IPS fatal error", null=True, blank=True)
+    ips_started_at = models.DateTimeField("IPS start", null=True, blank=True)
+    ips_ended_at = models.DateTimeField("IPS end", null=True, blank=True)
+    ips_runtime_ms = models.PositiveBigIntegerField("IPS runtime (ms)", null=True, blank=True)
+    ips_result = models.CharField("IPS result", max_length=20, choices=IpsResult.choices, blank=True)
+    ips_result_at = models.DateTimeField("IPS result recorded", null=True, blank=True)
 
     objects = ExecutionQuerySet.as_manager()
 
@@ -393,7 +446,13 @@ class Execution(models.Model):
             if changed:
                 raise PermissionError(f"The identity of an execution cannot change: {sorted(changed)}")
             if stored.get("outcome") not in (None, self.Outcome.SENDING):
-                raise PermissionError("A finished execution cannot change.")
+                changed = {f for f in stored if getattr(self, f, stored[f]) != stored[f]}
+                if changed - self.IPS_FIELDS:
+                    raise PermissionError("A finished execution cannot change.")
+                if changed and (stored.get("outcome") != self.Outcome.ACCEPTED or stored.get("ips_result")):
+                    raise PermissionError("The IPS result of this execution is final.")
+                if "ips_run_handle" in changed and stored.get("ips_run_handle"):
+                    raise PermissionError("The IPS run of an execution cannot change once named.")
         super().save(*args, **kwargs)
         self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
 
@@ -421,8 +480,61 @@ class Execution(models.Model):
         return self.outcome == self.Outcome.ACCEPTED and self.requested_at > now - FOLLOW_FOR
 
     @property
+    def is_following(self) -> bool:
+        """Accepted, and IPS has not said how the run ended yet."""
+        return self.outcome == self.Outcome.ACCEPTED and not self.ips_result
+
+    @property
+    def ips_result_label(self) -> str:
+        """The result in a few words: "finished: 205 warnings", "fatal error"."""
+        R = self.IpsResult
+        if not self.ips_result:
+            return ""
+        if self.ips_result == R.WARNINGS:
+            return f"finished: {self.ips_warning_count or 0} warning{'s' if self.ips_warning_count != 1 else ''}"
+        if self.ips_result == R.ERRORS:
+            return f"finished: {self.ips_error_count or 0} error{'s' if self.ips_error_count != 1 else ''}"
+        if self.ips_result == R.NO_RESULT:
+            hours = int(settings.IPS_FOLLOW_DEADLINE.total_seconds() // 3600)
+            return f"no result from IPS after {hours} h" if hours else "no result from IPS"
+        return self.get_ips_result_display()
+
+    @property
+    def ips_runtime(self) -> dt.timedelta | None:
+        return None if self.ips_runtime_ms is None else dt.timedelta(milliseconds=self.ips_runtime_ms)
+
+    @property
     def fault_label(self) -> str:
         if self.fault_code is None:
             return ""
         name = ips.FAULT_NAMES.get(self.fault_code, "")
         return f"{self.fault_code} {name}".strip()
+
+
+class RunFollow(models.Model):
+    """Following one accepted run in IPS: where it stands, not what happened.
+
+    Operational state that changes at every poll (the audit row keeps the
+    result). One chain of follow tasks per run: each step carries ``token``,
+    and a step whose token is no longer the row's is a stale duplicate.
+    ``lease_until`` keeps two workers from polling the same run at once.
+    """
+
+    execution = models.OneToOneField(Execution, primary_key=True, on_delete=models.CASCADE, related_name="follow")
+    deadline = models.DateTimeField(help_text="Past this, the run is recorded as 'no result from IPS'.")
+    next_poll_at = models.DateTimeField()
+    polls = models.PositiveIntegerField(default=0)
+    token = models.CharField(max_length=32)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # resume_follows: runs still followed, by when they are due.
+            models.Index(fields=["next_poll_at"], condition=Q(done_at__isnull=True), name="runfollow_due"),
+        ]
+
+    def __str__(self):
+        return f"follow of execution {self.execution_id}"
+

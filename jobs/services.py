@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -16,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import ips, roles
-from .models import Company, Connection, Execution, Job
+from .models import Company, Connection, Execution, Job, RunFollow
 
 log = logging.getLogger(__name__)
 Outcome = Execution.Outcome
@@ -196,11 +197,12 @@ def describe_error(error: ips.IpsError, job: Job) -> tuple[str, str]:
     return Outcome.UNREACHABLE, f"IPS could not be reached ({error}). Nothing was sent; try again later."
 
 
-def run_job(job: Job, access: roles.Access, user, info: RequestInfo) -> RunResult:
+def run_job(job: Job, access: roles.Access, user, info: RequestInfo, schedule=None) -> RunResult:
     """Run ``job`` now on behalf of ``user``, whose ``access`` the caller resolved.
 
     Every press leaves one audit row, whatever happens; the result says what
-    the user may be told."""
+    the user may be told. An accepted run is followed to its IPS result by
+    ``schedule``d follow steps (see start_follow)."""
     execution = _new_execution(job, user, access.role, info)
     visible = access.to("getScheduledJobs").allowed
     if not access.allowed:
@@ -232,6 +234,8 @@ def run_job(job: Job, access: roles.Access, user, info: RequestInfo) -> RunResul
                 finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE)
         raise
     _log_outcome(execution)
+    if schedule is not None and execution.outcome == Outcome.ACCEPTED:
+        start_follow(execution, schedule)
     return RunResult(execution, visible)
 
 
@@ -559,3 +563,219 @@ def _run_log(client: ips.IpsClient, execution: Execution) -> ips.JobLog | None:
             return None
         since = logs[-1].start_date
     return None
+
+
+# --- Following a run to its result --------------------------------------------
+#
+# Every accepted run is followed until IPS says how it ended, by background
+# tasks (jobs/tasks.py) and by the browser's polls alike: both call IPS
+# through run_status() and write what they learn with record_status(), the
+# final result once (first writer wins). A follow step is handed a
+# ``schedule(execution_id, token, when)`` callable: services.py never knows
+# which task backend runs it.
+
+IpsResult = Execution.IpsResult
+
+
+def _new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def follow_lease() -> dt.timedelta:
+    """How long one poll may hold a run: every IPS call of run_status() at its deadline, plus the margin."""
+    per_call = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
+    return dt.timedelta(seconds=(2 + LOG_PAGES) * per_call + settings.IPS_STALE_MARGIN)
+
+
+def follow_interval(polls: int) -> dt.timedelta:
+    """The wait before poll number ``polls + 1``: 1.5 times longer each time, up to the maximum."""
+    seconds = settings.IPS_FOLLOW_FIRST_POLL * (1.5 ** max(0, polls - 1))
+    return dt.timedelta(seconds=min(seconds, settings.IPS_FOLLOW_MAX_INTERVAL))
+
+
+def start_follow(execution: Execution, schedule) -> RunFollow | None:
+    """Follow an accepted run in the background, from the first poll on."""
+    if not execution.is_following:
+        return None
+    now = timezone.now()
+    follow, created = RunFollow.objects.get_or_create(
+        execution=execution,
+        defaults={
+            "deadline": now + settings.IPS_FOLLOW_DEADLINE,
+            "next_poll_at": now + follow_interval(1),
+            "token": _new_token(),
+        },
+    )
+    if created:
+        _schedule_after_commit(schedule, follow)
+    return follow
+
+
+def follow_step(execution_id: int, token: str, schedule, now: dt.datetime | None = None) -> str:
+    """One poll of a followed run; says what it did (for the worker's log and tests).
+
+    The next step is scheduled before IPS is asked, so a worker that dies
+    mid-poll loses nothing: the next step finds the lease expired and goes on.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        follow = RunFollow.objects.select_for_update().filter(pk=execution_id).first()
+        if follow is None or follow.done_at is not None:
+            return "done"
+        if follow.token != token:
+            return "stale"  # a duplicate of a chain that went on without it
+        follow.token = _new_token()
+        if follow.lease_until is not None and follow.lease_until > now:
+            # Another worker is polling this run right now: come back after it.
+            follow.next_poll_at = follow.lease_until
+            follow.save(update_fields=["token", "next_poll_at"])
+            _schedule_after_commit(schedule, follow)
+            return "leased"
+        follow.polls += 1
+        follow.lease_until = now + follow_lease()
+        follow.next_poll_at = now + follow_interval(follow.polls)
+        follow.save(update_fields=["token", "polls", "lease_until", "next_poll_at"])
+        _schedule_after_commit(schedule, follow)
+    execution = Execution.objects.select_related("job__company__connection").get(pk=execution_id)
+    if execution.is_following:
+        if now >= follow.deadline:
+            record_no_result(execution)
+            error = ""
+        else:
+            status = run_status(execution)
+            record_status(execution, status)
+            error = status.error
+    else:
+        error = ""
+    with transaction.atomic():
+        follow = RunFollow.objects.select_for_update().get(pk=execution_id)
+        follow.lease_until = None
+        follow.last_error = error
+        execution.refresh_from_db()
+        if not execution.is_following:
+            follow.done_at = timezone.now()
+        follow.save(update_fields=["lease_until", "last_error", "done_at"])
+    return "finished" if follow.done_at else ("failed poll" if error else "polled")
+
+
+def _schedule_after_commit(schedule, follow: RunFollow) -> None:
+    execution_id, token, when = follow.pk, follow.token, follow.next_poll_at
+
+    def enqueue():
+        try:
+            schedule(execution_id, token, when)
+        except Exception:
+            # The run stands; its follow waits for `manage.py resume_follows`.
+            log.exception("could not schedule the follow of execution %s", execution_id)
+
+    transaction.on_commit(enqueue)
+
+
+def resume_follows(schedule) -> int:
+    """Start again every follow whose chain was lost (a broker flushed, a backend swapped)."""
+    count = 0
+    for follow in RunFollow.objects.filter(done_at__isnull=True):
+        with transaction.atomic():
+            follow = RunFollow.objects.select_for_update().get(pk=follow.pk)
+            if follow.done_at is not None:
+                continue
+            follow.token = _new_token()
+            follow.save(update_fields=["token"])
+            _schedule_after_commit(schedule, follow)
+            count += 1
+    return count
+
+
+def observe_run(execution: Execution) -> RunStatus:
+    """run_status(), and what it learns recorded on the audit row (a browser's poll)."""
+    status = run_status(execution)
+    if execution.is_following:
+        record_status(execution, status)
+    return status
+
+
+def _stopped(execution: Execution, status: RunStatus) -> bool:
+    if status.active is not None and status.active.state == "Stopping":
+        return True
+    if execution.ips_state == "Stopping":
+        return True
+    return Execution.objects.filter(
+        operation="stopJob",
+        job_id=execution.job_id,
+        outcome=Outcome.ACCEPTED,
+        requested_at__gte=execution.requested_at,
+    ).exists()
+
+
+def _result_of(log_: ips.JobLog, stopped: bool) -> str:
+    if log_.fatal_error or log_.log_type == "FatalError":
+        return IpsResult.FATAL
+    if stopped:
+        return IpsResult.STOPPED
+    if log_.file_error_count:
+        return IpsResult.ERRORS
+    if log_.file_warning_count:
+        return IpsResult.WARNINGS
+    return IpsResult.OK
+
+
+def record_status(execution: Execution, status: RunStatus) -> bool:
+    """Write what IPS says of the run on its audit row; the final result once. Returns True if written."""
+    if status.error:
+        return False
+    with transaction.atomic():
+        row = Execution.objects.select_for_update().get(pk=execution.pk)
+        if not row.is_following:
+            return False  # another poll recorded the end first
+        a, log_ = status.active, status.log
+        if a is not None:
+            row.ips_state = a.state or ""
+            row.ips_progress = a.progress
+            if not row.ips_run_handle and a.job_handle:
+                row.ips_run_handle, row.ips_run_name = a.job_handle, a.name or ""
+            row.ips_started_at = row.ips_started_at or a.start_date
+        if log_ is not None:
+            if not row.ips_run_handle and log_.job_handle:
+                row.ips_run_handle, row.ips_run_name = log_.job_handle, log_.job_name or ""
+            row.ips_log_type = (log_.log_type or "")[:64]
+            row.ips_success_count = log_.file_success_count
+            row.ips_warning_count = log_.file_warning_count
+            row.ips_error_count = log_.file_error_count
+            row.ips_duplicate_count = log_.file_duplicate_count
+            row.ips_update_count = log_.file_update_count
+            row.ips_total_count = log_.total_file_count
+            row.ips_fatal = log_.fatal_error
+            row.ips_started_at = log_.start_date or row.ips_started_at
+        if status.finished:
+            row.ips_ended_at = log_.end_date
+            row.ips_state = "Done"
+            row.ips_progress = 100 if not row.ips_fatal else row.ips_progress
+            if row.ips_started_at and row.ips_ended_at:
+                row.ips_runtime_ms = max(0, int((row.ips_ended_at - row.ips_started_at).total_seconds() * 1000))
+            row.ips_result = _result_of(log_, _stopped(row, status))
+            row.ips_result_at = timezone.now()
+        row.save(update_fields=sorted(Execution.IPS_FIELDS))
+    if status.finished:
+        log.info(
+            "run of %r (execution %s, request %s) ended in IPS: %s",
+            row.job_handle,
+            row.pk,
+            row.request_id,
+            row.ips_result_label,
+        )
+    execution.refresh_from_db()
+    return True
+
+
+def record_no_result(execution: Execution) -> bool:
+    """The follow's deadline passed without IPS saying how the run ended."""
+    with transaction.atomic():
+        row = Execution.objects.select_for_update().get(pk=execution.pk)
+        if not row.is_following:
+            return False
+        row.ips_result = IpsResult.NO_RESULT
+        row.ips_result_at = timezone.now()
+        row.save(update_fields=sorted(Execution.IPS_FIELDS))
+    log.warning("run of %r (execution %s): %s", row.job_handle, row.pk, row.ips_result_label)
+    execution.refresh_from_db()
+    return True

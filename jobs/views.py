@@ -14,7 +14,7 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, reswap, retarget
 
-from . import roles, services
+from . import roles, services, tasks
 from .forms import HistoryFilterForm
 from .middleware import client_ip
 from .models import Company, Execution, Job
@@ -153,7 +153,7 @@ def run_job(request, pk):
         job, access = _get_job_for_user(request, pk, "executeJob")
     except Http404:
         return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
-    result = services.run_job(job, access, request.user, _request_info(request))
+    result = services.run_job(job, access, request.user, _request_info(request), schedule=tasks.schedule_follow)
     if not access.visible:
         # Audited as denied, but the user learns nothing of the job.
         return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
@@ -206,7 +206,7 @@ def job_status(request, pk):
     execution = Execution.objects.last_run_of(job) if access.visible and access.allowed else None
     if execution is None or execution.outcome != Outcome.ACCEPTED:
         return HttpResponseStopPolling()
-    status = services.run_status(execution)
+    status = services.observe_run(execution)
     response = render(request, "jobs/job_list.html#ips-status", {"job": job, "status": status})
     if status.finished:
         response.status_code = HttpResponseStopPolling.status_code
