@@ -418,7 +418,7 @@ class EmulatorApp:
         if name == "clock" and method == "GET":
             return _json(200, _clock_info(state))
         if method != "POST":
-            if name in ("reset", "inject", "config", "clock"):
+            if name in ("reset", "inject", "config", "clock", "fire"):
                 return _json(405, {"error": f"use POST /_emulator/{name}"})
             return _json(404, {"error": f"unknown control endpoint {name!r}"})
         try:
@@ -450,6 +450,14 @@ class EmulatorApp:
                     return _json(400, {"error": "job_duration must not be negative"})
                 state.job_duration = duration
             return _json(200, {"ok": True, "job_duration": state.job_duration})
+        if name == "fire":
+            if not isinstance(data, dict) or not isinstance(data.get("job_handle"), str):
+                return _json(400, {"error": 'send {"job_handle": "<scheduled job handle>"}'})
+            try:
+                run = state.fire_schedule(data["job_handle"])
+            except ValueError as exc:
+                return _json(409, {"error": str(exc)})
+            return _json(200, {"ok": True, "run_handle": run})
         if name == "clock":
             if not isinstance(data, dict) or set(data) - {"advance"}:
                 return _json(400, {"error": 'send {"advance": seconds}'})

@@ -159,10 +159,16 @@ def executeJob(st, user: User, p: dict):
     running = unfinished_run(st, job.handle, now)
     if running is not None:
         raise IpsFault(30001, f"Job '{job.name}' is already running (active job '{running.handle}')")
-    handle, name = run_name(job, now, {r.handle for r in st.runs})
-    st.runs.append(Run(handle, name, copy.deepcopy(job), user.email, now,
-                       max(0.0, float(st.job_duration))))
+    start_run(st, job, user.email, now)
     return None
+
+
+def start_run(st, job: Job, submit_user_email: str, now: datetime) -> Run:
+    """A new run of ``job``: by executeJob, or by IPS's own scheduler."""
+    handle, name = run_name(job, now, {r.handle for r in st.runs})
+    run = Run(handle, name, copy.deepcopy(job), submit_user_email, now, max(0.0, float(st.job_duration)))
+    st.runs.append(run)
+    return run
 
 
 def getScheduledJobs(st, user: User, p: dict):
@@ -342,8 +348,10 @@ def getCompanyMembership(st, user: User, p: dict):
         rows = [(st.companies[m.company], m.role, m.active)
                 for m in target.memberships.values() if m.company in st.companies]
     # Before 6.0: companyArray of Company; from 6.0: membershipArray of
-    # CompanyMembership. The WSDL of the request's namespace picks one.
-    return {"companyArray": [c.wire() for c, _, _ in rows],
+    # CompanyMembership. The WSDL of the request's namespace picks one. A
+    # Company has no isActive: before 6.0 only the companies the user may
+    # work in are listed.
+    return {"companyArray": [c.wire() for c, _, active in rows if active],
             "membershipArray": [{"company": c.wire(), "role": r, "isActive": a} for c, r, a in rows]}
 
 

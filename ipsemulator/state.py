@@ -231,6 +231,19 @@ class EmulatorState:
             self.users[email.lower()] = user
             return user
 
+    def fire_schedule(self, job_handle: str) -> str:
+        """IPS's own scheduler starts a run of the job (no executeJob, no dashboard):
+        its submit user is the job's. Returns the run's handle."""
+        with self._lock:
+            job = self.jobs.get(job_handle)
+            if job is None:
+                raise ValueError(f"unknown job {job_handle!r}")
+            now = self.now()
+            running = operations.unfinished_run(self, job.handle, now)
+            if running is not None:
+                raise ValueError(f"job {job.name!r} is already running ({running.handle})")
+            return operations.start_run(self, job, job.submit_user_email, now).handle
+
     def add_job(self, company: str, name: str, type: str = "ImageServingPublish", **values) -> Job:
         """Add a scheduled job (handle ``<company>|<name>|``); ``values`` as in demo.toml."""
         if company not in self.companies:

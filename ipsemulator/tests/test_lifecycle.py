@@ -303,3 +303,22 @@ def test_the_clock_endpoint_rejects_bad_payloads(ips_emulator, payload):
     resp = _clock(ips_emulator, payload)
     assert resp.status_code == 400 and "error" in resp.json()
     assert _clock(ips_emulator, method="get").json()["manual"] is False
+
+
+def test_the_ips_scheduler_starts_runs_of_its_own(ips_emulator, clock):
+    """A run nobody asked for by executeJob: listed, logged, with the job's submit user."""
+    url = ips_emulator.base_url + "/_emulator/fire"
+    resp = requests.post(url, json={"job_handle": "47|Nightly | Publish|"}, timeout=5)
+    assert resp.status_code == 200, resp.text
+    handle = resp.json()["run_handle"]
+    assert handle.startswith("47||Nightly | Publish_")
+    [active] = [a for a in active_jobs(ips_emulator, [("companyHandle", "47")]) if a["jobHandle"] == handle]
+    job = ips_emulator.state.jobs["47|Nightly | Publish|"]
+    assert active["submitUserEmail"] == job.submit_user_email
+    assert not [c for c in ips_emulator.state.calls if c["operation"] == "executeJob"]
+    again = requests.post(url, json={"job_handle": "47|Nightly | Publish|"}, timeout=5)
+    assert again.status_code == 409 and "already running" in again.json()["error"]
+    clock.advance(ips_emulator.state.job_duration * 2)
+    assert handle in [log["jobHandle"] for log in job_logs(ips_emulator, [("companyHandle", "47")])]
+    assert requests.post(url, json={"job_handle": "nope"}, timeout=5).status_code == 409
+    assert requests.post(url, json={}, timeout=5).status_code == 400

@@ -4,9 +4,15 @@ No database, no mocks of the wire: every test builds an ``ips.Endpoint`` that
 points at the session's emulator (``ips_emulator`` fixture, root conftest.py)
 and talks SOAP to it. Misbehaviour comes from the emulator's fault injection.
 
+Each namespace answers in its own version's shapes (shared/ips-api.md, "What
+changed between versions"): tests over ``api`` assert what the unversioned
+(pre-4.0) namespace and 2014-04-03 really carry. The emulator's clock is
+frozen for every test (``clock``): a run moves only when a test advances it.
+
 The emulator records who called what (``state.calls``) but not the authHeader's
 appName/appVersion, so ``wire`` spies on the emulator's request parser to keep
-the raw request bodies as they arrived over the socket.
+the raw request bodies as they arrived over the socket; ``replies`` keeps the
+reply envelopes as the emulator wrote them.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import pytest
 from lxml import etree
 
 from ipsemulator import app as emulator_app
+from ipsemulator.clock import ManualClock
 from ipsemulator.state import Job as EmulatorJob
 from jobs import ips
 
@@ -37,18 +44,29 @@ NIGHTLY = "47|Nightly | Publish|"
 BOLD = "47|<b>Bold</b> Upload|"
 UEBERSICHT = "47|Übersicht Publish|"
 VIDEO = "47|Video Sync|"
+MY_JOB_LOG = "47||My Test Job_2026-11-28-00:00:00"  # a past run in the demo data
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 NS_2014 = "http://www.scene7.com/IpsApi/xsd/2014-04-03"
 BODY_NAMESPACE = {"": ips.IPS_NS, "2014-04-03": NS_2014}
+PST = dt.timezone(dt.timedelta(hours=-8))
+
+#: How long a run takes on the emulator's (manual) clock in this module.
+RUN_SECONDS = 10.0
 
 # (api_version, WSDL from the emulator instead of the bundled file)
-API_CONFIGS = [
+UNVERSIONED = [
     pytest.param(("", False), id="unversioned-bundled-wsdl"),
     pytest.param(("", True), id="unversioned-remote-wsdl"),
+]
+V2014 = [
     pytest.param(("2014-04-03", False), id="2014-04-03-bundled-wsdl"),
     pytest.param(("2014-04-03", True), id="2014-04-03-remote-wsdl"),
 ]
+API_CONFIGS = UNVERSIONED + V2014
+#: Narrow a test over ``api`` to the versions where a shape exists.
+only_unversioned = pytest.mark.parametrize("api", UNVERSIONED, indirect=True)
+only_2014 = pytest.mark.parametrize("api", V2014, indirect=True)
 
 
 # --------------------------------------------------------------- helpers
@@ -94,6 +112,10 @@ def assert_aware(value):
     assert value.tzinfo is not None and value.utcoffset() is not None, value
 
 
+def assert_int(value):
+    assert isinstance(value, int) and not isinstance(value, bool), value
+
+
 def assert_secret_absent(exc: BaseException, *secrets):
     texts = [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
     for secret in secrets:
@@ -115,6 +137,16 @@ def wait_for(predicate, timeout=5.0, interval=0.05):
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def log_of(client: ips.IpsClient, run: ips.ActiveJob) -> ips.JobLog:
+    """The run's own log as getJobLogs lists it (matched by the run's handle)."""
+    (log,) = [log for log in client.get_job_logs(run.company_handle) if log.job_handle == run.job_handle]
+    return log
+
+
+def element_names(envelope: bytes) -> set[str]:
+    return {etree.QName(e).localname for e in etree.fromstring(envelope).iter() if isinstance(e.tag, str)}
 
 
 def exercise_every_operation(client: ips.IpsClient) -> list[str]:
@@ -153,6 +185,15 @@ def exercise_every_operation(client: ips.IpsClient) -> list[str]:
 # --------------------------------------------------------------- fixtures
 
 
+@pytest.fixture(autouse=True)
+def clock(ips_emulator):
+    """The emulator's clock, frozen before anything runs: a run started in a
+    test moves only by ``clock.advance(seconds)`` and lasts RUN_SECONDS."""
+    ips_emulator.state.clock = manual = ManualClock()
+    ips_emulator.state.job_duration = RUN_SECONDS
+    return manual
+
+
 @pytest.fixture(params=API_CONFIGS)
 def api(request):
     """(api_version, remote_wsdl) — every combination the client supports."""
@@ -180,10 +221,25 @@ def wire(monkeypatch):
     return bodies
 
 
+@pytest.fixture
+def replies(monkeypatch):
+    """Result envelopes as the emulator wrote them (before any gzip)."""
+    bodies: list[bytes] = []
+    write = emulator_app.result_envelope
+
+    def spy(*args, **kwargs):
+        bodies.append(write(*args, **kwargs))
+        return bodies[-1]
+
+    monkeypatch.setattr(emulator_app, "result_envelope", spy)
+    return bodies
+
+
 # ------------------------------------------------------ results: the jobs
 
 
-def test_it_lists_scheduled_jobs_as_dataclasses(client):
+def test_it_lists_scheduled_jobs_as_dataclasses(client, api):
+    version, _ = api
     jobs = client.get_scheduled_jobs("47")
 
     assert isinstance(jobs, list)
@@ -195,30 +251,71 @@ def test_it_lists_scheduled_jobs_as_dataclasses(client):
     assert job.original_name == "My Test Job"
     assert job.type == "ImageServingPublish"
     assert job.submit_user_email == "ipsadmin@example.com"
-    assert job.locale == "en_US"
-    assert job.description == "The job from the executeJob reference example"
+    if version:
+        assert job.locale == "en_US"
+        assert job.description == "The job from the executeJob reference example"
+    else:  # pre-4.0 jobs have neither
+        assert (job.locale, job.description) == (None, None)
     assert job.exec_schedule == "00 00 00 * * "
     assert job.time_zone == "PST"
     assert job.trigger_state == "Normal"
     assert_aware(job.next_fire_time)
-    assert job.next_fire_time == dt.datetime(
-        2026, 11, 30, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-8))
-    )
+    assert job.next_fire_time == dt.datetime(2026, 11, 30, 0, 0, tzinfo=PST)
     for j in jobs:
         for name in ("company_handle", "job_handle", "name", "time_zone", "trigger_state"):
             assert isinstance(getattr(j, name), str), (j, name)
 
 
-def test_it_round_trips_pipes_markup_and_non_ascii_exactly(client):
+def test_it_reads_the_job_detail_element_of_each_scheduled_job(client, api):
+    version, _ = api
+    jobs = by_handle(sum((client.get_scheduled_jobs(c) for c in ("47", "48", "52")), []))
+    # numUrls and urlArray are 4.5+; optimizeImagesJob is 4.0+.
+    urls = {"destFolder": "DemoCompany/", "emailSetting": "None", "overwrite": True, "readyForPublish": True}
+    if version:
+        urls["numUrls"] = 3
+        urls["urlArray"] = {"items": [
+            {"sourceUrl": "https://assets.example.com/logo%3C1%3E.png", "destPath": "DemoCompany/logo<1>.png"},
+            {"sourceUrl": "https://assets.example.com/banner%26co.jpg", "destPath": "DemoCompany/banner&co.jpg"},
+            {"sourceUrl": "https://assets.example.com/hero.jpg", "destPath": "DemoCompany/hero.jpg"},
+        ]}
+
+    full = {"publishType": "Full", "emailSetting": "None"}
+    assert jobs[MY_JOB].detail == ips.JobDetail("imageServingPublishJob", full)
+    assert jobs[NIGHTLY].detail == ips.JobDetail("imageServingPublishJob", {
+        "publishType": "Incremental",
+        "emailSetting": "ErrorAndWarning",
+        "httpCompletionUrl": "https://hooks.example.com/ips?job=nightly&kind=<publish>",
+    })
+    assert jobs[BOLD].detail == ips.JobDetail("uploadUrlsJob", urls)
+    assert jobs[UEBERSICHT].detail == ips.JobDetail("imageRenderingPublishJob", {"emailSetting": "None"})
+    assert jobs["48|Menü Bilder Upload|"].detail == ips.JobDetail("uploadDirectoryJob", {
+        "destFolder": "CafeZurich/menu/",
+        "emailSetting": "JobCompletion",
+        "includeSubfolders": "true",
+        "overwrite": "OverwriteFullName",
+        "readyForPublish": True,
+        "serverDir": "/ips/upload/48/menu/",
+    })
+    assert jobs["52|Weekly Cleanup|"].detail is None  # a Cleanup job has no job-detail element
+    assert jobs["52|Optimize: Catalog 2026|"].detail == (
+        ips.JobDetail("optimizeImagesJob", {"emailSetting": "None"}) if version else None
+    )
+
+
+def test_it_round_trips_pipes_markup_and_non_ascii_exactly(client, api):
+    version, _ = api
     jobs = by_handle(client.get_scheduled_jobs("47"))
 
     assert jobs[NIGHTLY].name == "Nightly | Publish"
     assert jobs[BOLD].name == "<b>Bold</b> Upload"
-    assert jobs[BOLD].description == "Name with <markup> & an ampersand"
     assert jobs[BOLD].trigger_state == "Paused"
     assert jobs[UEBERSICHT].name == "Übersicht Publish"
-    assert jobs[UEBERSICHT].description == "Übersicht der Produktbilder – täglich"
     assert jobs[UEBERSICHT].next_fire_time.utcoffset() == dt.timedelta(hours=1)
+    descriptions = (jobs[BOLD].description, jobs[UEBERSICHT].description)
+    if version:
+        assert descriptions == ("Name with <markup> & an ampersand", "Übersicht der Produktbilder – täglich")
+    else:
+        assert descriptions == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -253,8 +350,9 @@ def test_it_lists_no_active_jobs_as_an_empty_list(client):
     assert client.get_active_jobs() == []
 
 
-def test_it_executes_a_job_and_lists_it_as_active(client):
-    assert client.execute_job("47", MY_JOB) is None
+def test_it_executes_a_job_and_lists_it_as_active(client, api):
+    version, _ = api
+    assert client.execute_job("47", NIGHTLY) is None
 
     active = client.get_active_jobs("47")
 
@@ -262,23 +360,85 @@ def test_it_executes_a_job_and_lists_it_as_active(client):
     run = active[0]
     assert isinstance(run, ips.ActiveJob)
     assert run.company_handle == "47"
-    assert run.job_handle.startswith("47||My Test Job_")
-    assert run.job_handle != MY_JOB
-    assert run.original_name == "My Test Job"
+    assert run.job_handle.startswith("47||Nightly | Publish_")
+    assert run.name == run.job_handle.removeprefix("47||")
+    assert run.original_name == "Nightly | Publish"
     assert run.type == "ImageServingPublish"
-    assert run.state in ("New", "Running")
+    assert run.state == "New"
     assert run.submit_user_email == SERVICE
     assert isinstance(run.server_name, str) and run.server_name
     assert_aware(run.start_date)
-    assert_aware(run.last_progress_update)
-    assert isinstance(run.total_size, int) and run.total_size > 0
-    assert isinstance(run.progress, int) and 0 <= run.progress <= 100
-    assert isinstance(run.progress_message, str)
-    assert len(run.task_progress) == 1
-    task = run.task_progress[0]
-    assert isinstance(task, ips.TaskProgress)
-    assert isinstance(task.progress, int)
-    assert task.task_name == "ImageServingPublish"
+    assert run.last_progress_update == run.start_date
+    assert run.total_size == 6 * 1_048_576
+    assert_int(run.progress)
+    assert run.progress == 0
+    assert run.progress_message == "Waiting to start"
+    if version:
+        assert (run.locale, run.description) == ("en_US", "Nightly publish to Image Serving")
+    else:
+        assert (run.locale, run.description) == (None, None)
+    # The run carries its job's job-detail element.
+    assert run.detail == client.get_scheduled_jobs("47", job_handle=NIGHTLY)[0].detail
+    assert run.detail.element == "imageServingPublishJob"
+    assert run.detail.values["publishType"] == "Incremental"
+
+
+def test_it_reads_a_running_jobs_detail_of_another_type(client):
+    client.execute_job("48", "48|Menü Bilder Upload|")
+
+    (run,) = client.get_active_jobs("48")
+
+    assert run.type == "UploadFromServerDirectory"
+    assert run.detail.element == "uploadDirectoryJob"
+    assert run.detail.values["serverDir"] == "/ips/upload/48/menu/"
+
+
+@only_2014
+def test_it_reads_task_progress_with_its_types(client, clock):
+    client.execute_job("47", MY_JOB)  # 4 files
+    tasks = []
+    for seconds in (0, RUN_SECONDS / 2, RUN_SECONDS / 2):
+        clock.advance(seconds)
+        (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
+        (task,) = run.task_progress
+        tasks.append((run, task))
+
+    for run, task in tasks:
+        assert isinstance(task, ips.TaskProgress)
+        assert task.task_type == "ImageServingPublish"
+        for count in (task.num_processed, task.num_processing, task.num_pending):
+            assert_int(count)
+        assert task.num_processed + task.num_processing + task.num_pending == 4
+        assert type(task.progress) is float and 0.0 <= task.progress <= 1.0
+        assert task.progress == run.progress / 100
+        assert task.progress_message == run.progress_message
+        assert task.last_progress_update == run.last_progress_update
+    summary = [
+        (run.state, task.task_state, task.progress, task.num_processed, task.num_processing, task.num_pending)
+        for run, task in tasks
+    ]
+    assert summary == [
+        ("New", "New", 0.0, 0, 0, 4),
+        ("Running", "Processing", 0.5, 2, 1, 1),
+        ("Done", "Done", 1.0, 4, 0, 0),
+    ]
+    (item,) = tasks[1][1].items  # the file being processed
+    assert isinstance(item, ips.TaskItemProgress)
+    assert item.item_name == "asset-003.jpg"
+    assert type(item.progress) is float and 0.0 <= item.progress <= 1.0
+    assert_aware(item.last_progress_update)
+    assert tasks[0][1].items == tasks[2][1].items == []
+
+
+@only_unversioned
+def test_it_reads_no_task_progress_before_4_0(client, clock):
+    client.execute_job("47", MY_JOB)
+    clock.advance(RUN_SECONDS / 2)
+
+    (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
+
+    assert (run.state, run.progress) == ("Running", 50)
+    assert run.task_progress == []  # pre-4.0 ActiveJob has no taskProgressArray
 
 
 @pytest.mark.parametrize(
@@ -303,88 +463,182 @@ def test_it_filters_active_jobs(ips_emulator, filters, expected):
     assert sorted(a.original_name for a in active) == expected
 
 
-def test_it_lists_job_logs(client):
+def test_it_lists_job_logs(client, api):
+    version, _ = api
     logs = client.get_job_logs("47")
 
     assert all(isinstance(log, ips.JobLog) for log in logs)
-    assert sorted(log.original_job_name for log in logs) == [
-        "My Test Job",
-        "My Test Job",
-        "Nightly | Publish",
+    assert [log.job_handle for log in logs] == [  # newest first
+        "47||Nightly | Publish_2026-11-28-02:30:00",
+        MY_JOB_LOG,
+        "47||My Test Job_2026-11-27-00:00:00",
     ]
-    log = next(log for log in logs if log.original_job_name == "My Test Job")
+    log = by_handle(logs)[MY_JOB_LOG]
     assert log.company_handle == "47"
-    assert log.job_name.startswith("My Test Job_2026-11-2")
-    assert log.job_handle == f"47||{log.job_name}"
-    assert log.job_sub_type == "ImageServingPublish"
-    assert isinstance(log.log_type, str)
-    assert_aware(log.start_date)
-    assert_aware(log.end_date)
-    assert log.end_date > log.start_date
+    assert log.job_name == "My Test Job_2026-11-28-00:00:00"
+    assert log.submit_user_email == "ipsadmin@example.com"
+    assert log.log_type == "ImageServingPublishSuccess"
+    assert log.start_date == dt.datetime(2026, 11, 28, 0, 0, tzinfo=PST)
     assert log.fatal_error is False
-    for name in (
-        "file_success_count",
-        "file_error_count",
-        "file_warning_count",
-        "file_duplicate_count",
-        "file_update_count",
-        "total_file_count",
-        "transfer_success_count",
-        "detail_total_rows",
-    ):
-        value = getattr(log, name)
-        assert isinstance(value, int) and not isinstance(value, bool), (name, value)
-    assert log.total_file_count == 4
+    for value in (log.file_success_count, log.file_error_count, log.file_warning_count):
+        assert_int(value)
+    assert (log.file_success_count, log.file_error_count, log.file_warning_count) == (4, 0, 0)
     assert log.details == []  # getJobLogs carries no detailArray
+    added_in_4_0 = {
+        "original_job_name": "My Test Job",
+        "job_sub_type": "full",
+        "description": "The job from the executeJob reference example",
+        "total_file_count": 4,
+        "detail_total_rows": 9,
+        "transfer_success_count": 4,  # 4.4
+        "transfer_error_count": 0,
+        "transfer_warning_count": 0,
+        # Filled by getJobLogs from 4.0 on (before, only by getJobLogDetails).
+        "file_duplicate_count": 0,
+        "file_update_count": 0,
+    }
+    got = {name: getattr(log, name) for name in added_in_4_0}
+    if version:
+        assert got == added_in_4_0
+        for name in added_in_4_0:
+            if name.endswith(("_count", "_rows")):
+                assert_int(got[name])
+        assert_aware(log.end_date)
+        assert log.end_date > log.start_date
+        assert log.is_final
+    else:
+        assert got == dict.fromkeys(added_in_4_0)
+        assert log.end_date is None  # pre-4.0 getJobLogs leaves endDate out
+        assert not log.is_final
+
+
+def test_it_reads_the_job_sub_type_of_image_serving_publish_logs_only(client, api):
+    version, _ = api
+
+    logs = client.get_job_logs()  # companies 47 and 48
+
+    sub_types = {log.job_name: log.job_sub_type for log in logs}
+    expected = {
+        "Nightly | Publish_2026-11-28-02:30:00": "increment",  # publishType Incremental
+        "My Test Job_2026-11-28-00:00:00": "full",
+        "My Test Job_2026-11-27-00:00:00": "full",
+        "Menü Bilder Upload_2026-11-28-05:45:00": None,  # an upload has no sub type
+    }
+    assert sub_types == (expected if version else dict.fromkeys(expected))
 
 
 def test_it_passes_job_log_filters(ips_emulator):
     client = as_user(ips_emulator, SERVICE)
-    pst = dt.timezone(dt.timedelta(hours=-8))
 
     one = client.get_job_logs("47", sort_by="StartDate", sort_direction="Ascending", num_rows=1)
     by_name = client.get_job_logs("47", sort_by="JobName", sort_direction="Descending")
-    late = client.get_job_logs("47", start_date=dt.datetime(2026, 11, 28, 0, 0, tzinfo=pst))
-    early = client.get_job_logs("47", end_date=dt.datetime(2026, 11, 27, 12, 0, tzinfo=pst))
+    late = client.get_job_logs("47", start_date=dt.datetime(2026, 11, 28, 0, 0, tzinfo=PST))
+    early = client.get_job_logs("47", end_date=dt.datetime(2026, 11, 27, 12, 0, tzinfo=PST))
     everywhere = client.get_job_logs()
 
-    assert len(one) == 1 and one[0].start_date == dt.datetime(2026, 11, 27, 0, 0, tzinfo=pst)
-    assert [log.original_job_name for log in by_name] == ["Nightly | Publish", "My Test Job", "My Test Job"]
-    assert sorted(log.job_name for log in late) == sorted(
-        log.job_name for log in by_name if log.start_date >= dt.datetime(2026, 11, 28, tzinfo=pst)
-    )
-    assert len(late) == 2
-    assert [log.start_date for log in early] == [dt.datetime(2026, 11, 27, 0, 0, tzinfo=pst)]
+    assert len(one) == 1 and one[0].start_date == dt.datetime(2026, 11, 27, 0, 0, tzinfo=PST)
+    assert [log.job_name for log in by_name] == [
+        "Nightly | Publish_2026-11-28-02:30:00",
+        "My Test Job_2026-11-28-00:00:00",
+        "My Test Job_2026-11-27-00:00:00",
+    ]
+    assert sorted(log.job_name for log in late) == [
+        "My Test Job_2026-11-28-00:00:00",
+        "Nightly | Publish_2026-11-28-02:30:00",
+    ]
+    assert [log.start_date for log in early] == [dt.datetime(2026, 11, 27, 0, 0, tzinfo=PST)]
     assert {log.company_handle for log in everywhere} == {"47", "48"}
 
 
-def test_it_reads_job_log_details(client):
+def test_it_pages_a_busy_companys_logs_by_start_date_window(ips_emulator, api):
+    version, remote = api
+    client = as_user(ips_emulator, "busy@example.com", api_version=version, remote_wsdl=remote)
+
+    def job_of(log):  # originalJobName is 4.0+: the run's name is "<job>_<start>"
+        return log.job_name.rpartition("_")[0]
+
+    newest = client.get_job_logs("60", num_rows=50)
+    assert len(newest) == 50
+    assert [log.start_date for log in newest] == sorted((log.start_date for log in newest), reverse=True)
+    assert "Quarterly Archive" not in {job_of(log) for log in newest}
+
+    # Page back: each window ends at the oldest start of the page before
+    # (inclusive, as runs can share a start), until a page brings nothing new.
+    seen: dict[str, ips.JobLog] = {}
+    end = None
+    for _ in range(10):
+        page = client.get_job_logs(
+            "60", sort_by="StartDate", sort_direction="Descending", end_date=end, num_rows=50
+        )
+        new = {log.job_handle: log for log in page if log.job_handle not in seen}
+        if not new:
+            break
+        seen.update(new)
+        end = page[-1].start_date
+    assert len(seen) == 140
+    counts = {}
+    for log in seen.values():
+        counts[job_of(log)] = counts.get(job_of(log), 0) + 1
+    assert counts == {
+        "Feed Upload": 60,
+        "Catalog Publish": 40,
+        "Render Previews": 24,
+        "Video Encode Sync": 12,
+        "Quarterly Archive": 4,
+    }
+
+    # A startDate/endDate window finds the old runs directly.
+    now = ips_emulator.state.now()
+    window = client.get_job_logs("60", start_date=now - dt.timedelta(days=30), end_date=now - dt.timedelta(days=1))
+    starts = sorted(log.start_date for log in window)
+    assert {job_of(log) for log in window} == {"Quarterly Archive"}
+    assert [b - a for a, b in zip(starts, starts[1:])] == [dt.timedelta(days=7)] * 3
+
+
+def test_it_reads_job_log_details(client, api):
+    version, _ = api
     logs = client.get_job_log_details("47", job_handle=MY_JOB)
 
-    assert len(logs) == 2
+    assert [log.job_handle for log in logs] == [MY_JOB_LOG, "47||My Test Job_2026-11-27-00:00:00"]
     log = logs[0]
     assert isinstance(log, ips.JobLog)
-    assert log.original_job_name == "My Test Job"
-    assert log.details
-    assert log.detail_total_rows == len(log.details)
+    assert log.is_final  # getJobLogDetails fills endDate in every version
+    assert log.end_date > log.start_date
     assert all(isinstance(d, ips.JobLogDetail) for d in log.details)
-    types = [d.log_type for d in log.details]
-    assert types[0] == "BeginImageServingPublish"
-    assert "OriginalJobName" in types
-    assert types[-1] == "EndImageServingPublish"
-    asset = next(d for d in log.details if d.asset_name)
-    assert asset.asset_type == "Image"
-    assert isinstance(asset.asset_handle, str)
-    assert asset.aux == [f"47/{asset.asset_name}"]
     assert all(isinstance(d.log_message, str) for d in log.details)
+    assert [d.log_type for d in log.details] == [
+        "BeginImageServingPublish",
+        "OriginalJobName",
+        "JobClient",
+        "TotalFileCount",
+        *["ImageServingPublishSuccess"] * 4,
+        "EndImageServingPublish",
+    ]
+    assets = [d for d in log.details if d.asset_name]
+    assert [d.asset_name for d in assets] == ["asset-001.jpg", "asset-002.jpg", "asset-003.jpg", "asset-004.jpg"]
+    assert {d.asset_type for d in assets} == {"Image"}
+    if not version:
+        # No originalJobName, detailTotalRows (4.0), assetHandle (4.0) or auxArray (4.5).
+        assert (log.original_job_name, log.detail_total_rows) == (None, None)
+        assert all(d.asset_handle is None and d.aux == [] for d in log.details)
+        return
+    assert log.original_job_name == "My Test Job"
+    assert log.detail_total_rows == len(log.details) == 9
+    assert all(isinstance(d.asset_handle, str) and d.asset_handle for d in assets)
+    for d in assets:
+        (aux,) = d.aux
+        assert isinstance(aux, ips.JobLogDetailAux)
+        assert aux.log_message == f"Stored as DemoCompany/{d.asset_name}"
+        assert aux.log_type == "ImageServingPublishSuccess"
+        assert_aware(aux.date_created)
+        assert log.start_date < aux.date_created <= log.end_date
+    assert all(d.aux == [] for d in log.details if not d.asset_name)
 
 
-def test_it_passes_job_log_detail_filters(ips_emulator):
-    client = as_user(ips_emulator, SERVICE)
+def test_it_passes_job_log_detail_filters(client, api):
+    version, _ = api
 
-    only_names = client.get_job_log_details(
-        "47", original_name="My Test Job", log_types=["OriginalJobName"]
-    )
+    only_names = client.get_job_log_details("47", original_name="My Test Job", log_types=["OriginalJobName"])
     paged = client.get_job_log_details(
         "47", job_handle=MY_JOB, records_per_page=2, results_page=2, sort_by="LogType",
         sort_direction="Descending",
@@ -393,19 +647,23 @@ def test_it_passes_job_log_detail_filters(ips_emulator):
     assert len(only_names) == 2
     for log in only_names:
         assert [(d.log_type, d.log_message) for d in log.details] == [("OriginalJobName", "My Test Job")]
+        assert log.detail_total_rows == (1 if version else None)
+    assert len(paged) == 2
     for log in paged:
-        assert len(log.details) == 2
-        assert log.detail_total_rows > 2
+        # Descending by type: TotalFileCount, OriginalJobName | JobClient, the newest success | ...
+        assert [d.log_type for d in log.details] == ["JobClient", "ImageServingPublishSuccess"]
+        assert log.detail_total_rows == (9 if version else None)  # all rows, not the page's
 
 
-def test_it_round_trips_markup_and_non_ascii_asset_names_in_details(ips_emulator):
+def test_it_round_trips_markup_and_non_ascii_asset_names_in_details(ips_emulator, clock):
     client = as_user(ips_emulator, SERVICE)
-    ips_emulator.state.job_duration = 0.3
     client.execute_job("47", BOLD)
+    clock.advance(RUN_SECONDS)
 
-    logs = wait_for(lambda: client.get_job_log_details("47", job_handle=BOLD))
+    (log,) = client.get_job_log_details("47", job_handle=BOLD)
 
-    names = [d.asset_name for d in logs[0].details if d.asset_name]
+    assert log.is_final
+    names = [d.asset_name for d in log.details if d.asset_name]
     assert names == ["logo<1>.png", "banner&co.jpg", "hero.jpg"]
 
 
@@ -417,13 +675,24 @@ def test_it_pauses_and_resumes_a_job(client):
     assert client.get_scheduled_jobs("47", job_handle=NIGHTLY)[0].trigger_state == "Normal"
 
 
-def test_it_stops_a_running_job(client):
+def test_it_stops_a_running_job(client, api, clock):
+    version, _ = api
     client.execute_job("47", MY_JOB)
+    clock.advance(RUN_SECONDS / 2)
 
     assert client.stop_job("47", MY_JOB) is None
 
     (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
-    assert run.state in ("Stopping", "Done")
+    assert run.state == "Stopping"
+    assert run.progress_message == f"Stopping (requested by {SERVICE})"
+    clock.advance(RUN_SECONDS / 10)  # stopping takes a tenth of the duration
+    (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
+    assert (run.state, run.progress) == ("Done", 50)
+    (log,) = client.get_job_log_details("47", job_handle=run.job_handle)
+    assert log.is_final
+    assert log.log_type == "EndImageServingPublish"
+    assert log.file_success_count == 2  # the files processed until the stop
+    assert log.description == (f"Stopped by {SERVICE}" if version else None)
 
 
 def test_it_deletes_a_job(client):
@@ -433,52 +702,104 @@ def test_it_deletes_a_job(client):
     assert client.get_scheduled_jobs("47", job_handle=VIDEO) == []
 
 
-def test_it_runs_a_job_through_its_whole_lifecycle(ips_emulator, client):
-    ips_emulator.state.job_duration = 1.0  # the run must still be active at the first look
+def test_it_runs_a_job_through_its_whole_lifecycle(client, clock):
+    client.execute_job("47", MY_JOB)
+    steps = []
+    for seconds in (0, RUN_SECONDS / 2, RUN_SECONDS / 2):
+        clock.advance(seconds)
+        (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
+        steps.append((run.state, run.progress, run.last_progress_update - run.start_date))
 
+    assert steps == [
+        ("New", 0, dt.timedelta(0)),
+        ("Running", 50, dt.timedelta(seconds=RUN_SECONDS / 2)),
+        ("Done", 100, dt.timedelta(seconds=RUN_SECONDS)),
+    ]
+    clock.advance(RUN_SECONDS / 4)  # listed as Done for a quarter of the duration
+    assert client.get_active_jobs("47", job_handle=MY_JOB) == []
+    (log,) = client.get_job_log_details("47", job_handle=run.job_handle)
+    assert (log.job_name, log.submit_user_email) == (run.name, SERVICE)
+    assert log.is_final
+    assert log.end_date == run.start_date + dt.timedelta(seconds=RUN_SECONDS)
+    assert [d.log_type for d in log.details].count("ImageServingPublishSuccess") == 4
+
+
+def test_it_reads_a_running_runs_log_with_partial_counts(client, api, clock):
+    version, _ = api
     client.execute_job("47", MY_JOB)
     (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
-    assert run.state in ("New", "Running")
-    assert isinstance(run.progress, int)
 
-    wait_for(lambda: not client.get_active_jobs("47", job_handle=MY_JOB))
-
-    logs = client.get_job_logs("47")
-    (log,) = [log for log in logs if log.job_handle == run.job_handle]
-    assert log.original_job_name == "My Test Job"
-    assert log.job_name == run.name
-    assert log.submit_user_email == SERVICE
-    assert_aware(log.end_date)
-    assert log.fatal_error is False
-    assert log.file_success_count == 4
-
+    at_start = log_of(client, run)  # the log exists from the run's start
+    clock.advance(RUN_SECONDS / 2)
+    halfway = log_of(client, run)
     (detailed,) = client.get_job_log_details("47", job_handle=run.job_handle)
-    assert detailed.job_handle == run.job_handle
-    assert detailed.original_job_name == "My Test Job"
-    assert len(detailed.details) == detailed.detail_total_rows >= 4
-    assert [d.log_type for d in detailed.details].count("ImageServingPublishSuccess") == 4
+
+    for log in (at_start, halfway, detailed):
+        assert log.job_name == run.name
+        assert log.start_date == run.start_date
+        assert log.log_type == "BeginImageServingPublish"
+        assert log.end_date is None and not log.is_final
+        assert log.fatal_error is False
+        assert log.total_file_count == (0 if version else None)  # 0 until the log is final
+        assert log.original_job_name == ("My Test Job" if version else None)
+    assert at_start.file_success_count == 0
+    assert (halfway.file_success_count, halfway.file_error_count, halfway.file_warning_count) == (2, 0, 0)
+    assert detailed.file_success_count == 2
+    assert [d.log_type for d in detailed.details] == [
+        "BeginImageServingPublish",
+        "OriginalJobName",
+        "JobClient",
+        "TotalFileCount",
+        "ImageServingPublishSuccess",
+        "ImageServingPublishSuccess",
+    ]
 
 
-def test_it_runs_a_job_whose_name_has_a_pipe_markup_and_non_ascii(ips_emulator):
+def test_it_reads_the_final_log_when_the_run_ends(client, api, clock):
+    version, _ = api
+    client.execute_job("47", MY_JOB)
+    (run,) = client.get_active_jobs("47", job_handle=MY_JOB)
+    clock.advance(RUN_SECONDS)
+
+    listed = log_of(client, run)
+    (detailed,) = client.get_job_log_details("47", job_handle=run.job_handle)
+
+    end = run.start_date + dt.timedelta(seconds=RUN_SECONDS)
+    assert detailed.is_final and detailed.end_date == end
+    for log in (listed, detailed):
+        assert log.log_type == "ImageServingPublishSuccess"
+        assert (log.file_success_count, log.file_error_count, log.file_warning_count) == (4, 0, 0)
+        assert log.total_file_count == (4 if version else None)
+    assert detailed.details[-1].log_type == "EndImageServingPublish"
+    if version:
+        assert listed.is_final and listed.end_date == end
+    else:
+        # Before 4.0 getJobLogs leaves endDate out: final only as getJobLogDetails reads it.
+        assert listed.end_date is None and not listed.is_final
+
+
+def test_it_runs_a_job_whose_name_has_a_pipe_markup_and_non_ascii(ips_emulator, api, client, clock):
+    version, _ = api
     name = "Ünïcødé | <b>Bold</b> & 日本語 > done"
     handle = f"47|{name}|"
     # The emulator has no public way to add a job: put one in its (reset) data.
     ips_emulator.state.jobs[handle] = EmulatorJob(
         company="47", handle=handle, name=name, type="UrlUpload", description=f"<i>{name}</i>"
     )
-    ips_emulator.state.job_duration = 1.0  # the run must still be active at the first look
-    client = as_user(ips_emulator, SERVICE)
 
     (scheduled,) = client.get_scheduled_jobs("47", job_handle=handle)
-    assert (scheduled.job_handle, scheduled.name, scheduled.description) == (handle, name, f"<i>{name}</i>")
+    assert (scheduled.job_handle, scheduled.name) == (handle, name)
+    assert scheduled.description == (f"<i>{name}</i>" if version else None)
     client.execute_job("47", handle)
     (run,) = client.get_active_jobs("47", original_name=name)
     assert run.original_name == name
     assert run.job_handle.startswith(f"47||{name}_")
 
-    wait_for(lambda: not client.get_active_jobs("47", job_handle=handle))
+    clock.advance(RUN_SECONDS)
     (log,) = client.get_job_log_details("47", job_handle=run.job_handle)
-    assert log.original_job_name == name
+    assert log.is_final
+    assert log.job_name == run.name
+    assert log.original_job_name == (name if version else None)
     assert ("OriginalJobName", name) in [(d.log_type, d.log_message) for d in log.details]
 
 
@@ -519,7 +840,9 @@ def test_it_reads_company_info(client, kwargs):
     assert info.expires == dt.datetime(2029, 6, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
 
 
-def test_it_reads_the_callers_user_info(client):
+def test_it_reads_the_callers_user_info(client, api, replies):
+    version, _ = api
+
     info = client.get_user_info()
 
     assert isinstance(info, ips.UserInfo)
@@ -529,10 +852,15 @@ def test_it_reads_the_callers_user_info(client):
     assert info.default_role == "IpsUser"
     assert info.is_valid is True
     assert isinstance(info.user_handle, str) and info.user_handle
+    # ``role`` until 6.0, ``defaultRole`` since: default_role reads whichever came.
+    (reply,) = replies
+    names = element_names(reply) & {"role", "defaultRole"}
+    assert names == ({"defaultRole"} if version else {"role"})
 
 
-def test_it_reads_another_users_info_by_email_and_handle(ips_emulator):
-    admin = as_user(ips_emulator, "ipsadmin@example.com")
+def test_it_reads_another_users_info_by_email_and_handle(ips_emulator, api):
+    version, remote = api
+    admin = as_user(ips_emulator, "ipsadmin@example.com", api_version=version, remote_wsdl=remote)
 
     by_email = admin.get_user_info(email="imageportalcontribuser@example.com")
     again = admin.get_user_info(by_email.user_handle)
@@ -542,31 +870,42 @@ def test_it_reads_another_users_info_by_email_and_handle(ips_emulator):
     assert again == by_email
 
 
-def test_it_reads_company_memberships(client):
+def test_it_reads_company_memberships(client, api, replies):
+    version, _ = api
+
     memberships = client.get_company_membership()
 
     assert all(isinstance(m, ips.Membership) for m in memberships)
     assert all(isinstance(m.company, ips.CompanyInfo) for m in memberships)
+    # Before 6.0: a companyArray of Company, no role per company (the user's one role applies).
+    role = "IpsUser" if version else None
     assert sorted((m.company.company_handle, m.role, m.is_active) for m in memberships) == [
-        ("47", "IpsUser", True),
-        ("48", "IpsUser", True),
-        ("52", "IpsUser", True),
+        ("47", role, True),
+        ("48", role, True),
+        ("52", role, True),
     ]
     names = {m.company.company_handle: m.company.name for m in memberships}
     assert names["52"] == "Nordlicht & Søn"
     assert all(m.company.expires.tzinfo is not None for m in memberships)
+    (reply,) = replies
+    arrays = element_names(reply) & {"companyArray", "membershipArray"}
+    assert arrays == ({"membershipArray"} if version else {"companyArray"})
 
 
-def test_it_reads_an_inactive_membership(ips_emulator):
-    admin = as_user(ips_emulator, "ipsadmin@example.com")
+def test_it_reads_an_inactive_membership(ips_emulator, api):
+    version, remote = api
+    admin = as_user(ips_emulator, "ipsadmin@example.com", api_version=version, remote_wsdl=remote)
     handle = admin.get_user_info(email="ipsuser@example.com").user_handle
 
     memberships = admin.get_company_membership(handle)
 
-    assert sorted((m.company.company_handle, m.is_active) for m in memberships) == [
-        ("47", True),
-        ("48", False),
-    ]
+    rows = sorted((m.company.company_handle, m.role, m.is_active) for m in memberships)
+    if version:
+        assert rows == [("47", "IpsUser", True), ("48", "IpsUser", False)]
+    else:
+        # A pre-6.0 companyArray has no isActive: it lists only the companies
+        # the user may work in, each read as active with no role of its own.
+        assert rows == [("47", None, True)]
 
 
 # ------------------------------------------------------ versions and WSDLs
@@ -881,7 +1220,9 @@ def test_it_maps_latency_beyond_the_read_timeout_to_a_timeout(ips_emulator, oper
         call(client)
 
     assert info.value.request_sent is True
+    assert info.value.whole_reply is False  # a silent read, not a slow whole reply
     assert "0.3" in str(info.value)
+    assert "deadline" not in str(info.value)
     assert_secret_absent(info.value, SECRET)
 
 
@@ -890,6 +1231,81 @@ def test_it_tolerates_latency_within_the_read_timeout(ips_emulator):
     client = as_user(ips_emulator, SERVICE, read_timeout=3.0)
 
     assert len(client.get_scheduled_jobs("47")) == 5
+
+
+@pytest.fixture
+def trickled(monkeypatch):
+    """Sizes of the bodies the emulator trickles out (as sent: gzipped or not)."""
+    sizes: list[int] = []
+    trickle = emulator_app._trickle
+
+    def spy(body, *args, **kwargs):
+        sizes.append(len(body))
+        return trickle(body, *args, **kwargs)
+
+    monkeypatch.setattr(emulator_app, "_trickle", spy)
+    return sizes
+
+
+@INJECTED_OPERATIONS
+def test_it_gives_up_on_a_trickling_reply_at_the_whole_reply_deadline(ips_emulator, trickled, operation, call):
+    # Each byte comes well within the read timeout; the whole reply takes far
+    # longer than connect + read timeout, the deadline for a whole reply.
+    interval = 0.1
+    ips_emulator.state.add_user("trickle@example.com", SECRET, "IpsUser", {"47": "IpsUser"})
+    ips_emulator.state.inject("trickle", operation=operation, interval=interval)
+    endpoint = ips.Endpoint(
+        service_url=ips_emulator.service_url,
+        user="trickle@example.com",
+        password=SECRET,
+        connect_timeout=0.2,
+        read_timeout=0.3,
+    )
+    client = ips.get_client(endpoint)
+
+    started = time.monotonic()
+    with pytest.raises(ips.IpsTimeout) as info:
+        call(client)
+    elapsed = time.monotonic() - started
+
+    (size,) = trickled
+    assert elapsed < size * interval  # it did not wait for the whole trickle
+    assert info.value.whole_reply is True
+    assert info.value.request_sent is True  # the job may have run
+    assert "the deadline for a whole reply" in str(info.value)
+    assert operation in str(info.value)
+    assert_secret_absent(info.value, SECRET)
+
+
+def test_it_knows_a_trickled_execute_job_ran(ips_emulator):
+    ips_emulator.state.inject("trickle", operation="executeJob", interval=0.1)
+    client = as_user(ips_emulator, SERVICE, connect_timeout=0.2, read_timeout=0.3)
+
+    with pytest.raises(ips.IpsTimeout) as info:
+        client.execute_job("47", MY_JOB)
+
+    assert info.value.whole_reply and info.value.request_sent
+    assert [r["state"] for r in ips_emulator.state.active_runs(MY_JOB)] == ["New"]
+
+
+def test_it_decodes_gzip_replies(ips_emulator, client, monkeypatch):
+    encodings = []
+    respond = emulator_app.EmulatorApp._soap_response
+
+    def spy(body, status, use_gzip):
+        response = respond(body, status, use_gzip)
+        encodings.append(dict(response.headers).get("Content-Encoding"))
+        return response
+
+    monkeypatch.setattr(emulator_app.EmulatorApp, "_soap_response", staticmethod(spy))
+
+    jobs = client.get_scheduled_jobs("47")
+    with pytest.raises(ips.IpsAuthorizationFault) as info:
+        client.get_scheduled_jobs("999")
+
+    assert encodings == ["gzip", "gzip"]  # the client accepts gzip; the emulator sends it
+    assert by_handle(jobs)[UEBERSICHT].name == "Übersicht Publish"
+    assert info.value.code == 20000
 
 
 @INJECTED_OPERATIONS
