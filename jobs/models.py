@@ -258,8 +258,8 @@ class ExecutionQuerySet(models.QuerySet):
         raise PermissionError("Executions change only through services.py, one row at a time.")
 
     def sent(self):
-        """Attempts that reached IPS (or tried to): a job's runs, not refusals made here."""
-        return self.exclude(outcome__in=Execution.NOT_SENT)
+        """Presses of Run that reached IPS (or tried to): a job's runs, not refusals made here, nor stops."""
+        return self.filter(operation="executeJob").exclude(outcome__in=Execution.NOT_SENT)
 
     def stale(self, now=None):
         """'sending' rows older than stale_after(): their process died mid-call."""
@@ -303,6 +303,7 @@ class Execution(models.Model):
         BAD_REPLY = "bad_reply", "bad reply from IPS"
         INTERRUPTED = "interrupted", "interrupted"
         ERROR = "error", "dashboard error"
+        NOT_RUNNING = "not_running", "not running in IPS"
 
     class IpsResult(models.TextChoices):
         """What IPS did with an accepted run, from its final log (empty: not known yet)."""
@@ -315,7 +316,7 @@ class Execution(models.Model):
         NO_RESULT = "no_result", "no result from IPS"
 
     #: Refused here, never sent: history, not a job's "last run".
-    NOT_SENT = (Outcome.DENIED, Outcome.ALREADY_RUNNING, Outcome.JOB_GONE)
+    NOT_SENT = (Outcome.DENIED, Outcome.ALREADY_RUNNING, Outcome.JOB_GONE, Outcome.NOT_RUNNING)
 
     #: What following the run writes on an accepted row, until ``ips_result`` is set;
     #: then the row is final like any other.
@@ -476,13 +477,16 @@ class Execution(models.Model):
         return self.outcome == self.Outcome.SENDING and self.requested_at > now - self.stale_after()
 
     def is_followed(self, now=None) -> bool:
+        """Followed by the browser too: still going in IPS, or ended lately."""
         now = now or timezone.now()
-        return self.outcome == self.Outcome.ACCEPTED and self.requested_at > now - FOLLOW_FOR
+        if self.operation != "executeJob" or self.outcome != self.Outcome.ACCEPTED:
+            return False
+        return self.is_following or self.requested_at > now - FOLLOW_FOR
 
     @property
     def is_following(self) -> bool:
-        """Accepted, and IPS has not said how the run ended yet."""
-        return self.outcome == self.Outcome.ACCEPTED and not self.ips_result
+        """An accepted run, and IPS has not said how it ended yet."""
+        return self.operation == "executeJob" and self.outcome == self.Outcome.ACCEPTED and not self.ips_result
 
     @property
     def ips_result_label(self) -> str:

@@ -138,7 +138,8 @@ def _log_outcome(execution: Execution) -> None:
     accepted = execution.outcome == Outcome.ACCEPTED
     log.log(
         logging.WARNING if execution.outcome in _FAILURES else logging.INFO,
-        "run of %r in company %s by %s: %s %s (request %s)%s",
+        "%s of %r in company %s by %s: %s %s (request %s)%s",
+        execution.operation,
         execution.job_handle,
         execution.company_handle,
         execution.username,
@@ -149,12 +150,39 @@ def _log_outcome(execution: Execution) -> None:
     )
 
 
-def describe_error(error: ips.IpsError, job: Job) -> tuple[str, str]:
-    """(outcome, message in plain words) for an IPS failure."""
+@dataclass(frozen=True)
+class Action:
+    """A button that calls one IPS operation on a job: what to tell the user of it."""
+
+    operation: str
+    verb: str  # "run the job"
+    done: str  # what nothing-sent means: "Nothing was started"
+    uncertain: str  # when IPS may or may not have acted
+
+
+RUN = Action(
+    "executeJob",
+    "run the job",
+    "Nothing was started",
+    "The job may or may not have started: check the job's state before running it again.",
+)
+STOP = Action(
+    "stopJob",
+    "stop the run",
+    "Nothing was stopped",
+    "The run may or may not be stopping: check Active in IPS before trying again.",
+)
+
+
+def describe_error(error: ips.IpsError, job: Job, action: Action = RUN, acted: bool = True) -> tuple[str, str]:
+    """(outcome, message in plain words) for an IPS failure.
+
+    ``acted``: the failing call was the action itself (executeJob, stopJob),
+    not the look at getActiveJobs before it, so IPS may have acted."""
     where = f"company {job.company.handle}"
     if isinstance(error, ips.IpsAuthorizationFault):
         return Outcome.REFUSED, (
-            f"IPS refused to run the job: {error.code_label} — {error.reason}. "
+            f"IPS refused to {action.verb}: {error.code_label} — {error.reason}. "
             f"This is about the dashboard's IPS service account or the set-up of {where}, "
             "not your own role: ask an administrator to check the connection."
         )
@@ -164,37 +192,33 @@ def describe_error(error: ips.IpsError, job: Job) -> tuple[str, str]:
             "Ask an administrator to check the connection's email and password."
         )
     if isinstance(error, ips.IpsFault):
-        return Outcome.REFUSED, f"IPS refused to run the job: {error.code_label} — {error.reason}."
-    if isinstance(error, ips.IpsTimeout):
-        if error.whole_reply:
-            total = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
-            return Outcome.TIMED_OUT, (
-                f"IPS started answering but did not finish within {total:g} s, the deadline for a whole reply. "
-                "The job may or may not have started: check the job's state before running it again."
-            )
-        if error.request_sent:
-            return Outcome.TIMED_OUT, (
-                f"IPS did not answer within {settings.IPS_READ_TIMEOUT:g} s. The job may or may not "
-                "have started: check the job's state before running it again."
-            )
+        return Outcome.REFUSED, f"IPS refused to {action.verb}: {error.code_label} — {error.reason}."
+    if isinstance(error, ips.IpsTimeout) and not error.request_sent:
         return Outcome.TIMED_OUT, (
             f"IPS did not accept a connection within {settings.IPS_CONNECT_TIMEOUT:g} s. "
             "Nothing was sent; try again later."
         )
-    if isinstance(error, ips.IpsMalformedReply):
-        return Outcome.BAD_REPLY, (
-            f"IPS answered with a reply that could not be read ({error}). "
-            "The job may or may not have started: check the job's state before running it again."
-        )
-    if not isinstance(error, ips.IpsUnavailable):
+    if not isinstance(error, (ips.IpsTimeout, ips.IpsMalformedReply, ips.IpsUnavailable)):
         # Not IPS's doing: a connection the dashboard cannot use as configured.
         return Outcome.ERROR, f"The dashboard could not call IPS: {error}. Nothing was sent; tell an administrator."
-    if error.request_sent:
-        return Outcome.UNREACHABLE, (
-            f"IPS failed while answering ({error}). The job may or may not have started: "
-            "check the job's state before running it again."
+    if isinstance(error, ips.IpsTimeout):
+        outcome = Outcome.TIMED_OUT
+        if error.whole_reply:
+            total = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
+            what = f"IPS started answering but did not finish within {total:g} s, the deadline for a whole reply"
+        else:
+            what = f"IPS did not answer within {settings.IPS_READ_TIMEOUT:g} s"
+    elif isinstance(error, ips.IpsMalformedReply):
+        outcome, what = Outcome.BAD_REPLY, f"IPS answered with a reply that could not be read ({error})"
+    elif error.request_sent:
+        outcome, what = Outcome.UNREACHABLE, f"IPS failed while answering ({error})"
+    else:
+        return Outcome.UNREACHABLE, f"IPS could not be reached ({error}). Nothing was sent; try again later."
+    if not acted:
+        return outcome, (
+            f"{what}, when asked whether “{job.name}” is running. {action.done}: try again later."
         )
-    return Outcome.UNREACHABLE, f"IPS could not be reached ({error}). Nothing was sent; try again later."
+    return outcome, f"{what}. {action.uncertain}"
 
 
 def run_job(job: Job, access: roles.Access, user, info: RequestInfo, schedule=None) -> RunResult:
@@ -203,7 +227,19 @@ def run_job(job: Job, access: roles.Access, user, info: RequestInfo, schedule=No
     Every press leaves one audit row, whatever happens; the result says what
     the user may be told. An accepted run is followed to its IPS result by
     ``schedule``d follow steps (see start_follow)."""
-    execution = _new_execution(job, user, access.role, info)
+    result = _press(job, access, user, info, RUN, _send_run)
+    if schedule is not None and result.outcome == Outcome.ACCEPTED:
+        start_follow(result.execution, schedule)
+    return result
+
+
+def stop_job(job: Job, access: roles.Access, user, info: RequestInfo) -> RunResult:
+    """Stop the run IPS is running of ``job`` (stopJob), whoever started it; audited like a Run."""
+    return _press(job, access, user, info, STOP, _send_stop)
+
+
+def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Action, send) -> RunResult:
+    execution = _new_execution(job, user, access.role, info, operation=action.operation)
     visible = access.to("getScheduledJobs").allowed
     if not access.allowed:
         return _refused_here(execution, Outcome.DENIED, access.reason, visible)
@@ -221,11 +257,14 @@ def run_job(job: Job, access: roles.Access, user, info: RequestInfo, schedule=No
         with transaction.atomic():
             execution.save()
     except IntegrityError:
-        # The partial unique index: another run of this job is in flight.
-        execution = _new_execution(job, user, access.role, info)
+        # The partial unique index: another press of this job is in flight.
+        execution = _new_execution(job, user, access.role, info, operation=action.operation)
         return _refused_here(execution, Outcome.ALREADY_RUNNING, _in_flight_message(job), visible)
     try:
-        _send(execution, job)
+        execution.sent_at = timezone.now()
+        execution.save(update_fields=["sent_at"])
+        outcome, message, error = send(execution, job)
+        _finish_sent(execution, outcome, message, error)
     except BaseException:
         # A bug, or gunicorn's worker timeout (SystemExit): never leave our
         # own row 'sending', and never claim to know what IPS did.
@@ -234,8 +273,6 @@ def run_job(job: Job, access: roles.Access, user, info: RequestInfo, schedule=No
                 finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE)
         raise
     _log_outcome(execution)
-    if schedule is not None and execution.outcome == Outcome.ACCEPTED:
-        start_follow(execution, schedule)
     return RunResult(execution, visible)
 
 
@@ -248,36 +285,16 @@ def _refused_here(execution: Execution, outcome: str, message: str, visible: boo
 
 def _in_flight_message(job: Job) -> str:
     other = Execution.objects.filter(job=job, outcome=Outcome.SENDING).first()
+    verb = "stopped" if other is not None and other.operation == STOP.operation else "started"
     if other is None:
-        return f"“{job.name}” is already being started. Wait for that run to finish."
+        return f"“{job.name}” is already being started or stopped. Wait for that to finish."
     return (
-        f"“{job.name}” is already being started by {other.username} "
-        f"(since {timezone.localtime(other.requested_at):%H:%M:%S}). Wait for that run to finish."
+        f"“{job.name}” is already being {verb} by {other.username} "
+        f"(since {timezone.localtime(other.requested_at):%H:%M:%S}). Wait for that to finish."
     )
 
 
-def _send(execution: Execution, job: Job) -> None:
-    execution.sent_at = timezone.now()
-    execution.save(update_fields=["sent_at"])
-    try:
-        # Inside the try: fetching a remote WSDL can fail like any IPS call.
-        client = job.company.connection.client()
-        listed = _listed_runs(client, job)
-        active = [a for a in listed if a.state != "Done"]
-        if active:
-            a = active[0]
-            progress = f", {a.progress}%" if a.progress is not None else ""
-            outcome, message = Outcome.ALREADY_RUNNING, (
-                f"IPS reports “{job.name}” already running (state {a.state}{progress}). "
-                "Wait for it to finish before running it again."
-            )
-        else:
-            client.execute_job(job.company.handle, job.handle)
-            outcome, message = Outcome.ACCEPTED, f"IPS accepted “{job.name}” and is running it now."
-            _identify_run(client, job, execution, before={a.job_handle for a in listed})
-        error = None
-    except ips.IpsError as exc:
-        (outcome, message), error = describe_error(exc, job), exc
+def _finish_sent(execution: Execution, outcome: str, message: str, error) -> None:
     try:
         finish(execution, outcome, message, error)
     except Exception:
@@ -289,6 +306,46 @@ def _send(execution: Execution, job: Job) -> None:
             execution.pk,
         )
         raise
+
+
+def _send_run(execution: Execution, job: Job):
+    acted = False
+    try:
+        # Inside the try: fetching a remote WSDL can fail like any IPS call.
+        client = job.company.connection.client()
+        listed = _listed_runs(client, job)
+        active = [a for a in listed if a.state != "Done"]
+        if active:
+            a = active[0]
+            progress = f", {a.progress}%" if a.progress is not None else ""
+            return Outcome.ALREADY_RUNNING, (
+                f"IPS reports “{job.name}” already running (state {a.state}{progress}). "
+                "Wait for it to finish before running it again."
+            ), None
+        acted = True
+        client.execute_job(job.company.handle, job.handle)
+        _identify_run(client, job, execution, before={a.job_handle for a in listed})
+        return Outcome.ACCEPTED, f"IPS accepted “{job.name}” and is running it now.", None
+    except ips.IpsError as exc:
+        return *describe_error(exc, job, RUN, acted), exc
+
+
+def _send_stop(execution: Execution, job: Job):
+    acted = False
+    try:
+        client = job.company.connection.client()
+        active = [a for a in _listed_runs(client, job) if a.state != "Done"]
+        if not active:
+            return Outcome.NOT_RUNNING, f"IPS reports no run of “{job.name}” to stop. Nothing was sent.", None
+        run = active[0]
+        execution.ips_run_handle, execution.ips_run_name = run.job_handle or "", run.name or ""
+        if run.state == "Stopping":
+            return Outcome.NOT_RUNNING, f"IPS is already stopping “{job.name}” ({run.name}).", None
+        acted = True
+        client.stop_job(job.company.handle, run.job_handle)
+        return Outcome.ACCEPTED, f"IPS is stopping “{job.name}” (run {run.name}).", None
+    except ips.IpsError as exc:
+        return *describe_error(exc, job, STOP, acted), exc
 
 
 def _identify_run(client: ips.IpsClient, job: Job, execution: Execution, before: set[str]) -> None:

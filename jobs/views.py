@@ -34,6 +34,7 @@ RUN_STATUS = {
     Outcome.BAD_REPLY: 502,
     Outcome.ERROR: 502,
     Outcome.TIMED_OUT: 504,
+    Outcome.NOT_RUNNING: 409,
 }
 NOT_FOUND_STATUS = 404
 SYNC_FAILED_STATUS = 502
