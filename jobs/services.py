@@ -699,9 +699,14 @@ def follow_step(execution_id: int, token: str, schedule, now: dt.datetime | None
             record_no_result(execution)
             error = ""
         else:
+            began = dt.datetime.now(dt.timezone.utc)
             status = run_status(execution)
             record_status(execution, status)
             error = status.error
+            # Inside the lease (taken above, released below): two of these never overlap for one run.
+            log.info("follow of execution %s: asked IPS from %s to %s", execution_id,
+                     began.isoformat(timespec="microseconds"),
+                     dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"))
     else:
         error = ""
     with transaction.atomic():
@@ -836,3 +841,88 @@ def record_no_result(execution: Execution) -> bool:
     log.warning("run of %r (execution %s): %s", row.job_handle, row.pk, row.ips_result_label)
     execution.refresh_from_db()
     return True
+
+
+# --- What IPS is running, and a run's log details -------------------------------
+
+
+@dataclass(frozen=True)
+class ActiveRun:
+    """A run IPS lists as active in a company, with the dashboard's job of it (if known)."""
+
+    run: ips.ActiveJob
+    job: Job | None
+
+
+def active_runs(company: Company) -> tuple[list[ActiveRun], str]:
+    """getActiveJobs for the company, whoever started the runs: (runs, error)."""
+    try:
+        listed = company.connection.client().get_active_jobs(company.handle)
+    except ips.IpsError as error:
+        return [], f"IPS could not say what it is running this time ({error}); asking again."
+    names = {a.original_name for a in listed}
+    by_name = {j.name: j for j in Job.objects.filter(company=company, name__in=names).select_related("company")}
+    return [ActiveRun(a, by_name.get(a.original_name)) for a in listed], ""
+
+
+#: The warning and error log types of the reference (string-constants/r-job-log-types.md).
+PROBLEM_LOG_TYPES = (
+    "FatalError",
+    "ImageRenderingPublishError",
+    "ImageServingPublishError",
+    "ImageServingPublishWarning",
+    "PdfRipError",
+    "PublishToCmError",
+    "ServerDirectoryPublishError",
+    "ServerDirectoryPublishWarning",
+    "TemplateMergeError",
+    "TrashWarning",
+    "UploadError",
+    "UploadWarning",
+    "VideoPublishError",
+    "VideoPublishWarning",
+)
+DETAILS_PER_PAGE = 50
+
+
+@dataclass(frozen=True)
+class LogDetails:
+    """One page of a run's log details from getJobLogDetails."""
+
+    log: ips.JobLog | None = None
+    page: int = 1
+    pages: int = 1
+    error: str = ""
+
+    @property
+    def rows(self) -> list[ips.JobLogDetail]:
+        return self.log.details if self.log else []
+
+
+def log_details(execution: Execution, page: int = 1, problems_only: bool = False) -> LogDetails:
+    """The run's log details, a page at a time, optionally only its warnings and errors."""
+    handle = execution.ips_run_handle
+    if not handle:
+        return LogDetails(error="IPS has not named this run, so its log details cannot be asked for.")
+    if execution.company is None:
+        return LogDetails(error="The company of this run was deleted from the dashboard.")
+    try:
+        logs = execution.company.connection.client().get_job_log_details(
+            execution.company_handle,
+            job_handle=handle,
+            log_types=PROBLEM_LOG_TYPES if problems_only else None,
+            records_per_page=DETAILS_PER_PAGE,
+            results_page=page,
+            sort_by="Date",
+            sort_direction="Ascending",
+        )
+    except ips.IpsError as error:
+        return LogDetails(page=page, error=f"IPS could not give the log details ({error}).")
+    log_ = next((entry for entry in logs if entry.job_handle == handle), None)
+    if log_ is None:
+        return LogDetails(page=page, error="IPS has no log for this run yet.")
+    if log_.detail_total_rows is not None:
+        pages = max(1, -(-log_.detail_total_rows // DETAILS_PER_PAGE))
+    else:  # before 4.0 IPS does not say how many there are: a full page may have a next one
+        pages = page + 1 if len(log_.details) == DETAILS_PER_PAGE else page
+    return LogDetails(log=log_, page=page, pages=pages)

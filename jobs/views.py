@@ -111,6 +111,7 @@ def _company_view(company: Company, role: str, with_jobs: bool = True) -> dict:
         "can_list": access.allowed,
         "can_run": run.allowed,
         "can_follow": follow.allowed,
+        "can_stop": access.to("stopJob").allowed,
         "list_reason": access.reason,
         "run_reason": run.reason,
         "jobs": [],
@@ -172,6 +173,90 @@ def run_job(request, pk):
         "flash": {"level": "success" if status == 200 else "error", "text": result.message},
     }
     return render(request, "jobs/job_list.html#run-response", context, status=status)
+
+
+@require_POST
+@login_required_htmx
+def stop_job(request, pk):
+    """Stop the job's active run in IPS (stopJob), whoever started it."""
+    try:
+        job, access = _get_job_for_user(request, pk, "stopJob")
+    except Http404:
+        return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
+    result = services.stop_job(job, access, request.user, _request_info(request))
+    if not access.visible:
+        return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
+    status = RUN_STATUS[result.outcome]
+    if status != 200:
+        return _refuse(request, result.message, status)
+    if not request.htmx:
+        messages.success(request, result.message)
+        return redirect("jobs:list")
+    return _htmx_flash(request, "success", result.message, 200)
+
+
+def _get_execution_for_user(request, pk, operation: str) -> tuple[Execution, roles.Access]:
+    """An audit row and what the user may do in its company; 404 without a role there.
+
+    A superuser also sees rows whose company was deleted since."""
+    execution = get_object_or_404(Execution.objects.select_related("company__connection", "job"), pk=pk)
+    if execution.company is None:
+        access = roles.Access("IpsAdmin" if request.user.is_superuser else None, operation, execution.company_handle)
+    else:
+        access = execution.company.access(request.user, operation)
+    if not access.visible:
+        raise Http404(NOT_FOUND)
+    return execution, access
+
+
+@require_GET
+@login_required_htmx
+def run_detail(request, pk):
+    """One execution: the audit facts, IPS's result, and the run's log details (getJobLogDetails)."""
+    execution, access = _get_execution_for_user(request, pk, "getJobLogDetails")
+    history_access = access.to("getJobLogs")
+    if not history_access.allowed:
+        raise Http404(NOT_FOUND)
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
+    problems = request.GET.get("show") == "problems"
+    details = services.log_details(execution, page, problems) if access.allowed and execution.ips_run_handle else None
+    context = {
+        "ex": execution,
+        "access": access,
+        "details": details,
+        "problems": problems,
+        "can_stop": access.to("stopJob").allowed and execution.job is not None and execution.is_following,
+    }
+    template = "jobs/run_detail.html#details" if request.htmx and request.GET.get("part") == "details" else "jobs/run_detail.html"
+    return render(request, template, context)
+
+
+@require_GET
+@login_required_htmx
+def active_runs(request, pk):
+    """What IPS is running in the company now, whoever started it; polled while the page is open."""
+    try:
+        company, access = _get_company_for_user(request, pk, "getActiveJobs")
+    except Http404:
+        return HttpResponseStopPolling()
+    if not access.allowed:
+        return HttpResponseStopPolling()
+    runs, error = services.active_runs(company)
+    busy = {r.job.pk: r.run for r in runs if r.job is not None and r.run.state != "Done"}
+    section = _company_view(company, access.role)
+    for job in section["jobs"]:
+        job.active_in_ips = busy.get(job.pk)
+    context = {
+        "company": company,
+        "section": section,
+        "runs": runs,
+        "error": error,
+        "can_stop": access.to("stopJob").allowed,
+    }
+    return render(request, "jobs/job_list.html#active-response", context)
 
 
 @require_POST

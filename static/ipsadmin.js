@@ -19,3 +19,13 @@
     flash("The dashboard could not be reached. Check your network, then History, before trying again.");
   });
 })();
+
+// Copy buttons (data-copy): IPS handles, whole and exact.
+document.addEventListener("click", function (e) {
+  var button = e.target.closest("button.copy[data-copy]");
+  if (!button || !navigator.clipboard) return;
+  navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
+    button.textContent = "Copied";
+    setTimeout(function () { button.textContent = "Copy"; }, 1500);
+  });
+});

@@ -1,0 +1,268 @@
+"""Stop, the run details page and the Active-in-IPS panel: each with its own
+IPS operation's table of user types (stopJob, getJobLogDetails, getActiveJobs),
+against the emulator over HTTP and on its clock."""
+
+import pytest
+from django.urls import reverse
+from django.utils.html import escape
+
+from ipsemulator.clock import ManualClock
+from jobs import services
+from jobs.models import Execution
+
+from .conftest import ALL_ACTORS, ANONYMOUS, HTMX, NO_MEMBERSHIP, OTHER_COMPANY_ONLY, press_run, soap_calls
+
+RUN_SECONDS = 10.0
+# User types authorized for each operation (ips-api.md), plus the superuser.
+STOP = {"IpsAdmin", "IpsCompanyAdmin", "IpsUser", "TrialSiteAdmin", "TrialSiteUser", "ImagePortalAdmin",
+        "ImagePortalContrib", "ImagePortalContribUser", "admin"}
+ACTIVE = STOP
+LOGS = STOP | {"ImagePortalUser"}
+DETAILS = LOGS - {"TrialSiteAdmin"}
+
+
+@pytest.fixture
+def clock(ips_emulator):
+    manual = ManualClock(7000.0)
+    ips_emulator.state.clock = manual
+    ips_emulator.state.job_duration = RUN_SECONDS
+    return manual
+
+
+@pytest.fixture
+def running(clock, job, users):
+    """A run of My Test Job, half done."""
+    execution = press_run(job, users["IpsUser"], "running-0001")
+    assert execution.outcome == "accepted", execution.message
+    clock.advance(RUN_SECONDS / 2)
+    return execution
+
+
+# --- Stop ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("actor", ALL_ACTORS)
+def test_stop_follows_the_stop_job_table(actor, client, login, job, running, ips_emulator):
+    login(actor)
+    response = client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
+    stops = soap_calls(ips_emulator, "stopJob")
+    rows = Execution.objects.filter(operation="stopJob")
+    if actor == ANONYMOUS:
+        assert response.status_code == 200 and response["HX-Redirect"].startswith(reverse("login"))
+        assert not rows.exists() and stops == []
+    elif actor in STOP:
+        assert response.status_code == 200, response.content[:300]
+        [row] = rows
+        assert (row.outcome, row.username, row.ips_run_handle) == ("accepted", actor.lower(), running.ips_run_handle)
+        assert [c["job_handle"] for c in stops] == [running.ips_run_handle]
+        assert "IPS is stopping “My Test Job”" in response.content.decode()
+    elif actor in (NO_MEMBERSHIP, OTHER_COMPANY_ONLY):
+        assert response.status_code == 404
+        assert [r.outcome for r in rows] == ["denied"] and stops == []
+        assert "My Test Job" not in response.content.decode()
+    else:
+        assert response.status_code == 403
+        [row] = rows
+        assert row.outcome == "denied" and stops == []
+        assert f"Your role {actor} in company 47 cannot stop jobs (stopJob)." in response.content.decode()
+        assert "My Test Job" not in response.content.decode()
+
+
+def test_a_company_admin_may_stop_what_it_may_not_run(client, login, job, running, ips_emulator):
+    login("IpsCompanyAdmin")
+    assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 403
+    assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
+
+
+def test_the_stopped_run_ends_stopped(clock, client, login, job, running, ips_emulator):
+    login("IpsUser")
+    assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
+    clock.advance(RUN_SECONDS)
+    status = services.observe_run(running)
+    assert status.finished
+    running.refresh_from_db()
+    assert running.ips_result == "stopped" and running.ips_result_label == "stopped"
+
+
+def test_stop_with_nothing_running_says_so(clock, client, login, job, running):
+    clock.advance(RUN_SECONDS * 3)
+    login("IpsUser")
+    response = client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
+    assert response.status_code == 409
+    [row] = Execution.objects.filter(operation="stopJob")
+    assert row.outcome == "not_running"
+    assert "IPS reports no run of “My Test Job” to stop. Nothing was sent." in response.content.decode()
+
+
+def test_a_second_stop_while_ips_is_stopping_sends_nothing(client, login, job, running, ips_emulator):
+    login("IpsUser")
+    assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
+    response = client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
+    assert response.status_code == 409 and "already stopping" in response.content.decode()
+    assert len(soap_calls(ips_emulator, "stopJob")) == 1
+
+
+def test_a_run_started_by_the_ips_schedule_can_be_stopped(clock, client, login, job, ips_emulator):
+    handle = ips_emulator.state.fire_schedule(job.handle)
+    clock.advance(RUN_SECONDS / 2)
+    login("IpsUser")
+    assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
+    assert [c["job_handle"] for c in soap_calls(ips_emulator, "stopJob")] == [handle]
+
+
+@pytest.mark.parametrize("kind", ["soap_fault", "http_500_html", "drop_connection"])
+def test_a_stop_that_fails_says_what_happened(kind, client, login, job, running, ips_emulator):
+    params = {"code": 30000, "reason": "Stop failed"} if kind == "soap_fault" else {}
+    ips_emulator.state.inject(kind, operation="stopJob", **params)
+    login("IpsUser")
+    response = client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
+    assert response.status_code == 502
+    [row] = Execution.objects.filter(operation="stopJob")
+    assert row.outcome in ("refused", "unreachable")
+    assert escape(row.message) in response.content.decode()
+    if kind == "soap_fault":
+        assert row.message == "IPS refused to stop the run: 30000 EXCEPTION — Stop failed."
+    else:
+        assert "may or may not be stopping" in row.message
+
+
+def test_a_failed_look_before_stopping_says_nothing_was_stopped(client, login, job, running, ips_emulator):
+    ips_emulator.state.inject("http_500_html", operation="getActiveJobs")
+    login("IpsUser")
+    response = client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
+    assert response.status_code == 502
+    [row] = Execution.objects.filter(operation="stopJob")
+    assert "Nothing was stopped" in row.message and "may or may not" not in row.message
+    assert soap_calls(ips_emulator, "stopJob") == []
+
+
+def test_a_stop_is_never_a_jobs_last_run(client, login, job, running):
+    login("IpsUser")
+    client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
+    assert Execution.objects.last_run_of(job) == running
+
+
+def test_stop_needs_post(client, login, job, running):
+    login("IpsUser")
+    assert client.get(reverse("jobs:stop", args=[job.pk])).status_code == 405
+    assert not Execution.objects.filter(operation="stopJob").exists()
+
+
+# --- Run details -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("actor", ALL_ACTORS)
+def test_run_details_follow_get_job_log_details(actor, clock, client, login, job, running):
+    clock.advance(RUN_SECONDS)
+    login(actor)
+    response = client.get(reverse("jobs:run_detail", args=[running.pk]))
+    body = response.content.decode()
+    if actor == ANONYMOUS:
+        assert response.status_code == 302
+    elif actor not in LOGS:
+        assert response.status_code == 404 and "My Test Job" not in body
+    elif actor in DETAILS:
+        assert response.status_code == 200
+        assert running.ips_run_handle in body and "BeginImageServingPublish" in body
+    else:  # TrialSiteAdmin: the row, but not the details
+        assert response.status_code == 200
+        assert f"Your role {actor} in company 47 cannot see job log details (getJobLogDetails)." in body
+        assert "BeginImageServingPublish" not in body
+
+
+def test_run_details_show_a_failed_runs_errors_file_by_file(clock, client, login, job, users, ips_emulator):
+    ips_emulator.state.jobs[job.handle].outcome = "errors"
+    execution = press_run(job, users["IpsUser"])
+    clock.advance(RUN_SECONDS * 2)
+    services.observe_run(execution)
+    login("IpsUser")
+    body = client.get(reverse("jobs:run_detail", args=[execution.pk]) + "?show=problems").content.decode()
+    assert "finished: 1 error" in body
+    assert "ImageServingPublishError" in body and "unsupported file format" in body
+    assert "BeginImageServingPublish" not in body  # only warnings and errors
+    everything = client.get(reverse("jobs:run_detail", args=[execution.pk])).content.decode()
+    assert "BeginImageServingPublish" in everything
+
+
+def test_run_details_page_through_the_log(clock, client, login, job, users, ips_emulator, monkeypatch):
+    monkeypatch.setattr(services, "DETAILS_PER_PAGE", 3)
+    execution = press_run(job, users["IpsUser"])
+    clock.advance(RUN_SECONDS * 2)
+    login("IpsUser")
+    url = reverse("jobs:run_detail", args=[execution.pk])
+    first = client.get(url).content.decode()
+    second = client.get(url + "?page=2").content.decode()
+    assert "Later →" in first and "← Earlier" in second
+    assert "BeginImageServingPublish" in first and "BeginImageServingPublish" not in second
+    assert client.get(url + "?page=x").status_code == 200
+
+
+def test_run_details_offer_the_handles_to_copy(clock, client, login, running):
+    login("IpsUser")
+    body = client.get(reverse("jobs:run_detail", args=[running.pk])).content.decode()
+    assert f'data-copy="{escape(running.job_handle)}"' in body
+    assert f'data-copy="{escape(running.ips_run_handle)}"' in body
+
+
+def test_run_details_of_an_unknown_row_are_not_found(client, login, users):
+    login("IpsUser")
+    assert client.get(reverse("jobs:run_detail", args=[999])).status_code == 404
+
+
+def test_history_and_the_jobs_page_link_to_run_details(client, login, running):
+    login("IpsUser")
+    url = reverse("jobs:run_detail", args=[running.pk])
+    assert url in client.get(reverse("jobs:history")).content.decode()
+    assert url in client.get(reverse("jobs:list")).content.decode()
+
+
+def test_history_shows_the_ips_result_and_runtime(clock, client, login, job, users, ips_emulator):
+    ips_emulator.state.jobs[job.handle].outcome = "fatal"
+    execution = press_run(job, users["IpsUser"])
+    clock.advance(RUN_SECONDS * 2)
+    services.observe_run(execution)
+    login("IpsUser")
+    body = client.get(reverse("jobs:history")).content.decode()
+    assert 'class="ips-result ips-result-fatal">fatal error<' in body
+    row = Execution.objects.get(pk=execution.pk)
+    assert row.ips_runtime is not None
+    listing = client.get(reverse("jobs:list")).content.decode()
+    assert "fatal error" in listing
+
+
+# --- Active in IPS -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("actor", ALL_ACTORS)
+def test_active_in_ips_follows_get_active_jobs(actor, client, login, job, running):
+    login(actor)
+    response = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX)
+    if actor == ANONYMOUS:
+        assert response.status_code == 200 and "HX-Redirect" in response
+    elif actor in ACTIVE:
+        assert response.status_code == 200
+        assert running.ips_run_name in response.content.decode()
+    else:
+        assert response.status_code == 286 and response.content == b""
+
+
+def test_active_in_ips_lists_runs_started_by_anyone_and_disables_run(clock, client, login, job, ips_emulator):
+    handle = ips_emulator.state.fire_schedule(job.handle)
+    clock.advance(RUN_SECONDS / 2)
+    login("IpsUser")
+    body = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX).content.decode()
+    assert handle.split("||", 1)[1] in body and "Running" in body
+    assert f'id="action-{job.pk}" hx-swap-oob="true"' in body
+    assert "Running in IPS" in body and reverse("jobs:stop", args=[job.pk]) in body
+    clock.advance(RUN_SECONDS * 2)
+    body = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX).content.decode()
+    assert "IPS is running nothing in this company right now." in body
+    assert reverse("jobs:run", args=[job.pk]) in body  # Run offered again
+
+
+def test_active_in_ips_says_when_ips_cannot_be_asked(client, login, job, ips_emulator):
+    ips_emulator.state.inject("http_500_html", operation="getActiveJobs")
+    login("IpsUser")
+    response = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX)
+    assert response.status_code == 200  # polled again
+    assert "IPS could not say what it is running this time" in response.content.decode()
