@@ -255,6 +255,10 @@ class ExecutionQuerySet(models.QuerySet):
 
     def update(self, **kwargs):
         # Bulk updates would bypass save()'s checks; services.py saves rows one by one.
+        # The one exception: deleting a job, company or user sets its key NULL
+        # (on_delete=SET_NULL), and the snapshots keep the history.
+        if kwargs and all(k in ("job", "company", "user") and v is None for k, v in kwargs.items()):
+            return super().update(**kwargs)
         raise PermissionError("Executions change only through services.py, one row at a time.")
 
     def sent(self):
@@ -266,16 +270,31 @@ class ExecutionQuerySet(models.QuerySet):
         cutoff = (now or timezone.now()) - Execution.stale_after()
         return self.filter(outcome=Execution.Outcome.SENDING, requested_at__lt=cutoff)
 
+    def _raw_delete(self, using):
+        if not _pruning.active:
+            raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
+        return super()._raw_delete(using)
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for obj in objs:
+            obj.check_insert()
+        return super().bulk_create(objs, *args, **kwargs)
+
     def prune(self, before) -> int:
-        """Delete finished rows requested before ``before``: the only deletion of audit rows."""
+        """Delete finished rows requested before ``before``: the only deletion of audit rows.
+
+        On PostgreSQL through ipsadmin_prune_executions() (migration 0007), a
+        function owned by a role the application does not hold; it keeps at
+        least PRUNE_MIN_DAYS of history whoever calls it."""
+        connection = connections[self.db]
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT ipsadmin_prune_executions(%s)", [before])
+                return cursor.fetchone()[0]
         old = self.filter(requested_at__lt=before).exclude(outcome=Execution.Outcome.SENDING)
         with transaction.atomic(using=self.db), allow_pruning():
-            connection = connections[self.db]
-            if connection.vendor == "postgresql":
-                # The audit trigger (migration 0002) refuses DELETE unless this
-                # transaction says so; SET LOCAL ends with the transaction.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL ipsadmin.allow_prune = 'on'")
+            RunFollow.objects.filter(execution__in=old).delete()
             count, _ = old.delete()
         return count
 
@@ -376,7 +395,8 @@ class Execution(models.Model):
     requested_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(
+    # Big: a row left 'sending' for weeks gets its (long) time when reconciled.
+    duration_ms = models.PositiveBigIntegerField(
         "request time (ms)", null=True, blank=True, help_text="How long the dashboard's calls to IPS took."
     )
     client_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -407,6 +427,8 @@ class Execution(models.Model):
     objects = ExecutionQuerySet.as_manager()
 
     class Meta:
+        # Related-object access and Model.delete() go through the guarded queryset too.
+        base_manager_name = "objects"
         ordering = ["-requested_at", "-id"]
         constraints = [
             # At most one run in flight per job, across workers and servers.
@@ -440,9 +462,32 @@ class Execution(models.Model):
         instance._stored = dict(zip(field_names, values))
         return instance
 
+    #: A row is born 'sending' (then finished once by services.finish()), or
+    #: as a refusal that never reached IPS.
+    INSERTABLE = (Outcome.SENDING, *NOT_SENT)
+
+    def check_insert(self) -> None:
+        if self.pk is not None:
+            raise PermissionError("An execution is inserted as a new row, without a primary key of its own.")
+        if self.outcome not in self.INSERTABLE:
+            raise PermissionError(
+                f"An execution starts 'sending' or as a refusal made here, not {self.outcome!r}: "
+                "services.finish() gives it its outcome."
+            )
+        if self.ips_result:
+            raise PermissionError("An execution gets its IPS result by following the run.")
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
     def save(self, *args, **kwargs):
         stored = getattr(self, "_stored", None)
-        if stored is not None:
+        if stored is None:
+            # Never an UPDATE of a row this instance was not loaded from.
+            self.check_insert()
+            kwargs["force_insert"] = True
+        else:
             changed = {f for f in self.IDENTITY_FIELDS if f in stored and getattr(self, f) != stored[f]}
             if changed:
                 raise PermissionError(f"The identity of an execution cannot change: {sorted(changed)}")

@@ -1,9 +1,15 @@
 """Dashboard fixtures: a connection to the emulator, its companies and jobs,
-and one named user per IPS user type (plus the edge cases of the role tables)."""
+and one named user per IPS user type (plus the edge cases of the role tables).
 
+Shared helpers: ``HTMX`` (the header htmx sends), ``executes(emulator)`` and
+``soap_calls(emulator, operation)``, ``dashboard_clock`` (the dashboard's
+``timezone.now()`` moved forward instead of waited for), and from the root
+conftest ``free_port`` and ``wait_for`` (for other processes and threads
+only). The emulator's clock is the root conftest's ``ips_clock``."""
+
+import datetime as dt
 import os
 import secrets
-import socket
 from urllib.parse import quote
 
 import pytest
@@ -11,9 +17,13 @@ from django.contrib.auth import get_user_model
 from django.db import connection as db_connection
 from django.utils import timezone
 
+from conftest import free_port, wait_for  # noqa: F401  (the root conftest's, shared with bench/)
 from jobs import ips, services
 from jobs.models import Company, Connection, Execution, Job, Membership
 from jobs.roles import UserType
+
+#: What htmx sends with every request (``client.post(url, **HTMX)``).
+HTMX = {"HTTP_HX_REQUEST": "true"}
 
 #: The role-table rows beyond the ten IPS user types.
 NO_MEMBERSHIP = "nomember"
@@ -126,16 +136,54 @@ def make_execution(job, user, outcome="accepted", **values):
         request_id="req-" + secrets.token_hex(8),
     )
     defaults.update(values)
-    return Execution.objects.create(**defaults)
+    if outcome in Execution.INSERTABLE:
+        return Execution.objects.create(**defaults)
+    # Any other outcome is reached the one way there is: born 'sending', then finished.
+    execution = Execution.objects.create(**{**defaults, "outcome": "sending"})
+    services.finish(execution, outcome, "")
+    return execution
+
+
+def soap_calls(emulator, operation) -> list[dict]:
+    """The ``operation`` calls the emulator received, oldest first."""
+    return [c for c in emulator.state.calls if c["operation"] == operation]
+
+
+def executes(emulator) -> list[dict]:
+    """The executeJob calls the emulator received, oldest first."""
+    return soap_calls(emulator, "executeJob")
+
+
+class DashboardClock:
+    """The dashboard's time (``django.utils.timezone.now``), moved forward on
+    demand instead of waited for: ``advance(seconds)``."""
+
+    def __init__(self, monkeypatch):
+        self._real_now = timezone.now
+        self.offset = dt.timedelta(0)
+        monkeypatch.setattr(timezone, "now", self.now)
+
+    def now(self):
+        return self._real_now() + self.offset
+
+    def advance(self, seconds) -> None:
+        if isinstance(seconds, dt.timedelta):
+            seconds = seconds.total_seconds()
+        if seconds < 0:
+            raise ValueError("the dashboard's clock does not go back")
+        self.offset += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def dashboard_clock(monkeypatch):
+    """Move the dashboard's ``timezone.now()`` forward (this process only)."""
+    return DashboardClock(monkeypatch)
 
 
 @pytest.fixture
 def unused_url():
     """An IpsApiService address where nothing listens."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/scene7/services/IpsApiService"
+    return f"http://127.0.0.1:{free_port()}/scene7/services/IpsApiService"
 
 
 def database_url_for_subprocess() -> str:

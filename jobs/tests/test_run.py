@@ -1,7 +1,6 @@
 """Run: who may press it, and what every outcome looks like, against the emulator over HTTP."""
 
 import datetime as dt
-import time
 
 import pytest
 from django.test import Client
@@ -12,9 +11,7 @@ from django.utils.html import escape
 from jobs import services
 from jobs.models import Execution, Job
 
-from .conftest import press_run, ALL_ACTORS, make_execution
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
+from .conftest import ALL_ACTORS, HTMX, executes, make_execution, press_run
 
 # actor -> (HTTP status, outcome of the one audit row, or None for no row).
 # Written out from shared/ips-api.md's executeJob row, not derived from roles.py.
@@ -40,10 +37,6 @@ def test_the_run_table_covers_every_actor():
     assert sorted(RUN_TABLE) == sorted(ALL_ACTORS)
 
 
-def _executes(emulator):
-    return [c for c in emulator.state.calls if c["operation"] == "executeJob"]
-
-
 @pytest.mark.parametrize("actor", ALL_ACTORS)
 def test_run_role_table(actor, client, login, job, ips_emulator):
     user = login(actor)
@@ -55,7 +48,7 @@ def test_run_role_table(actor, client, login, job, ips_emulator):
     if outcome is None:
         assert rows == []
         assert response["HX-Redirect"].startswith(reverse("login"))
-        assert _executes(ips_emulator) == []
+        assert executes(ips_emulator) == []
         return
     assert len(rows) == 1
     row = rows[0]
@@ -65,7 +58,7 @@ def test_run_role_table(actor, client, login, job, ips_emulator):
     assert row.job == job and row.job_handle == "47|My Test Job|" and row.company_handle == "47"
     expected_role = {"nomember": "", "othercompany": "", "admin": "IpsAdmin"}.get(actor, actor)
     assert row.role == expected_role
-    assert len(_executes(ips_emulator)) == (1 if outcome == "accepted" else 0)
+    assert len(executes(ips_emulator)) == (1 if outcome == "accepted" else 0)
     if outcome == "accepted":
         assert "IPS accepted" in response.content.decode()
     if status == 403:
@@ -86,7 +79,7 @@ def test_it_refuses_get(client, login, job, ips_emulator):
     response = client.get(reverse("jobs:run", args=[job.pk]))
     assert response.status_code == 405
     assert not Execution.objects.exists()
-    assert _executes(ips_emulator) == []
+    assert executes(ips_emulator) == []
 
 
 def test_it_requires_csrf(users, job, ips_emulator):
@@ -95,7 +88,7 @@ def test_it_requires_csrf(users, job, ips_emulator):
     response = browser.post(reverse("jobs:run", args=[job.pk]), **HTMX)
     assert response.status_code == 403
     assert not Execution.objects.exists()
-    assert _executes(ips_emulator) == []
+    assert executes(ips_emulator) == []
 
     page = browser.get(reverse("jobs:list"))
     token = page.cookies["csrftoken"].value
@@ -130,7 +123,7 @@ def test_accepted_run_records_everything(client, login, job, ips_emulator):
     assert row.user_agent == "pytest-browser/1.0"
     assert row.request_id and row.request_id == response["X-Request-ID"]
     assert row.fault_code is None and row.fault_reason == ""
-    [call] = _executes(ips_emulator)
+    [call] = executes(ips_emulator)
     assert call["company_handle"] == "47" and call["job_handle"] == "47|My Test Job|"
     assert call["user"] == "service@example.com"
 
@@ -179,11 +172,12 @@ def test_unreachable_ips(client, login, job, unused_url):
     assert row.message in response.content.decode()
 
 
-def test_timed_out(client, login, job, ips_emulator, settings):
+def test_timed_out(client, login, job, ips_emulator, hold_calls, settings):
     settings.IPS_READ_TIMEOUT = 0.4
     login("IpsUser")
-    ips_emulator.state.inject("latency", operation="executeJob", seconds=2)
+    hold = hold_calls(ips_emulator, "executeJob")  # no reply until the test is over
     response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert hold.received == 1
     assert response.status_code == 504
     row = Execution.objects.get()
     assert row.outcome == "timed_out"
@@ -213,7 +207,7 @@ def test_broken_replies(kind, outcome, words, client, login, job, ips_emulator):
     assert escape(row.message) in response.content.decode()
 
 
-def test_a_job_ips_reports_active_is_not_run_again(client, login, job, ips_emulator):
+def test_a_job_ips_reports_active_is_not_run_again(client, login, job, ips_emulator, ips_clock):
     login("IpsUser")
     assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 200
     response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
@@ -221,7 +215,7 @@ def test_a_job_ips_reports_active_is_not_run_again(client, login, job, ips_emula
     second = Execution.objects.order_by("-id").first()
     assert second.outcome == "already_running"
     assert "already running" in second.message
-    assert len(_executes(ips_emulator)) == 1
+    assert len(executes(ips_emulator)) == 1
 
 
 def _in_flight(job, user, requested_at):
@@ -237,7 +231,7 @@ def test_an_in_flight_run_blocks_another(client, login, users, job, ips_emulator
     latest = Execution.objects.order_by("-id").first()
     assert latest.outcome == "already_running"
     assert "already being started by trialsiteuser" in latest.message
-    assert _executes(ips_emulator) == []
+    assert executes(ips_emulator) == []
 
 
 def test_a_stale_in_flight_run_is_interrupted_and_the_job_runs(client, login, users, job, ips_emulator):
@@ -247,7 +241,7 @@ def test_a_stale_in_flight_run_is_interrupted_and_the_job_runs(client, login, us
     assert response.status_code == 200
     stale.refresh_from_db()
     assert stale.outcome == "interrupted"
-    assert len(_executes(ips_emulator)) == 1
+    assert len(executes(ips_emulator)) == 1
 
 
 def test_a_job_gone_from_ips_is_not_run(client, login, job, ips_emulator):
@@ -256,7 +250,7 @@ def test_a_job_gone_from_ips_is_not_run(client, login, job, ips_emulator):
     response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
     assert response.status_code == 409
     assert Execution.objects.get().outcome == "job_gone"
-    assert _executes(ips_emulator) == []
+    assert executes(ips_emulator) == []
 
 
 def test_a_downgraded_role_loses_the_right_at_the_next_request(client, login, users, job, ips_emulator):
@@ -271,14 +265,14 @@ def test_a_downgraded_role_loses_the_right_at_the_next_request(client, login, us
         ("denied", "IpsCompanyAdmin"),
         ("denied", ""),
     ]
-    assert len(_executes(ips_emulator)) == 1
+    assert len(executes(ips_emulator)) == 1
 
 
 # --- Following a run in IPS -----------------------------------------------------
 
 
-def test_an_accepted_run_is_followed_until_ips_logs_it(client, login, job, ips_emulator):
-    ips_emulator.state.job_duration = 1.5
+def test_an_accepted_run_is_followed_until_ips_logs_it(client, login, job, ips_emulator, ips_clock):
+    ips_emulator.state.job_duration = 10
     login("IpsUser")
     body = client.post(reverse("jobs:run", args=[job.pk]), **HTMX).content.decode()
     status_url = reverse("jobs:status", args=[job.pk])
@@ -287,11 +281,12 @@ def test_an_accepted_run_is_followed_until_ips_logs_it(client, login, job, ips_e
     response = client.get(status_url, **HTMX)
     assert response.status_code == 200  # still active: keep polling
     assert "%" in response.content.decode()
-    for _ in range(100):
-        response = client.get(status_url, **HTMX)
-        if response.status_code == 286:
-            break
-        time.sleep(0.1)
+    ips_clock.advance(5)
+    response = client.get(status_url, **HTMX)
+    assert response.status_code == 200  # halfway: keep polling
+    assert "Running" in response.content.decode() and "50%" in response.content.decode()
+    ips_clock.advance(5)
+    response = client.get(status_url, **HTMX)
     assert response.status_code == 286  # htmx stops polling
     assert "IPS log: 4 ok, 0 errors, 0 warnings" in response.content.decode()
 
@@ -302,10 +297,13 @@ def test_a_recent_accepted_run_is_followed_after_a_reload(client, login, users, 
     assert f'hx-get="{status_url}"' not in client.get(reverse("jobs:list")).content.decode()
     assert press_run(job, users["IpsUser"], "x").outcome == "accepted"
     assert f'hx-get="{status_url}"' in client.get(reverse("jobs:list")).content.decode()
-    # An old run is history: nothing to follow.
+    # An old run whose end IPS reported is history: nothing to follow.
     other = Job.objects.get(handle="47|Nightly | Publish|")
-    make_execution(other, users["IpsUser"], "accepted", requested_at=timezone.now() - dt.timedelta(hours=1))
+    old = make_execution(other, users["IpsUser"], "accepted", requested_at=timezone.now() - dt.timedelta(hours=1))
     other_url = reverse("jobs:status", args=[other.pk])
+    assert f'hx-get="{other_url}"' in client.get(reverse("jobs:list")).content.decode()  # no result yet
+    old.ips_result = "ok"
+    old.save()
     assert f'hx-get="{other_url}"' not in client.get(reverse("jobs:list")).content.decode()
 
 
@@ -314,9 +312,8 @@ def test_a_recent_accepted_run_is_followed_after_a_reload(client, login, users, 
     [("IpsUser", 200), ("IpsCompanyAdmin", 200), ("ImagePortalUser", 286), ("WebServiceUser", 286),
      ("nomember", 286), ("othercompany", 286), ("admin", 200)],
 )
-def test_status_needs_get_active_jobs(actor, status, client, login, users, job, ips_emulator):
-    ips_emulator.state.job_duration = 30
-    login(actor)
+def test_status_needs_get_active_jobs(actor, status, client, login, users, job, ips_emulator, ips_clock):
+    login(actor)  # the run stays New: the clock stands still
     assert press_run(job, users["IpsUser"], "x").outcome == "accepted"
     response = client.get(reverse("jobs:status", args=[job.pk]), **HTMX)
     assert response.status_code == status
@@ -340,16 +337,14 @@ def test_a_run_finishing_after_it_was_taken_for_dead_keeps_the_final_row(job, us
 # --- What the reviewer found --------------------------------------------------
 
 
-def test_a_run_ips_lists_as_done_does_not_block_the_next(client, login, job, ips_emulator):
-    now = [1000.0]
-    ips_emulator.state.clock = lambda: now[0]  # the emulator's lifecycle clock
+def test_a_run_ips_lists_as_done_does_not_block_the_next(client, login, job, ips_emulator, ips_clock):
     ips_emulator.state.job_duration = 10
     login("IpsUser")
     assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 200
-    now[0] += 10.5  # finished, but still listed by getActiveJobs as Done
+    ips_clock.advance(10.5)  # finished, but still listed by getActiveJobs as Done
     assert [r["state"] for r in ips_emulator.state.active_runs("47|My Test Job|")] == ["Done"]
     assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 200
-    assert len(_executes(ips_emulator)) == 2
+    assert len(executes(ips_emulator)) == 2
 
 
 def test_a_row_finished_by_another_process_is_not_overwritten(users, job):
@@ -400,7 +395,7 @@ def test_a_wsdl_url_that_is_no_wsdl_is_a_dashboard_error(client, login, job, ips
     row = Execution.objects.get()
     assert row.outcome == "error"
     assert "is not a usable IPS WSDL" in row.message and "Nothing was sent" in row.message
-    assert _executes(ips_emulator) == []
+    assert executes(ips_emulator) == []
 
 
 def test_a_password_stored_under_another_key_is_a_dashboard_error(client, login, job, ips_emulator):
@@ -413,7 +408,7 @@ def test_a_password_stored_under_another_key_is_a_dashboard_error(client, login,
     row = Execution.objects.get()
     assert row.outcome == "error"
     assert "cannot be decrypted" in row.message
-    assert _executes(ips_emulator) == []
+    assert executes(ips_emulator) == []
 
 
 def test_a_refused_run_without_htmx_answers_its_status_with_the_page(client, login, job):

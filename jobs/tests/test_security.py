@@ -13,10 +13,8 @@ import logging
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from io import StringIO
 
@@ -34,25 +32,19 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
 
-from ipsemulator import server as emulator_server
 from jobs import ips, services
 from jobs.models import Company, Connection, Execution, Job, Membership, allow_pruning
 from jobs.reporting import SecretCleansingExceptionReporterFilter
 from jobs.roles import UserType
 
-from .conftest import database_url_for_subprocess, make_execution
+from .conftest import HTMX, database_url_for_subprocess, executes, free_port, make_execution
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
 BASE_DIR = django_settings.BASE_DIR
 
 requires_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql",
     reason="needs PostgreSQL: the audit trigger exists only there (SQLite relies on the Python-level guards)",
 )
-
-
-def _executes(emulator):
-    return [c for c in emulator.state.calls if c["operation"] == "executeJob"]
 
 
 # --- 1. Production settings --------------------------------------------------
@@ -96,11 +88,8 @@ def test_production_settings_refuse_to_start_without_an_encryption_key():
 
 def _gunicorn_refuses(env):
     """Start gunicorn with our config; it must exit before serving. Returns its output."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     result = _run(
-        ["-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "ipsadmin.wsgi"],
+        ["-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}", "ipsadmin.wsgi"],
         env,
     )
     assert result.returncode != 0, result.stdout + result.stderr
@@ -264,7 +253,7 @@ def test_state_changes_need_the_csrf_token(users, job, ips_emulator):
     assert browser.post(url, **HTMX).status_code == 403
     assert browser.post(reverse("jobs:sync", args=[job.company.pk]), **HTMX).status_code == 403
     assert Execution.objects.count() == 0
-    assert _executes(ips_emulator) == []
+    assert executes(ips_emulator) == []
 
     response = browser.post(url, HTTP_X_CSRFTOKEN=token, **HTMX)
     assert response.status_code == 200
@@ -395,11 +384,10 @@ def all_logs(caplog):
         django_logger.removeHandler(caplog.handler)
 
 
-def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, monkeypatch):
+def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, ips_clock, hold_calls, monkeypatch):
     caplog = all_logs
     settings.IPS_READ_TIMEOUT = 0.5
     emulator = ips_emulator.state
-    emulator.job_duration = 0.05
     emulator.add_user(SERVICE_EMAIL, SECRET_PW, "IpsUser", {"47": "IpsUser"})
     User = get_user_model()
     boss = User.objects.create_superuser("boss", password="pw")
@@ -460,7 +448,7 @@ def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, monk
 
     def run():
         response = keep(dashboard.post(run_url, **HTMX))
-        time.sleep(0.35)  # a started run leaves getActiveJobs
+        ips_clock.advance(2 * emulator.job_duration)  # a started run leaves getActiveJobs
         return response
 
     # A run that works, then every failure.
@@ -505,9 +493,10 @@ def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, monk
     assert response.status_code == 500
     assert "the transport exploded" in response.content.decode()
 
-    # Latency beyond the read timeout.
-    emulator.inject("latency", operation="executeJob", seconds=1.0)
+    # No reply within the read timeout (the call is held until the test is over).
+    hold = hold_calls(ips_emulator, "executeJob")
     assert run().status_code == 504
+    assert hold.received == 1
 
     # Pages that show what happened.
     keep(dashboard.get(reverse("jobs:list")))
@@ -540,7 +529,6 @@ def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, monk
     assert raw and SECRET_PW not in raw
     for table, value in _db_values():
         assert SECRET_PW not in value, table
-    time.sleep(0.6)  # let the emulator's latency thread finish
 
 
 def _fail_with_a_password(password):
@@ -636,7 +624,7 @@ def test_the_database_refuses_to_change_an_identity_column(column, outcome, job,
 @requires_postgresql
 @pytest.mark.parametrize(
     "assignment",
-    ["outcome = 'refused'", "message = 'rewritten'", "fault_code = 30000", "finished_at = now()", "duration_ms = 1"],
+    ["outcome = 'refused'", "message = 'rewritten'", "fault_code = 30000", "finished_at = now()", "duration_ms = 987654"],
 )
 def test_the_database_refuses_to_change_a_finished_row(assignment, job, users):
     execution = _execution(job, users["IpsUser"], outcome="accepted", message="IPS accepted it.")
@@ -711,8 +699,8 @@ def test_prune_executions_deletes_old_finished_rows_on_postgresql(job, users):
     long_ago = timezone.now() - dt.timedelta(days=40)
     old = _execution(job, user, outcome="accepted", requested_at=long_ago)
     old_denied = _execution(job, user, outcome="denied", requested_at=long_ago)
-    old_in_flight = _execution(job, user, outcome="sending", requested_at=long_ago)
     recent = _execution(job, user, outcome="refused", requested_at=timezone.now() - dt.timedelta(days=2))
+    old_in_flight = _execution(job, user, outcome="sending", requested_at=long_ago)
 
     out = StringIO()
     call_command("prune_executions", days=30, stdout=out)
@@ -721,7 +709,7 @@ def test_prune_executions_deletes_old_finished_rows_on_postgresql(job, users):
     remaining = set(Execution.objects.values_list("pk", flat=True))
     assert remaining == {old_in_flight.pk, recent.pk}
     assert old.pk not in remaining and old_denied.pk not in remaining
-    # The permission ended with the command's transaction.
+    # Outside the prune function, nobody deletes.
     with pytest.raises(DatabaseError, match="prune_executions"):
         _raw("DELETE FROM jobs_execution WHERE id = %s", [recent.pk])
 
@@ -746,7 +734,7 @@ def _toml(value: str) -> str:
 
 
 @pytest.fixture
-def hostile_emulator(tmp_path):
+def hostile_emulator(tmp_path, start_emulator):
     lines = [
         '[emulator]\nserver_name = "hostile"\nutc_offset = "+00:00"\n',
         f'[[companies]]\nhandle = "47"\nname = {_toml("<i>Evil</i> & Co")}\n',
@@ -767,11 +755,7 @@ def hostile_emulator(tmp_path):
     )
     data = tmp_path / "hostile.toml"
     data.write_text("\n".join(lines), encoding="utf-8")
-    emulator = emulator_server.start(data_path=data, job_duration=0.05)
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
+    return start_emulator(data_path=data, job_duration=0.05)
 
 
 def test_hostile_job_names_are_escaped_and_run_with_their_exact_handles(client, db, hostile_emulator):
@@ -802,13 +786,13 @@ def test_hostile_job_names_are_escaped_and_run_with_their_exact_handles(client, 
     assert all("src" in attrs for tag, attrs in _tags(html) if tag == "script")
 
     for job in jobs.values():
-        before = len(_executes(hostile_emulator))
+        before = len(executes(hostile_emulator))
         response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
         assert response.status_code == 200, (job.name, response.content.decode()[:500])
         body = response.content.decode()
         assert "<script>alert" not in body
         assert escape(job.name) in body
-        calls = _executes(hostile_emulator)
+        calls = executes(hostile_emulator)
         assert len(calls) == before + 1
         assert calls[-1]["job_handle"] == job.handle
         assert calls[-1]["company_handle"] == "47"
@@ -916,4 +900,4 @@ def test_well_formed_bodies_still_run(content_type, body, client, login, job, ip
     response = client.post(reverse("jobs:run", args=[job.pk]), data=body, content_type=content_type, **HTMX)
     assert response.status_code == 200
     assert Execution.objects.get().outcome == "accepted"
-    assert len(_executes(ips_emulator)) == 1
+    assert len(executes(ips_emulator)) == 1
