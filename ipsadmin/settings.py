@@ -123,6 +123,7 @@ MIDDLEWARE = [
     "jobs.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    "jobs.middleware.BidiControlMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -252,14 +253,23 @@ IPS_APP_VERSION = "0.1"
 
 # Key that encrypts IPS passwords at rest (Fernet, urlsafe base64 of 32 bytes).
 # In development it is derived from SECRET_KEY; production must set it.
+# Fernet keys for the IPS passwords at rest, comma-separated: the first
+# encrypts, every one decrypts (rotation: prepend a new key, run
+# `manage.py rotate_ips_passwords`, then drop the old one). In development
+# without it, a key generated once for this checkout (never derived from a
+# public value) is kept in IPSADMIN_DEV_KEY_FILE.
 IPSADMIN_ENCRYPTION_KEY = os.environ.get("IPSADMIN_ENCRYPTION_KEY", "")
+IPSADMIN_DEV_KEY_FILE = Path(os.environ.get("IPSADMIN_DEV_KEY_FILE", BASE_DIR / "var" / "dev-encryption-key"))
 if not DEBUG and not IPSADMIN_ENCRYPTION_KEY:
     raise ImproperlyConfigured("Set IPSADMIN_ENCRYPTION_KEY (a Fernet key) with DEBUG off.")
 
 # Login throttling.
-AXES_FAILURE_LIMIT = 5
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)  # per user name and address
+# Per address across user names (password spraying); higher, for offices behind one NAT.
+AXES_IP_FAILURE_LIMIT = env_int("AXES_IP_FAILURE_LIMIT", 20)
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "jobs.throttle.UserAndAddressHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "jobs.middleware.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
@@ -287,11 +297,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "jobs.middleware.RequestIdLogFilter"}},
+    # One JSON object per line: a value with a newline (an IPS fault reason,
+    # a job name) stays inside its line and can forge none.
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(request_id)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {

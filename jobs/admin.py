@@ -1,10 +1,11 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
 from . import services
-from .models import Company, Connection, Execution, Job, Membership
+from .models import Company, Connection, Execution, Job, Membership, MembershipChange
 
 
 class ConnectionForm(forms.ModelForm):
@@ -83,18 +84,83 @@ class ConnectionAdmin(admin.ModelAdmin):
         return obj.has_password
 
 
-class MembershipInline(admin.TabularInline):
+def may_grant_roles(user) -> bool:
+    """Superusers, and holders of jobs.grant_ips_roles: Django's membership permissions are not enough."""
+    return user.is_active and (user.is_superuser or user.has_perm("jobs.grant_ips_roles"))
+
+
+class _GrantsRoles:
+    """Admin rights over memberships: only who may grant IPS user types, and never on their own."""
+
+    def has_add_permission(self, request, obj=None):
+        return may_grant_roles(request.user) and not self._is_own(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return may_grant_roles(request.user) and not self._is_own(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return may_grant_roles(request.user) and not self._is_own(request, obj)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff and (
+            may_grant_roles(request.user) or super().has_view_permission(request, obj)
+        )
+
+    @staticmethod
+    def _is_own(request, obj) -> bool:
+        """A membership of one's own, or (inline on the user page) one's own user."""
+        if isinstance(obj, Membership):
+            return obj.user_id == request.user.pk
+        if isinstance(obj, get_user_model()):
+            return obj.pk == request.user.pk
+        return False
+
+
+class MembershipInlineFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", {})
+            user_id = data["user"].pk if data.get("user") else form.instance.user_id
+            touched = form.has_changed() or data.get("DELETE")
+            if touched and user_id == self.request_user.pk:
+                raise forms.ValidationError("Nobody changes their own IPS user type: ask another administrator.")
+
+
+class MembershipInline(_GrantsRoles, admin.TabularInline):
     model = Membership
+    formset = MembershipInlineFormSet
     extra = 1
     autocomplete_fields = ["user"]
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.request_user = request.user
+        return formset
 
 
 class CompanyMembershipInline(MembershipInline):
     autocomplete_fields = ["company"]
 
 
+def _save_membership_formset(request, formset) -> None:
+    """Every membership change of an inline goes through services.change_membership (recorded)."""
+    for obj in formset.save(commit=False):
+        services.change_membership(request.user, obj.user, obj.company, obj.role, MembershipChange.Source.ADMIN)
+    for obj in formset.deleted_objects:
+        services.change_membership(request.user, obj.user, obj.company, None, MembershipChange.Source.ADMIN)
+
+
+class MembershipsByServiceMixin:
+    def save_formset(self, request, form, formset, change):
+        if formset.model is Membership:
+            _save_membership_formset(request, formset)
+        else:
+            super().save_formset(request, form, formset, change)
+
+
 @admin.register(Company)
-class CompanyAdmin(admin.ModelAdmin):
+class CompanyAdmin(MembershipsByServiceMixin, admin.ModelAdmin):
     list_display = ["name", "handle", "connection"]
     list_filter = ["connection"]
     search_fields = ["name", "handle"]
@@ -102,12 +168,69 @@ class CompanyAdmin(admin.ModelAdmin):
     actions = [sync_company_jobs]
 
 
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["user", "company", "role"]
+
+    def clean_user(self):
+        user = self.cleaned_data["user"]
+        if user.pk == self.request_user.pk:
+            raise forms.ValidationError("Nobody changes their own IPS user type: ask another administrator.")
+        return user
+
+
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(_GrantsRoles, admin.ModelAdmin):
+    form = MembershipForm
     list_display = ["user", "company", "role"]
     list_filter = ["role", "company"]
     search_fields = ["user__username", "company__name", "company__handle"]
     autocomplete_fields = ["user", "company"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A membership is one user in one company: to move it, remove it and add another.
+        return ["user", "company"] if obj is not None else []
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.request_user = request.user
+        return form
+
+    def save_model(self, request, obj, form, change):
+        services.change_membership(request.user, obj.user, obj.company, obj.role, MembershipChange.Source.ADMIN)
+        obj.pk = Membership.objects.get(user=obj.user, company=obj.company).pk
+
+    def delete_model(self, request, obj):
+        services.change_membership(request.user, obj.user, obj.company, None, MembershipChange.Source.ADMIN)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset.select_related("user", "company"):
+            if obj.user_id == request.user.pk:
+                raise PermissionDenied("Nobody changes their own IPS user type.")
+            self.delete_model(request, obj)
+
+
+@admin.register(MembershipChange)
+class MembershipChangeAdmin(admin.ModelAdmin):
+    """The record of membership changes: visible to administrators, changeable by nobody."""
+
+    list_display = ["at", "username", "company_handle", "role_before", "role_after", "source", "actor_name"]
+    list_filter = ["source", "company"]
+    search_fields = ["username", "actor_name", "company_handle"]
+    list_select_related = ["company"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 User = get_user_model()
@@ -115,7 +238,7 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class IpsUserAdmin(UserAdmin):
+class IpsUserAdmin(MembershipsByServiceMixin, UserAdmin):
     inlines = [*UserAdmin.inlines, CompanyMembershipInline]
 
 

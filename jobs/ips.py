@@ -73,10 +73,15 @@ def region_service_url(region: str, webapp: str = "scene7") -> str:
 
 
 class IpsError(Exception):
-    """Anything that went wrong talking to IPS."""
+    """Anything that went wrong talking to IPS.
+
+    Messages never name the address: ``url`` says where (for staff and the
+    log), the message what happened (for everyone)."""
 
     #: True when the request may have reached IPS (so the job may have run).
     request_sent = False
+    #: The service or WSDL address involved, if any.
+    url = ""
 
 
 class IpsFault(IpsError):
@@ -121,9 +126,18 @@ FAULT_TYPES = {
 class IpsUnavailable(IpsError):
     """IPS could not be reached, or answered something that is not SOAP."""
 
-    def __init__(self, message: str, *, request_sent: bool = False):
+    def __init__(self, message: str, *, request_sent: bool = False, url: str = ""):
         super().__init__(message)
         self.request_sent = request_sent
+        self.url = url
+
+
+class IpsHttpError(IpsUnavailable):
+    """IPS answered, with an HTTP error page instead of SOAP (not unreachable)."""
+
+    def __init__(self, message: str, *, status: int, url: str = ""):
+        super().__init__(message, request_sent=True, url=url)
+        self.status = status
 
 
 class IpsTimeout(IpsError):
@@ -653,12 +667,17 @@ def _parsed_wsdl(source: str, timeout: float) -> zeep.Client:
             try:
                 client = zeep.Client(source, transport=zeep.Transport(timeout=timeout))
             except requests.RequestException as exc:
-                raise IpsUnavailable(f"Could not load the IPS WSDL from {source} ({type(exc).__name__})") from None
+                error = IpsUnavailable(f"Could not load the IPS WSDL ({type(exc).__name__})", url=source)
+                raise error from None
             except Exception as exc:
                 # An HTML page, broken XML, a schema zeep cannot read: not cached.
-                raise IpsError(f"{source} is not a usable IPS WSDL ({type(exc).__name__})") from None
+                error = IpsError(f"The configured WSDL is not a usable IPS WSDL ({type(exc).__name__})")
+                error.url = source
+                raise error from None
             if not client.wsdl.bindings or f"{{{IPS_NS}}}authHeader" not in _element_names(client):
-                raise IpsError(f"{source} is not an IPS WSDL (no SOAP binding or no authHeader)")
+                error = IpsError("The configured WSDL is not an IPS WSDL (no SOAP binding or no authHeader)")
+                error.url = source
+                raise error
             stats["wsdl_parses"] += 1
             _wsdl_cache[source] = client
         return client
@@ -720,6 +739,13 @@ class IpsClient:
 
     def call(self, operation: str, **params):
         """Call an operation; returns its reply as ``read_reply`` reads it."""
+        try:
+            return self._call(operation, **params)
+        except IpsError as error:
+            error.url = error.url or self.endpoint.service_url
+            raise
+
+    def _call(self, operation: str, **params):
         params = {k: v for k, v in params.items() if v is not None}
         method = getattr(self._service, operation)
         e = self.endpoint
@@ -729,10 +755,9 @@ class IpsClient:
         except IpsError:
             raise
         except requests.exceptions.ConnectTimeout:
-            raise IpsTimeout(
-                f"IPS at {e.service_url} did not accept a connection within {e.connect_timeout:g} s",
-                request_sent=False,
-            ) from None
+            error = IpsTimeout(f"IPS did not accept a connection within {e.connect_timeout:g} s", request_sent=False)
+            error.url = e.service_url
+            raise error from None
         except requests.exceptions.Timeout:
             raise IpsTimeout(
                 f"IPS did not answer {operation} within {e.read_timeout:g} s", request_sent=True
@@ -846,16 +871,16 @@ def _reply_of(operation: str, response):
     """The value of an HTTP reply: SOAP results and faults, or why it is neither."""
     ctype = response.headers.get("Content-Type", "").lower()
     if response.status_code != 200 and "xml" not in ctype:
-        raise IpsUnavailable(
+        raise IpsHttpError(
             f"IPS answered HTTP {response.status_code} ({ctype or 'no content type'}), not SOAP",
-            request_sent=True,
+            status=response.status_code,
         )
     try:
         return read_reply(operation, response.content)
     except IpsMalformedReply:
         if response.status_code != 200:
-            raise IpsUnavailable(
-                f"IPS answered HTTP {response.status_code} to {operation}, not SOAP", request_sent=True
+            raise IpsHttpError(
+                f"IPS answered HTTP {response.status_code} to {operation}, not SOAP", status=response.status_code
             ) from None
         raise
 
@@ -899,9 +924,9 @@ def _connection_error(operation, url, exc) -> IpsUnavailable:
             f"IPS closed the connection during {operation} without answering", request_sent=True
         )
     if "NameResolution" in text or "getaddrinfo" in text:
-        return IpsUnavailable(f"IPS host of {url} could not be resolved")
+        return IpsUnavailable("IPS's host name could not be resolved", url=url)
     if "SSLError" in text or isinstance(exc, requests.exceptions.SSLError):
-        return IpsUnavailable(f"TLS handshake with {url} failed")
+        return IpsUnavailable("the TLS handshake with IPS failed", url=url)
     if "refused" in text.lower():
-        return IpsUnavailable(f"IPS at {url} refused the connection")
-    return IpsUnavailable(f"IPS at {url} could not be reached ({type(exc).__name__})")
+        return IpsUnavailable("IPS refused the connection", url=url)
+    return IpsUnavailable(f"IPS could not be reached ({type(exc).__name__})", url=url)

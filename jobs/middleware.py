@@ -61,3 +61,32 @@ class RequestIdLogFilter(logging.Filter):
     def filter(self, record):
         record.request_id = getattr(_current, "request_id", "-")
         return True
+
+
+# Bidirectional control characters (Unicode "Trojan Source"): escaped by the
+# HTML escaper yet still reorder the text around them, so a job name could
+# show one thing and be another. Shown as their code point instead.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def neutralise_bidi(text: str) -> str:
+    return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+
+
+class BidiControlMiddleware:
+    """Every HTML page (the admin's too) shows bidi controls as visible marks."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.streaming or not response.get("Content-Type", "").startswith("text/html"):
+            return response
+        charset = response.charset or "utf-8"
+        text = response.content.decode(charset, "replace")
+        if _BIDI.search(text):
+            response.content = neutralise_bidi(text).encode(charset)
+            if response.has_header("Content-Length"):
+                response["Content-Length"] = str(len(response.content))
+        return response

@@ -163,9 +163,65 @@ class Membership(models.Model):
             # One role per user and company; also serves role_of(user, company).
             models.UniqueConstraint(fields=["user", "company"], name="membership_unique_user_company"),
         ]
+        permissions = [
+            # Django's add/change/delete_membership alone are not enough: giving
+            # IPS rights is its own permission (jobs/admin.py), and never to oneself.
+            ("grant_ips_roles", "Can give other users IPS user types in companies"),
+        ]
 
     def __str__(self):
         return f"{self.user} is {self.role} in {self.company}"
+
+
+class MembershipChange(models.Model):
+    """Who gave whom which IPS user type where, and when: every membership change.
+
+    Snapshots keep the names, so deleting a user or a company keeps the
+    record. Rows are only ever added (services.change_membership)."""
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", "Django admin"
+        DEMO = "demo", "demo data (load_demo)"
+        IPS_SIGN_IN = "ips_sign_in", "sign-in with IPS"
+        IPS_REFRESH = "ips_refresh", "refresh from IPS"
+
+    at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField("changed by", max_length=150, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="membership_changes"
+    )
+    username = models.CharField(max_length=150)
+    company = models.ForeignKey(Company, null=True, on_delete=models.SET_NULL, related_name="membership_changes")
+    company_handle = models.CharField(max_length=255)
+    role_before = models.CharField("IPS user type before", max_length=30, blank=True)
+    role_after = models.CharField("IPS user type after", max_length=30, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            # The admin's list of one user's changes, newest first.
+            models.Index(fields=["user", "-at"], name="membershipchange_user_recent"),
+            # The admin's list of changes newest first.
+            models.Index(fields=["-at"], name="membershipchange_recent"),
+        ]
+
+    def __str__(self):
+        return (
+            f"{self.username} in {self.company_handle}: {self.role_before or 'none'} → "
+            f"{self.role_after or 'none'} ({self.get_source_display()}, {self.actor_name or 'system'})"
+        )
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("Membership changes are a record: they are added, never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Membership changes are a record: they are never deleted.")
 
 
 class JobQuerySet(models.QuerySet):
@@ -323,6 +379,7 @@ class Execution(models.Model):
         INTERRUPTED = "interrupted", "interrupted"
         ERROR = "error", "dashboard error"
         NOT_RUNNING = "not_running", "not running in IPS"
+        IPS_ERROR = "ips_error", "IPS error page"
 
     class IpsResult(models.TextChoices):
         """What IPS did with an accepted run, from its final log (empty: not known yet)."""

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import ips, roles
-from .models import Company, Connection, Execution, Job, RunFollow
+from .models import Company, Connection, Execution, Job, Membership, MembershipChange, RunFollow
 
 log = logging.getLogger(__name__)
 Outcome = Execution.Outcome
@@ -39,6 +39,8 @@ class RunResult:
     execution: Execution
     #: May the user see the job itself (list it)? If not, say only the refusal.
     job_visible: bool
+    #: IPS's address when calling it failed: for staff only, never in the message.
+    where: str = ""
 
     @property
     def outcome(self) -> str:
@@ -130,15 +132,22 @@ def _new_execution(job: Job, user, role: str | None, info: RequestInfo, operatio
 
 
 # Outcomes where calling IPS went wrong: worth an operator's attention.
-_FAILURES = {Outcome.REFUSED, Outcome.UNREACHABLE, Outcome.TIMED_OUT, Outcome.BAD_REPLY, Outcome.ERROR}
+_FAILURES = {
+    Outcome.REFUSED,
+    Outcome.UNREACHABLE,
+    Outcome.TIMED_OUT,
+    Outcome.BAD_REPLY,
+    Outcome.ERROR,
+    Outcome.IPS_ERROR,
+}
 
 
-def _log_outcome(execution: Execution) -> None:
-    """One log line per run, with the request id; the message when it did not go through."""
+def _log_outcome(execution: Execution, error: ips.IpsError | None = None) -> None:
+    """One log line per press, with the request id; the message (and IPS's address) when it did not go through."""
     accepted = execution.outcome == Outcome.ACCEPTED
     log.log(
         logging.WARNING if execution.outcome in _FAILURES else logging.INFO,
-        "%s of %r in company %s by %s: %s %s (request %s)%s",
+        "%s of %r in company %s by %s: %s %s (request %s)%s%s",
         execution.operation,
         execution.job_handle,
         execution.company_handle,
@@ -147,6 +156,7 @@ def _log_outcome(execution: Execution) -> None:
         execution.fault_label,
         execution.request_id,
         "" if accepted else f": {execution.message}",
+        f" [IPS at {error.url}]" if error is not None and error.url else "",
     )
 
 
@@ -210,6 +220,8 @@ def describe_error(error: ips.IpsError, job: Job, action: Action = RUN, acted: b
             what = f"IPS did not answer within {settings.IPS_READ_TIMEOUT:g} s"
     elif isinstance(error, ips.IpsMalformedReply):
         outcome, what = Outcome.BAD_REPLY, f"IPS answered with a reply that could not be read ({error})"
+    elif isinstance(error, ips.IpsHttpError):
+        outcome, what = Outcome.IPS_ERROR, f"IPS answered with an HTTP {error.status} error page instead of SOAP"
     elif error.request_sent:
         outcome, what = Outcome.UNREACHABLE, f"IPS failed while answering ({error})"
     else:
@@ -261,8 +273,6 @@ def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Acti
         execution = _new_execution(job, user, access.role, info, operation=action.operation)
         return _refused_here(execution, Outcome.ALREADY_RUNNING, _in_flight_message(job), visible)
     try:
-        execution.sent_at = timezone.now()
-        execution.save(update_fields=["sent_at"])
         outcome, message, error = send(execution, job)
         _finish_sent(execution, outcome, message, error)
     except BaseException:
@@ -272,8 +282,8 @@ def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Acti
             with contextlib.suppress(Exception):
                 finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE)
         raise
-    _log_outcome(execution)
-    return RunResult(execution, visible)
+    _log_outcome(execution, error)
+    return RunResult(execution, visible, where=error.url if error is not None else "")
 
 
 def _refused_here(execution: Execution, outcome: str, message: str, visible: bool) -> RunResult:
@@ -285,12 +295,14 @@ def _refused_here(execution: Execution, outcome: str, message: str, visible: boo
 
 def _in_flight_message(job: Job) -> str:
     other = Execution.objects.filter(job=job, outcome=Outcome.SENDING).first()
-    verb = "stopped" if other is not None and other.operation == STOP.operation else "started"
     if other is None:
-        return f"“{job.name}” is already being started or stopped. Wait for that to finish."
+        return f"“{job.name}” is already being started or stopped. Nothing was sent: wait for that to finish."
+    verb = "stopped" if other.operation == STOP.operation else "started"
+    again = timezone.localtime(other.requested_at + Execution.stale_after())
     return (
         f"“{job.name}” is already being {verb} by {other.username} "
-        f"(since {timezone.localtime(other.requested_at):%H:%M:%S}). Wait for that to finish."
+        f"(since {timezone.localtime(other.requested_at):%H:%M:%S}). Nothing was sent. "
+        f"If that server stopped before IPS answered, Run and Stop are offered again from {again:%H:%M:%S}."
     )
 
 
@@ -308,6 +320,12 @@ def _finish_sent(execution: Execution, outcome: str, message: str, error) -> Non
         raise
 
 
+def _mark_sent(execution: Execution) -> None:
+    """The action itself (not the look at getActiveJobs before it) goes to IPS now."""
+    execution.sent_at = timezone.now()
+    execution.save(update_fields=["sent_at"])
+
+
 def _send_run(execution: Execution, job: Job):
     acted = False
     try:
@@ -323,6 +341,7 @@ def _send_run(execution: Execution, job: Job):
                 "Wait for it to finish before running it again."
             ), None
         acted = True
+        _mark_sent(execution)
         client.execute_job(job.company.handle, job.handle)
         _identify_run(client, job, execution, before={a.job_handle for a in listed})
         return Outcome.ACCEPTED, f"IPS accepted “{job.name}” and is running it now.", None
@@ -342,6 +361,7 @@ def _send_stop(execution: Execution, job: Job):
         if run.state == "Stopping":
             return Outcome.NOT_RUNNING, f"IPS is already stopping “{job.name}” ({run.name}).", None
         acted = True
+        _mark_sent(execution)
         client.stop_job(job.company.handle, run.job_handle)
         return Outcome.ACCEPTED, f"IPS is stopping “{job.name}” (run {run.name}).", None
     except ips.IpsError as exc:
@@ -926,3 +946,43 @@ def log_details(execution: Execution, page: int = 1, problems_only: bool = False
     else:  # before 4.0 IPS does not say how many there are: a full page may have a next one
         pages = page + 1 if len(log_.details) == DETAILS_PER_PAGE else page
     return LogDetails(log=log_, page=page, pages=pages)
+
+
+# --- Memberships ------------------------------------------------------------------
+
+
+def change_membership(actor, user, company: Company, role: str | None, source: str) -> MembershipChange | None:
+    """Give ``user`` the IPS user type ``role`` in ``company`` (None: take it away), recorded.
+
+    The one way memberships change (the admin, load_demo, sign-in with IPS):
+    each change is a MembershipChange row with who, when, before and after.
+    Nobody changes their own membership by hand."""
+    if source == MembershipChange.Source.ADMIN and actor is not None and actor.pk == user.pk:
+        raise PermissionError("Nobody changes their own IPS user type: ask another administrator.")
+    with transaction.atomic():
+        current = Membership.objects.select_for_update().filter(user=user, company=company).first()
+        before = current.role if current else ""
+        after = role or ""
+        if before == after:
+            return None
+        if role is None:
+            current.delete()
+        elif current is None:
+            Membership.objects.create(user=user, company=company, role=role)
+        else:
+            current.role = role
+            current.save(update_fields=["role"])
+        change = MembershipChange.objects.create(
+            source=source,
+            actor=actor,
+            actor_name=actor.get_username() if actor is not None else "",
+            user=user,
+            username=user.get_username(),
+            company=company,
+            company_handle=company.handle,
+            role_before=before,
+            role_after=after,
+        )
+    log.info("membership changed: %s", change)
+    return change
+

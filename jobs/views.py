@@ -35,6 +35,7 @@ RUN_STATUS = {
     Outcome.ERROR: 502,
     Outcome.TIMED_OUT: 504,
     Outcome.NOT_RUNNING: 409,
+    Outcome.IPS_ERROR: 502,
 }
 NOT_FOUND_STATUS = 404
 SYNC_FAILED_STATUS = 502
@@ -160,9 +161,10 @@ def run_job(request, pk):
         # Audited as denied, but the user learns nothing of the job.
         return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
     status = RUN_STATUS[result.outcome]
+    text = _for(request, result)
     if status != 200 and (not request.htmx or not result.job_visible):
         # Who may not list the job learns only why not, never the job's row.
-        return _refuse(request, result.message, status)
+        return _refuse(request, text, status)
     if not request.htmx:
         messages.success(request, result.message)
         return redirect("jobs:list")
@@ -170,9 +172,16 @@ def run_job(request, pk):
     context = {
         "job": job,
         "section": _company_view(job.company, access.role, with_jobs=False),
-        "flash": {"level": "success" if status == 200 else "error", "text": result.message},
+        "flash": {"level": "success" if status == 200 else "error", "text": text},
     }
     return render(request, "jobs/job_list.html#run-response", context, status=status)
+
+
+def _for(request, result: services.RunResult) -> str:
+    """The result's message; staff also learn which IPS address failed."""
+    if result.where and request.user.is_staff:
+        return f"{result.message} (IPS at {result.where})"
+    return result.message
 
 
 @require_POST
@@ -188,7 +197,7 @@ def stop_job(request, pk):
         return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
     status = RUN_STATUS[result.outcome]
     if status != 200:
-        return _refuse(request, result.message, status)
+        return _refuse(request, _for(request, result), status)
     if not request.htmx:
         messages.success(request, result.message)
         return redirect("jobs:list")

@@ -1323,7 +1323,7 @@ def test_it_maps_a_refused_connection_to_unavailable(ips_emulator, operation, ca
 
 # Injected broken reply -> exception type, and words its message must have.
 INJECTED_BREAKS = {
-    "http_500_html": (ips.IpsUnavailable, "500"),
+    "http_500_html": (ips.IpsHttpError, "500"),
     "malformed_xml": (ips.IpsMalformedReply, "invalid XML"),
     "empty_body": (ips.IpsMalformedReply, "not a valid"),
     "drop_connection": (ips.IpsUnavailable, "closed the connection"),
@@ -1567,7 +1567,7 @@ def test_it_keeps_the_password_out_of_logs_of_failed_calls(ips_emulator, caplog)
             client.get_scheduled_jobs("47")
         errors.append(info.value)
 
-    assert [type(e) for e in errors] == [ips.IpsUnavailable, ips.IpsMalformedReply, ips.IpsUnavailable, ips.IpsTimeout]
+    assert [type(e) for e in errors] == [ips.IpsHttpError, ips.IpsMalformedReply, ips.IpsUnavailable, ips.IpsTimeout]
     _assert_logs_clean(caplog, SECRET)
     for e in errors:
         assert_secret_absent(e, SECRET)

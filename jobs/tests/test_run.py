@@ -189,7 +189,7 @@ def test_timed_out(client, login, job, ips_emulator, hold_calls, settings):
 @pytest.mark.parametrize(
     "kind,outcome,words",
     [
-        ("http_500_html", "unreachable", "HTTP 500"),
+        ("http_500_html", "ips_error", "HTTP 500 error page"),
         ("malformed_xml", "bad_reply", "could not be read"),
         ("empty_body", "bad_reply", "could not be read"),
         ("drop_connection", "unreachable", "closed the connection"),

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from jobs import demo, ips, ipsversions, services
-from jobs.models import Company, Connection, Membership
+from jobs.models import Company, Connection, MembershipChange
 
 
 class Command(BaseCommand):
@@ -57,8 +57,8 @@ class Command(BaseCommand):
                 user, _ = User.objects.update_or_create(username=username, defaults={"is_active": True})
                 user.set_password(demo.DEMO_PASSWORD)
                 user.save()
-                Membership.objects.update_or_create(
-                    user=user, company=companies[demo.DEMO_COMPANY], defaults={"role": role}
+                services.change_membership(
+                    None, user, companies[demo.DEMO_COMPANY], role, MembershipChange.Source.DEMO
                 )
             admin, _ = User.objects.update_or_create(
                 username=demo.DEMO_SUPERUSER, defaults={"is_staff": True, "is_superuser": True, "is_active": True}
