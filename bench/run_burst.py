@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -37,17 +36,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from conftest import free_port, wait_for  # noqa: E402  (the tests' helpers)
 from ipsemulator import server as emulator_server  # noqa: E402
+from ipsemulator.clock import ManualClock  # noqa: E402
 
 PYTHON = sys.executable
 BURST = 20
 WARMUP = 6  # presses not measured: each worker parses the WSDL on its first run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values, p):
@@ -100,17 +95,18 @@ def manage(env, *args):
 
 
 def wait_healthy(url, proc, log_path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy():
         if proc.poll() is not None:
             sys.exit(f"gunicorn exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            if requests.get(url + "/healthz", timeout=1).status_code == 200:
-                return
+            return requests.get(url + "/healthz", timeout=1).status_code == 200
         except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"gunicorn did not answer /healthz within {timeout} s")
+            return False
+
+    try:
+        wait_for(healthy, "gunicorn to answer /healthz", timeout=timeout, poll=0.1)
+    except AssertionError as exc:
+        sys.exit(str(exc))
 
 
 def log_in(base, username, password="demo") -> dict:
@@ -171,8 +167,10 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="ipsadmin-bench-"))
     jobs_needed = WARMUP + args.presses + 1 + BURST
     write_data(tmp / "bench.toml", jobs_needed)
-    # Runs stay active in IPS for 60 s: a second press of the same job is refused.
-    emulator = emulator_server.start(data_path=tmp / "bench.toml", job_duration=60)
+    emulator = emulator_server.start(data_path=tmp / "bench.toml")
+    # The emulator's clock stands still: every run stays active in IPS, so a
+    # second press of the same job is refused however long the bench takes.
+    emulator.state.clock = ManualClock()
     env = dict(
         os.environ, DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}", DEBUG="1", GUNICORN_WORKERS=str(args.workers)
     )

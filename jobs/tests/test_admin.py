@@ -14,9 +14,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.models import Company, Connection, Execution, Job, Membership
 
-from .conftest import press_run
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
+from .conftest import HTMX, press_run
 
 
 @pytest.fixture

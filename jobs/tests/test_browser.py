@@ -13,6 +13,8 @@ import pytest
 
 from jobs.models import Execution
 
+from .conftest import executes
+
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
@@ -73,13 +75,15 @@ def _log_in(page, base, username):
     page.wait_for_url(f"{base}/")
 
 
-def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(page, live_server, transactional_db, users, job, ips_emulator):
+def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(
+    page, live_server, transactional_db, users, job, ips_emulator, ips_clock
+):
     from playwright.sync_api import expect
 
     base = live_server.url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    # Long enough that the second press below still finds the run active.
-    ips_emulator.state.job_duration = 4
+    # The run moves only when the test moves the emulator's clock.
+    ips_emulator.state.job_duration = 10
     _log_in(page, base, "ipsuser")
     row = page.locator(f"#job-{job.pk}")
     expect(row).to_contain_text("My Test Job")
@@ -100,13 +104,17 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(page, live_serve
 
     execution = Execution.objects.get()
     assert execution.outcome == "accepted" and execution.username == "ipsuser"
-    assert len([c for c in ips_emulator.state.calls if c["operation"] == "executeJob"]) == 1
+    assert len(executes(ips_emulator)) == 1
 
     # A second press while IPS still runs it: refused, said in plain words.
     page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
     expect(page.locator("#messages")).to_contain_text("already running")
-    # The row follows the run in IPS (htmx polling) until its log is there.
-    expect(page.locator(f"#job-{job.pk} .ips-status")).to_contain_text("IPS log: 4 ok", timeout=10_000)
+    # The row follows the run in IPS (htmx polling): halfway, then until its log is there.
+    status = page.locator(f"#job-{job.pk} .ips-status")
+    ips_clock.advance(5)
+    expect(status).to_contain_text("Running 50%")
+    ips_clock.advance(5)
+    expect(status).to_contain_text("IPS log: 4 ok")
 
     page.click("text=History")
     # htmx is a deferred script: let it process the page before using the filters.
@@ -149,11 +157,29 @@ def test_an_ips_refusal_shows_its_fault_code(page, live_server, transactional_db
 
 def test_cancelling_the_confirmation_runs_nothing(page, live_server, transactional_db, users, job, ips_emulator):
     _log_in(page, live_server.url, "ipsuser")
-    page.on("dialog", lambda d: d.dismiss())
+    dialogs = []
+
+    def dismiss(dialog):
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    # htmx asks (htmx:confirm), and sends nothing when the answer is no: it
+    # would fire htmx:beforeRequest in the same task as the confirm() call.
+    page.evaluate(
+        """() => {
+            window.htmxEvents = [];
+            for (const name of ["htmx:confirm", "htmx:beforeRequest"]) {
+                document.body.addEventListener(name, (e) => window.htmxEvents.push(e.type));
+            }
+        }"""
+    )
     page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
-    page.wait_for_timeout(300)
+    assert dialogs == ["Run “My Test Job” in company 47 (Demo Company) now?"]
+    assert page.evaluate("() => window.htmxEvents") == ["htmx:confirm"]
+    assert page.url == live_server.url + "/"
     assert not Execution.objects.exists()
-    assert not [c for c in ips_emulator.state.calls if c["operation"] == "executeJob"]
+    assert not executes(ips_emulator)
 
 
 def test_the_admin_works_under_the_same_content_security_policy(page, live_server, transactional_db, users, job):

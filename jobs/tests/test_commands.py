@@ -13,7 +13,7 @@ from django.utils import timezone
 from jobs import demo
 from jobs.models import Company, Connection, Execution, Job, Membership
 
-from .conftest import make_execution
+from .conftest import free_port, make_execution, soap_calls
 
 User = get_user_model()
 
@@ -109,7 +109,7 @@ def test_load_demo_without_sync(db, debug, ips_emulator):
     _load_demo(ips_emulator, no_sync=True)
     assert Company.objects.count() == 3
     assert not Job.objects.exists()
-    assert not [c for c in ips_emulator.state.calls if c["operation"] == "getScheduledJobs"]
+    assert not soap_calls(ips_emulator, "getScheduledJobs")
 
 
 def test_load_demo_twice_is_harmless(db, debug, ips_emulator):
@@ -142,14 +142,11 @@ def test_load_demo_refuses_without_debug(db, settings, ips_emulator):
 
 
 def test_load_demo_fails_when_the_emulator_is_unreachable(db, debug):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with pytest.raises(CommandError, match="Cannot read the companies"):
         call_command(
-            "load_demo", service_url=f"http://127.0.0.1:{port}/scene7/services/IpsApiService", stdout=io.StringIO()
+            "load_demo",
+            service_url=f"http://127.0.0.1:{free_port()}/scene7/services/IpsApiService",
+            stdout=io.StringIO(),
         )
     assert not Company.objects.exists()
     assert not User.objects.exists()

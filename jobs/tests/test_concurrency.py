@@ -10,15 +10,14 @@ killed mid-call".
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import io
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,14 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from ipsemulator import server as emulator_server
+from ipsemulator.clock import ManualClock
 from jobs import services
 from jobs.models import Company, Connection, Execution, Job, Membership
 
-from .conftest import press_run, database_url_for_subprocess
+from .conftest import HTMX, database_url_for_subprocess, executes, free_port, press_run, wait_for
 
 BASE_DIR = Path(settings.BASE_DIR)
 PYTHON = sys.executable
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 #: PostgreSQL-only tests carry ``@pytest.mark.postgres`` and this skip.
 needs_postgres = pytest.mark.skipif(
@@ -47,34 +45,11 @@ needs_postgres = pytest.mark.skipif(
     reason="needs PostgreSQL: several app servers share one database server (set DATABASE_URL)",
 )
 
-#: Long enough that IPS still reports the job active when the last press lands.
-LONG_RUN = 30.0
-#: How long the first press's executeJob is held at the emulator: the window
-#: in which every other press must be refused by the database itself.
-IN_FLIGHT = 2.0
 DB_REFUSAL = "is already being started"
 IPS_REFUSAL = "IPS reports"
 
 
 # --- helpers ----------------------------------------------------------------
-
-
-def _wait_until(predicate, timeout, what, poll=0.05):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _subprocess_env(**extra) -> dict:
@@ -106,10 +81,6 @@ def _stop(proc: subprocess.Popen, group: bool) -> None:
     proc.wait(timeout=10)
 
 
-def _executes(emulator) -> list[dict]:
-    return [c for c in emulator.state.calls if c["operation"] == "executeJob"]
-
-
 def _outcomes(job=None) -> collections.Counter:
     rows = Execution.objects.all() if job is None else Execution.objects.filter(job=job)
     return collections.Counter(rows.values_list("outcome", flat=True))
@@ -139,8 +110,11 @@ def _htmx_session(cookies: dict) -> requests.Session:
     return s
 
 
-def _press_together(presses: list[tuple[str, dict]], timeout=60.0) -> list[requests.Response]:
-    """POST every (url, cookies) from its own thread, all released by one barrier."""
+def _press_together(presses: list[tuple[str, dict]], timeout=60.0, hold=None) -> list[requests.Response]:
+    """POST every (url, cookies) from its own thread, all released by one barrier.
+
+    With ``hold`` (the emulator holding executeJob), the held presses go on
+    only once every other press has been answered."""
     barrier = threading.Barrier(len(presses))
     results: list = [None] * len(presses)
 
@@ -157,6 +131,13 @@ def _press_together(presses: list[tuple[str, dict]], timeout=60.0) -> list[reque
     threads = [threading.Thread(target=press, args=(i, *p), daemon=True) for i, p in enumerate(presses)]
     for t in threads:
         t.start()
+    if hold is not None:
+        wait_for(
+            lambda: sum(r is not None for r in results) + hold.held >= len(presses),
+            "every press to be answered or held at the emulator",
+            timeout=timeout,
+        )
+        hold.release()
     for t in threads:
         t.join(timeout + 35)
     assert not any(t.is_alive() for t in threads), "a press did not come back"
@@ -169,17 +150,16 @@ def _statuses(responses) -> collections.Counter:
     return collections.Counter(r.status_code for r in responses)
 
 
-def _hold_the_first_execute_job(emulator):
-    """IPS keeps the job active long after; the first executeJob itself is held
-    IN_FLIGHT seconds, so its row stays 'sending' while the others press.
-    Without the database constraint every press would reach executeJob."""
-    emulator.state.job_duration = LONG_RUN
-    emulator.state.inject("latency", operation="executeJob", seconds=IN_FLIGHT, times=1)
+def _hold_execute_job(emulator, hold_calls):
+    """The emulator holds executeJob until every other press is answered, so
+    the first press's row stays 'sending' while the others press. Without the
+    database constraint every press would reach executeJob (and be held)."""
+    return hold_calls(emulator, "executeJob")
 
 
 def _assert_one_accepted_nineteen_already_running(emulator, responses):
     assert _statuses(responses) == {200: 1, 409: 19}, [(r.status_code, r.text[:200]) for r in responses]
-    assert len(_executes(emulator)) == 1
+    assert len(executes(emulator)) == 1
     assert _outcomes() == {"accepted": 1, "already_running": 19}
     refused = [r for r in responses if r.status_code == 409]
     assert all(DB_REFUSAL in r.text or IPS_REFUSAL in r.text for r in refused)
@@ -189,24 +169,6 @@ def _assert_one_accepted_nineteen_already_running(emulator, responses):
     assert by_db + by_ips == 19, messages
     assert by_db >= 1, f"no press met the in-flight row: {by_ips} refused by the IPS check"
     assert not Execution.objects.filter(outcome="sending").exists()
-
-
-@pytest.fixture
-def start_emulator():
-    """start_emulator(**kwargs) -> a private emulator, stopped after the test.
-
-    Tests that leave an injected latency sleeping use their own emulator: the
-    sleeping call would otherwise reach the shared one during a later test."""
-    started = []
-
-    def start(**kwargs):
-        emulator = emulator_server.start(port=0, **kwargs)
-        started.append(emulator)
-        return emulator
-
-    yield start
-    for emulator in started:
-        emulator.stop()
 
 
 def _company_on(emulator, handle, name="Company") -> Company:
@@ -233,7 +195,7 @@ def gunicorn(transactional_db, tmp_path):
     started: list[tuple[subprocess.Popen, object]] = []
 
     def start(workers=2):
-        port = _free_port()
+        port = free_port()
         log_path = tmp_path / f"gunicorn-{port}.log"
         log = open(log_path, "wb")
         proc = subprocess.Popen(
@@ -256,7 +218,7 @@ def gunicorn(transactional_db, tmp_path):
             except requests.RequestException:
                 return False
 
-        _wait_until(healthy, 30, f"gunicorn on port {port} to answer /healthz")
+        wait_for(healthy, f"gunicorn on port {port} to answer /healthz")
         return url
 
     yield start
@@ -269,23 +231,25 @@ def gunicorn(transactional_db, tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_twenty_concurrent_presses_send_one_execute_job(live_server, users, job, ips_emulator):
+def test_twenty_concurrent_presses_send_one_execute_job(live_server, users, job, ips_emulator, ips_clock, hold_calls):
     """Twenty presses at once, from several users, on one threaded server:
     one executeJob, one accepted row and nineteen 'already running' rows."""
-    _hold_the_first_execute_job(ips_emulator)
+    hold = _hold_execute_job(ips_emulator, hold_calls)
     base = live_server.url
     runners = ["IpsUser", "IpsAdmin", "TrialSiteAdmin", "TrialSiteUser", "ImagePortalAdmin", "admin"]
     cookies = [_logged_in_cookies(base, users[r]) for r in runners]
     url = base + reverse("jobs:run", args=[job.pk])
 
-    responses = _press_together([(url, cookies[i % len(cookies)]) for i in range(20)])
+    responses = _press_together([(url, cookies[i % len(cookies)]) for i in range(20)], hold=hold)
 
     _assert_one_accepted_nineteen_already_running(ips_emulator, responses)
 
 
 @pytest.mark.postgres
 @needs_postgres
-def test_two_gunicorn_servers_on_one_database_send_one_execute_job(gunicorn, users, job, ips_emulator):
+def test_two_gunicorn_servers_on_one_database_send_one_execute_job(
+    gunicorn, users, job, ips_emulator, ips_clock, hold_calls
+):
     """Two app servers, two workers each, one PostgreSQL: the partial unique
     index, not a Python lock, lets exactly one press through."""
     servers = [gunicorn(), gunicorn()]
@@ -297,9 +261,9 @@ def test_two_gunicorn_servers_on_one_database_send_one_execute_job(gunicorn, use
         runner = runners[i % len(runners)]
         presses.append((server + reverse("jobs:run", args=[job.pk]), cookies[server, runner]))
 
-    _hold_the_first_execute_job(ips_emulator)
+    hold = _hold_execute_job(ips_emulator, hold_calls)
 
-    responses = _press_together(presses)
+    responses = _press_together(presses, hold=hold)
 
     _assert_one_accepted_nineteen_already_running(ips_emulator, responses)
     # Both servers answered presses.
@@ -335,7 +299,8 @@ memberships = [{{ company = "{company}", role = "IpsUser" }}]
 
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_runs_of_fifty_jobs_are_all_accepted(live_server, start_emulator, tmp_path):
-    emulator = start_emulator(data_path=_fifty_jobs_toml(tmp_path / "burst.toml"), job_duration=LONG_RUN)
+    emulator = start_emulator(data_path=_fifty_jobs_toml(tmp_path / "burst.toml"))
+    emulator.state.clock = ManualClock()  # every run stays New: none ends during the burst
     company = _company_on(emulator, "77", "Burst Company")
     jobs = list(Job.objects.filter(company=company))
     assert len(jobs) == 50
@@ -347,9 +312,9 @@ def test_fifty_concurrent_runs_of_fifty_jobs_are_all_accepted(live_server, start
 
     refused = [(r.status_code, r.text[:200]) for r in responses if r.status_code != 200]
     assert _statuses(responses) == {200: 50}, refused
-    executes = _executes(emulator)
-    assert len(executes) == 50
-    assert {c["job_handle"] for c in executes} == {j.handle for j in jobs}
+    calls = executes(emulator)
+    assert len(calls) == 50
+    assert {c["job_handle"] for c in calls} == {j.handle for j in jobs}
     assert _outcomes() == {"accepted": 50}
     assert set(Execution.objects.values_list("job_id", flat=True)) == {j.pk for j in jobs}
 
@@ -368,11 +333,11 @@ print("the run finished: it should have been killed", flush=True)
 """
 
 
-def _kill_mid_call(emulator, job, user, request_id) -> Execution:
-    """Run ``job`` in a real process that hangs in executeJob; SIGKILL it there."""
-    emulator.state.inject("latency", operation="executeJob", job_handle=job.handle, seconds=LONG_RUN)
+def _kill_mid_call(emulator, hold_calls, job, user, request_id) -> Execution:
+    """Run ``job`` in a real process whose executeJob the emulator holds; SIGKILL it there."""
+    hold = hold_calls(emulator, "executeJob", job_handle=job.handle)
     code = KILLED_RUN.format(job_pk=job.pk, user_pk=user.pk, request_id=request_id)
-    # A read timeout longer than the latency: only the kill ends this call.
+    # A read timeout longer than the test: only the kill ends this call.
     proc = subprocess.Popen(
         [PYTHON, "manage.py", "shell", "-c", code],
         cwd=BASE_DIR,
@@ -386,10 +351,9 @@ def _kill_mid_call(emulator, job, user, request_id) -> Execution:
             if proc.poll() is not None:
                 pytest.fail(f"the run's process ended by itself ({proc.returncode}): {proc.stdout.read()!r}")
             row = Execution.objects.filter(request_id=request_id).first()
-            called = any(c["job_handle"] == job.handle for c in _executes(emulator))
-            return row if row is not None and row.outcome == "sending" and called else None
+            return row if row is not None and row.outcome == "sending" and hold.held else None
 
-        _wait_until(in_flight, 30, "the run to be sending and executeJob to reach the emulator")
+        wait_for(in_flight, "the run to be sending and its executeJob held at the emulator")
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL
     finally:
@@ -397,7 +361,7 @@ def _kill_mid_call(emulator, job, user, request_id) -> Execution:
             proc.kill()
             proc.wait(timeout=10)
         proc.stdout.close()
-    emulator.state.clear_injections()
+    hold.drop()  # its caller is dead: no reply; the next executeJob goes through
     row = Execution.objects.get(request_id=request_id)
     assert row.outcome == "sending", "a killed process writes nothing more"
     assert row.sent_at is not None and row.finished_at is None
@@ -405,27 +369,17 @@ def _kill_mid_call(emulator, job, user, request_id) -> Execution:
 
 
 @pytest.fixture
-def killable(transactional_db, start_emulator):
-    """A private emulator (its sleeping executeJob must not outlive the test
-    on the shared one), company 47 synced from it, and an IpsUser there."""
-    emulator = start_emulator(job_duration=0.5)
-    company = _company_on(emulator, "47", "Demo Company")
+def killable(transactional_db, ips_emulator):
+    """The emulator, company 47 synced from it, and an IpsUser there."""
+    company = _company_on(ips_emulator, "47", "Demo Company")
     user = _member(company, "ulla")
-    return emulator, company, user
+    return ips_emulator, company, user
 
 
-def _tiny_timeouts(settings):
-    # stale_after() = 2 x (connect + read) + margin: a couple of seconds, yet
-    # the re-run's own IPS calls still get a sane timeout from the emulator.
-    settings.IPS_CONNECT_TIMEOUT = 0.2
-    settings.IPS_READ_TIMEOUT = 1.0
-    settings.IPS_STALE_MARGIN = 0.01
-
-
-def _wait_stale(row):
-    _wait_until(
-        lambda: timezone.now() - row.requested_at > Execution.stale_after(), 10, "the killed run to become stale"
-    )
+def _make_stale(dashboard_clock, row):
+    """Move the dashboard's clock past the age after which ``row`` belongs to a dead process."""
+    dashboard_clock.advance(Execution.stale_after() + dt.timedelta(seconds=1))
+    assert timezone.now() - row.requested_at > Execution.stale_after()
 
 
 def _press(client, job):
@@ -438,10 +392,12 @@ def _run_command(name) -> str:
     return out.getvalue()
 
 
-def test_a_killed_run_blocks_its_job_while_fresh_and_is_interrupted_by_the_next_press(killable, settings):
+def test_a_killed_run_blocks_its_job_while_fresh_and_is_interrupted_by_the_next_press(
+    killable, hold_calls, dashboard_clock
+):
     emulator, company, user = killable
     job = Job.objects.get(company=company, handle="47|My Test Job|")
-    killed = _kill_mid_call(emulator, job, user, "killed-lazily-0001")
+    killed = _kill_mid_call(emulator, hold_calls, job, user, "killed-lazily-0001")
     client = Client()
     client.force_login(user)
 
@@ -450,10 +406,9 @@ def test_a_killed_run_blocks_its_job_while_fresh_and_is_interrupted_by_the_next_
     assert response.status_code == 409
     assert "already being started by ulla" in response.content.decode()
     assert _outcomes(job) == {"sending": 1, "already_running": 1}
-    assert len(_executes(emulator)) == 1
+    assert len(executes(emulator)) == 1
 
-    _tiny_timeouts(settings)
-    _wait_stale(killed)
+    _make_stale(dashboard_clock, killed)
     response = _press(client, job)
 
     assert response.status_code == 200, response.content.decode()[:500]
@@ -463,14 +418,14 @@ def test_a_killed_run_blocks_its_job_while_fresh_and_is_interrupted_by_the_next_
     assert killed.finished_at is not None
     assert "stopped before IPS answered" in killed.message
     assert _outcomes(job) == {"interrupted": 1, "already_running": 1, "accepted": 1}
-    assert len(_executes(emulator)) == 2
+    assert len(executes(emulator)) == 2
 
 
-def test_a_killed_run_is_interrupted_by_reconcile_executions(killable, settings):
+def test_a_killed_run_is_interrupted_by_reconcile_executions(killable, hold_calls, dashboard_clock):
     emulator, company, user = killable
     job = Job.objects.get(company=company, handle="47|Nightly | Publish|")
     other = Job.objects.get(company=company, handle="47|My Test Job|")
-    killed = _kill_mid_call(emulator, job, user, "killed-reconciled-0002")
+    killed = _kill_mid_call(emulator, hold_calls, job, user, "killed-reconciled-0002")
     client = Client()
     client.force_login(user)
     assert _press(client, job).status_code == 409
@@ -480,8 +435,7 @@ def test_a_killed_run_is_interrupted_by_reconcile_executions(killable, settings)
     killed.refresh_from_db()
     assert killed.outcome == "sending"
 
-    _tiny_timeouts(settings)
-    _wait_stale(killed)
+    _make_stale(dashboard_clock, killed)
     # Running another job does not touch this job's row: only its own job's are reconciled lazily.
     assert _press(client, other).status_code == 200
     killed.refresh_from_db()
@@ -496,22 +450,21 @@ def test_a_killed_run_is_interrupted_by_reconcile_executions(killable, settings)
     response = _press(client, job)
     assert response.status_code == 200, response.content.decode()[:500]
     assert _outcomes(job) == {"interrupted": 1, "already_running": 1, "accepted": 1}
-    assert [c["job_handle"] for c in _executes(emulator)] == [job.handle, other.handle, job.handle]
-
+    assert [c["job_handle"] for c in executes(emulator)] == [job.handle, other.handle, job.handle]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_live_run_slower_than_one_ips_timeout_is_not_taken_for_dead(users, job, ips_emulator, settings):
-    """A run makes two IPS calls (getActiveJobs, then executeJob), each allowed
-    connect + read timeout. A live run slower than one call's timeouts plus the
-    margin must still block its job, not be marked interrupted and sent again."""
-    settings.IPS_CONNECT_TIMEOUT = 0.3
-    settings.IPS_READ_TIMEOUT = 2.0
+def test_a_live_run_slower_than_one_ips_timeout_is_not_taken_for_dead(
+    users, job, ips_emulator, hold_calls, dashboard_clock, settings
+):
+    """A run makes several IPS calls (getActiveJobs, executeJob, getActiveJobs),
+    each allowed connect + read timeout. A live run slower than one call's
+    timeouts plus the margin must still block its job, not be marked
+    interrupted and sent again."""
     settings.IPS_STALE_MARGIN = 0.05
     one_call = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT + settings.IPS_STALE_MARGIN
-    # Each call answers within its read timeout; together they take ~3 s.
-    ips_emulator.state.inject("latency", operation="getActiveJobs", seconds=1.5)
-    ips_emulator.state.inject("latency", operation="executeJob", seconds=1.5)
+    # The first run waits in its executeJob (answered within its read timeout once released).
+    hold = hold_calls(ips_emulator, "executeJob")
     outcome = {}
 
     def first_run():
@@ -525,14 +478,12 @@ def test_a_live_run_slower_than_one_ips_timeout_is_not_taken_for_dead(users, job
     thread = threading.Thread(target=first_run, daemon=True)
     thread.start()
     try:
-        row = _wait_until(
-            lambda: Execution.objects.filter(request_id="slow-but-alive-01").first(), 5, "the first run's row"
-        )
-        _wait_until(
-            lambda: (timezone.now() - row.requested_at).total_seconds() > one_call + 0.05,
-            5,
-            "one call's timeouts to pass",
-        )
+        hold.wait()
+        row = Execution.objects.get(request_id="slow-but-alive-01")
+        assert row.outcome == "sending"
+        # The run has now taken longer than one call's timeouts, by the dashboard's clock.
+        dashboard_clock.advance(one_call + 0.05)
+        assert (timezone.now() - row.requested_at).total_seconds() > one_call + 0.05
         assert thread.is_alive(), "the first run ended too soon for this test to mean anything"
 
         client = Client()
@@ -540,6 +491,7 @@ def test_a_live_run_slower_than_one_ips_timeout_is_not_taken_for_dead(users, job
         response = _press(client, job)
         assert thread.is_alive(), "the first run ended while the second press was handled"
     finally:
+        hold.release()
         thread.join(10)
     assert not thread.is_alive()
 
@@ -547,7 +499,7 @@ def test_a_live_run_slower_than_one_ips_timeout_is_not_taken_for_dead(users, job
     assert response.status_code == 409
     assert "already being started by ipsuser" in response.content.decode()
     assert outcome["row"].outcome == "accepted"
-    assert len(_executes(ips_emulator)) == 1
+    assert len(executes(ips_emulator)) == 1
     assert _outcomes() == {"accepted": 1, "already_running": 1}
 
 
@@ -575,7 +527,7 @@ def test_an_accepted_run_whose_row_cannot_be_updated_is_logged_with_its_request_
         response = client.post(reverse("jobs:run", args=[job.pk]), HTTP_X_REQUEST_ID=request_id, **HTMX)
 
     assert response.status_code == 500
-    assert len(_executes(ips_emulator)) == 1, "IPS did get the run"
+    assert len(executes(ips_emulator)) == 1, "IPS did get the run"
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "jobs.services"]
     assert len(errors) == 1
     line = errors[0].getMessage()

@@ -6,9 +6,7 @@ from django.urls import reverse
 from jobs import services
 from jobs.models import Execution, Job
 
-from .conftest import press_run, ALL_ACTORS
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
+from .conftest import ALL_ACTORS, HTMX, press_run
 
 # actor -> (sees company 47's jobs, may run them, sees company 48's jobs).
 # From ips-api.md: listing needs getScheduledJobs, running needs executeJob.

@@ -12,9 +12,7 @@ from ipsemulator.state import Job as EmulatedJob
 from jobs import services
 from jobs.models import Execution, Job
 
-from .conftest import press_run, ALL_ACTORS
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
+from .conftest import ALL_ACTORS, HTMX, executes, press_run, soap_calls
 UTC = dt.timezone.utc
 
 # Company 47 in ipsemulator/demo.toml:
@@ -55,11 +53,6 @@ def _state(company):
     }
 
 
-def _scheduled_calls(emulator):
-    return [c for c in emulator.state.calls if c["operation"] == "getScheduledJobs"]
-
-
-
 # --- services.sync_company ----------------------------------------------------
 
 
@@ -70,7 +63,7 @@ def test_it_creates_the_companys_jobs(company, ips_emulator):
     assert str(result) == "Demo Company (47): 5 new, 0 updated, 0 gone from IPS"
     assert set(Job.objects.filter(company=company).values_list("handle", flat=True)) == set(COMPANY_47_JOBS)
     assert Job.objects.count() == 5
-    [call] = _scheduled_calls(ips_emulator)
+    [call] = soap_calls(ips_emulator, "getScheduledJobs")
     assert call["company_handle"] == "47" and call["user"] == "service@example.com"
 
 
@@ -174,7 +167,7 @@ def test_a_job_deleted_in_ips_is_marked_gone_never_deleted(company, users, ips_e
     # A gone job cannot be run: nothing is sent.
     refused = press_run(job, users["IpsUser"], "after-delete")
     assert refused.outcome == "job_gone"
-    assert len([c for c in ips_emulator.state.calls if c["operation"] == "executeJob"]) == 1
+    assert len(executes(ips_emulator)) == 1
 
 
 def test_a_job_back_in_ips_is_no_longer_gone(company, ips_emulator):
@@ -255,7 +248,7 @@ def test_sync_jobs_with_handles(company, other_company, ips_emulator):
     out = _sync_jobs("48")
     assert out.strip() == "Other Company (48): 3 new, 0 updated, 0 gone from IPS"
     assert not Job.objects.filter(company=company).exists()
-    assert [c["company_handle"] for c in _scheduled_calls(ips_emulator)] == ["48"]
+    assert [c["company_handle"] for c in soap_calls(ips_emulator, "getScheduledJobs")] == ["48"]
 
     out = _sync_jobs("47", "48")
     assert "Demo Company (47): 5 new" in out and "Other Company (48): 0 new, 3 updated" in out
@@ -333,13 +326,13 @@ def test_sync_role_table(actor, client, login, company, ips_emulator):
         assert response["HX-Redirect"].startswith(reverse("login"))
     if status == 200 and actor != "anonymous":
         assert Job.objects.filter(company=company).count() == 5
-        assert len(_scheduled_calls(ips_emulator)) == 1
+        assert len(soap_calls(ips_emulator, "getScheduledJobs")) == 1
         assert "Synced from IPS: Demo Company (47): 5 new, 0 updated, 0 gone from IPS" in body
         assert f'id="company-{company.pk}"' in body
         assert "My Test Job" in body
         return
     assert not Job.objects.exists()
-    assert _scheduled_calls(ips_emulator) == []
+    assert soap_calls(ips_emulator, "getScheduledJobs") == []
     if status == 403:
         assert f"Your role {actor} in company 47 cannot list jobs (getScheduledJobs)." in body
     if status == 404:
@@ -368,7 +361,7 @@ def test_sync_refuses_get(client, login, company, ips_emulator):
     response = client.get(reverse("jobs:sync", args=[company.pk]), **HTMX)
     assert response.status_code == 405
     assert not Job.objects.exists()
-    assert _scheduled_calls(ips_emulator) == []
+    assert soap_calls(ips_emulator, "getScheduledJobs") == []
 
 
 def test_sync_answers_404_for_unknown_company(client, login, company):
