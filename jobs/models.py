@@ -54,6 +54,12 @@ class Connection(models.Model):
         help_text="The IPS user the dashboard calls as. Its IPS type must be IpsUser or IpsAdmin.",
     )
     password_encrypted = models.TextField(editable=False, blank=True)
+    ips_sign_in = models.BooleanField(
+        "sign in with IPS",
+        default=False,
+        help_text="People log in with their IPS email and password; their companies and user types are read "
+        "from IPS (checkLogin, getUserInfo, getCompanyMembership). Passwords are never stored.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -156,6 +162,11 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField("IPS user type", max_length=30, choices=UserType.choices)
+    # Where the user type comes from: typed in the admin, or read from IPS
+    # (sign-in, refresh), when. One read longer ago than
+    # IPS_MEMBERSHIP_MAX_AGE no longer lets its holder act (roles.Access).
+    from_ips = models.BooleanField("read from IPS", default=False)
+    read_at = models.DateTimeField("read from IPS at", null=True, blank=True)
 
     class Meta:
         ordering = ["company", "user"]
@@ -171,6 +182,27 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} is {self.role} in {self.company}"
+
+
+class IpsIdentity(models.Model):
+    """A Django user who signs in with IPS: who they are there. No password is kept."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ips_identity")
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="identities")
+    email = models.EmailField("IPS email", max_length=254)
+    user_handle = models.CharField("IPS user handle", max_length=255, blank=True)
+    default_role = models.CharField("IPS default user type", max_length=30, blank=True)
+    password_expires = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField("read from IPS at")
+
+    class Meta:
+        constraints = [
+            # Sign-in finds the person by (connection, email).
+            models.UniqueConstraint(fields=["connection", "email"], name="ipsidentity_unique_email"),
+        ]
+
+    def __str__(self):
+        return f"{self.email} on {self.connection}"
 
 
 class MembershipChange(models.Model):
@@ -426,6 +458,8 @@ class Execution(models.Model):
             "job_name",
             "username",
             "role",
+            "role_from_ips",
+            "role_read_at",
             "requested_at",
             "client_ip",
             "user_agent",
@@ -444,6 +478,10 @@ class Execution(models.Model):
     )
     username = models.CharField(max_length=150)
     role = models.CharField(max_length=30, blank=True, help_text="The user's IPS user type at the time.")
+    role_from_ips = models.BooleanField("role read from IPS", default=False)
+    role_read_at = models.DateTimeField(
+        "role read from IPS at", null=True, blank=True, help_text="When IPS last said so, for a role read from IPS."
+    )
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     message = models.TextField(blank=True, help_text="What the user was told.")
     fault_family = models.CharField(max_length=40, blank=True)
