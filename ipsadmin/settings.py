@@ -231,6 +231,11 @@ IPS_STALE_MARGIN = env_float("IPS_STALE_MARGIN", 30.0)
 IPS_FOLLOW_FIRST_POLL = env_float("IPS_FOLLOW_FIRST_POLL", 2.0)
 IPS_FOLLOW_MAX_INTERVAL = env_float("IPS_FOLLOW_MAX_INTERVAL", 60.0)
 IPS_FOLLOW_DEADLINE = timedelta(hours=env_float("IPS_FOLLOW_DEADLINE_HOURS", 24.0))
+# Sign-in with IPS: user types read from IPS are refreshed at each sign-in and
+# by the refresh task; one older than this no longer lets its holder run or
+# stop jobs (they read on), until IPS confirms it again.
+IPS_MEMBERSHIP_MAX_AGE = timedelta(hours=env_float("IPS_MEMBERSHIP_MAX_AGE_HOURS", 24.0))
+IPS_MEMBERSHIP_REFRESH = timedelta(minutes=env_float("IPS_MEMBERSHIP_REFRESH_MINUTES", 60.0))
 
 # Background work through Django's Tasks API (the django-tasks backport: on
 # Django 6 this becomes django.tasks). "db" keeps tasks in the database

@@ -114,6 +114,17 @@ class Connection(models.Model):
 
 
 class CompanyQuerySet(models.QuerySet):
+    def accesses_for(self, user, operation: str) -> dict[int, Access]:
+        """{company id: Access} for every company the user has a role in (one query)."""
+        if not user.is_authenticated or not user.is_active:
+            return {}
+        if user.is_superuser:
+            return {pk: Access(UserType.IPS_ADMIN, operation, handle) for pk, handle in self.values_list("pk", "handle")}
+        rows = Membership.objects.filter(user=user, company__in=self).values_list(
+            "company_id", "company__handle", "role", "from_ips", "read_at"
+        )
+        return {pk: Access(role, operation, handle, from_ips, read_at) for pk, handle, role, from_ips, read_at in rows}
+
     def roles_for(self, user) -> dict[int, str]:
         """{company id: the user's IPS user type} for every company the user has a role in.
 
@@ -153,7 +164,16 @@ class Company(models.Model):
         return self.memberships.filter(user=user).values_list("role", flat=True).first()
 
     def access(self, user, operation: str) -> Access:
-        return Access(self.role_of(user), operation, self.handle)
+        """What ``user`` may do here: their role, and whether it was read from IPS (and when)."""
+        if not user.is_authenticated or not user.is_active:
+            return Access(None, operation, self.handle)
+        if user.is_superuser:
+            return Access(UserType.IPS_ADMIN, operation, self.handle)
+        row = self.memberships.filter(user=user).values_list("role", "from_ips", "read_at").first()
+        if row is None:
+            return Access(None, operation, self.handle)
+        role, from_ips, read_at = row
+        return Access(role, operation, self.handle, from_ips=from_ips, read_at=read_at)
 
 
 class Membership(models.Model):

@@ -7,9 +7,13 @@ these operations, checked in the job's company: the dashboard mirrors IPS.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class UserType(models.TextChoices):
@@ -75,18 +79,27 @@ def refusal_reason(role: str | None, operation: str, company_label: str) -> str:
     return f"Your role {role} in company {company_label} cannot {action} ({operation})."
 
 
+#: Operations that act on IPS (not just read): a role read from IPS too long
+#: ago no longer allows them (IPS_MEMBERSHIP_MAX_AGE).
+ACTING = frozenset({"executeJob", "submitJob", "stopJob", "pauseJob", "resumeJob", "deleteJob"})
+
+
 @dataclass(frozen=True)
 class Access:
     """What one user may do in one company, for one IPS operation.
 
     Every dashboard action asks for one of these (views' ``_get_x_for_user``
     helpers) and answers from it: hidden when the user has no role there,
-    refused with ``reason`` when the role is not authorized.
+    refused with ``reason`` when the role is not authorized, or when it was
+    read from IPS too long ago to act on.
     """
 
     role: str | None
     operation: str
     company_label: str
+    #: The role was read from IPS (sign-in with IPS), at ``read_at``.
+    from_ips: bool = False
+    read_at: dt.datetime | None = None
 
     @property
     def visible(self) -> bool:
@@ -94,16 +107,29 @@ class Access:
         return self.role is not None
 
     @property
+    def stale(self) -> bool:
+        """Read from IPS longer ago than IPS_MEMBERSHIP_MAX_AGE: IPS may have changed it since."""
+        if not self.from_ips:
+            return False
+        return self.read_at is None or timezone.now() - self.read_at > settings.IPS_MEMBERSHIP_MAX_AGE
+
+    @property
     def allowed(self) -> bool:
-        return is_authorized(self.role, self.operation)
+        return is_authorized(self.role, self.operation) and not (self.operation in ACTING and self.stale)
 
     @property
     def reason(self) -> str:
+        if is_authorized(self.role, self.operation) and self.stale:
+            when = f"at {timezone.localtime(self.read_at):%Y-%m-%d %H:%M}" if self.read_at else "long ago"
+            return (
+                f"Your IPS user type in company {self.company_label} was last read from IPS {when}: "
+                "sign in again so that IPS can confirm it before you act on jobs."
+            )
         return refusal_reason(self.role, self.operation, self.company_label)
 
     def to(self, operation: str) -> Access:
         """The same user and company, asking for another operation."""
-        return Access(self.role, operation, self.company_label)
+        return dataclasses.replace(self, operation=operation)
 
 
 def may(user, operation: str, company) -> bool:

@@ -113,8 +113,10 @@ def reconcile_stale(job: Job | None = None) -> int:
     return count
 
 
-def _new_execution(job: Job, user, role: str | None, info: RequestInfo, operation="executeJob"):
+def _new_execution(job: Job, user, access: roles.Access, info: RequestInfo, operation="executeJob"):
     return Execution(
+        role_from_ips=access.from_ips,
+        role_read_at=access.read_at,
         operation=operation,
         job=job,
         company=job.company,
@@ -123,7 +125,7 @@ def _new_execution(job: Job, user, role: str | None, info: RequestInfo, operatio
         job_name=job.name,
         user=user,
         username=user.get_username(),
-        role=role or "",
+        role=access.role or "",
         requested_at=timezone.now(),
         client_ip=info.client_ip,
         user_agent=info.user_agent[:512],
@@ -251,7 +253,7 @@ def stop_job(job: Job, access: roles.Access, user, info: RequestInfo) -> RunResu
 
 
 def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Action, send) -> RunResult:
-    execution = _new_execution(job, user, access.role, info, operation=action.operation)
+    execution = _new_execution(job, user, access, info, operation=action.operation)
     visible = access.to("getScheduledJobs").allowed
     if not access.allowed:
         return _refused_here(execution, Outcome.DENIED, access.reason, visible)
@@ -270,7 +272,7 @@ def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Acti
             execution.save()
     except IntegrityError:
         # The partial unique index: another press of this job is in flight.
-        execution = _new_execution(job, user, access.role, info, operation=action.operation)
+        execution = _new_execution(job, user, access, info, operation=action.operation)
         return _refused_here(execution, Outcome.ALREADY_RUNNING, _in_flight_message(job), visible)
     try:
         outcome, message, error = send(execution, job)

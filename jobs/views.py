@@ -102,13 +102,14 @@ def _get_job_for_user(request, pk, operation: str) -> tuple[Job, roles.Access]:
     return job, job.company.access(request.user, operation)
 
 
-def _company_view(company: Company, role: str, with_jobs: bool = True) -> dict:
+def _company_view(company: Company, access: roles.Access, with_jobs: bool = True) -> dict:
     """Everything the page needs to show one company and its rights."""
-    access = roles.Access(role, "getScheduledJobs", company.handle)
+    access = access.to("getScheduledJobs")
     run, follow = access.to("executeJob"), access.to("getActiveJobs")
     view = {
         "company": company,
-        "role": role,
+        "role": access.role,
+        "access": access,
         "can_list": access.allowed,
         "can_run": run.allowed,
         "can_follow": follow.allowed,
@@ -123,7 +124,7 @@ def _company_view(company: Company, role: str, with_jobs: bool = True) -> dict:
 
 
 def _job_list_page(request, status=200):
-    by_company = Company.objects.roles_for(request.user)
+    by_company = Company.objects.accesses_for(request.user, "getScheduledJobs")
     companies = Company.objects.filter(pk__in=by_company).select_related("connection")
     sections = [_company_view(c, by_company[c.pk]) for c in companies]
     return render(request, "jobs/job_list.html", {"sections": sections}, status=status)
@@ -171,7 +172,7 @@ def run_job(request, pk):
     [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
     context = {
         "job": job,
-        "section": _company_view(job.company, access.role, with_jobs=False),
+        "section": _company_view(job.company, access, with_jobs=False),
         "flash": {"level": "success" if status == 200 else "error", "text": text},
     }
     return render(request, "jobs/job_list.html#run-response", context, status=status)
@@ -255,7 +256,7 @@ def active_runs(request, pk):
         return HttpResponseStopPolling()
     runs, error = services.active_runs(company)
     busy = {r.job.pk: r.run for r in runs if r.job is not None and r.run.state != "Done"}
-    section = _company_view(company, access.role)
+    section = _company_view(company, access)
     for job in section["jobs"]:
         job.active_in_ips = busy.get(job.pk)
     context = {
@@ -282,7 +283,7 @@ def sync_company(request, pk):
     if not request.htmx:
         messages.add_message(request, messages.ERROR if result.error else messages.SUCCESS, text)
         return redirect("jobs:list")
-    context = {"section": _company_view(company, access.role), "flash": {"level": level, "text": text}}
+    context = {"section": _company_view(company, access), "flash": {"level": level, "text": text}}
     status = SYNC_FAILED_STATUS if result.error else 200
     return render(request, "jobs/job_list.html#sync-response", context, status=status)
 
