@@ -702,3 +702,19 @@ class RunFollow(models.Model):
     def __str__(self):
         return f"follow of execution {self.execution_id}"
 
+
+
+class Chore(models.Model):
+    """A recurring background task (jobs/tasks.py): one chain of it at a time.
+
+    Like RunFollow: each run carries ``token``; a run whose token is no
+    longer the row's is a duplicate and does nothing."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    token = models.CharField(max_length=32)
+    next_run_at = models.DateTimeField()
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_result = models.TextField(blank=True)
+
+    def __str__(self):
+        return self.name
