@@ -175,8 +175,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "axes.backends.AxesStandaloneBackend",  # first: throttles every backend after it
+    "jobs.auth.IpsBackend",  # IPS emails, on connections with sign-in with IPS on
+    "django.contrib.auth.backends.ModelBackend",  # local accounts (superusers, break-glass)
 ]
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -56,6 +56,7 @@ from urllib.parse import parse_qs
 from lxml import etree
 
 from .clock import ManualClock
+from .loader import to_datetime
 from .schema import WSDL_DIR, WsdlSchema, load_wsdls
 from .state import OPERATIONS, EmulatorState, IpsFault
 
@@ -418,7 +419,7 @@ class EmulatorApp:
         if name == "clock" and method == "GET":
             return _json(200, _clock_info(state))
         if method != "POST":
-            if name in ("reset", "inject", "config", "clock", "fire"):
+            if name in ("reset", "inject", "config", "clock", "fire", "users"):
                 return _json(405, {"error": f"use POST /_emulator/{name}"})
             return _json(404, {"error": f"unknown control endpoint {name!r}"})
         try:
@@ -450,6 +451,30 @@ class EmulatorApp:
                     return _json(400, {"error": "job_duration must not be negative"})
                 state.job_duration = duration
             return _json(200, {"ok": True, "job_duration": state.job_duration})
+        if name == "users":
+            if not isinstance(data, dict) or not isinstance(data.get("email"), str):
+                return _json(400, {"error": 'send {"email": ..., and any of "default_role", "memberships", '
+                                            '"password_expires", "is_valid", "password"}'})
+            changes = {k: v for k, v in data.items() if k != "email"}
+            unknown = set(changes) - {"default_role", "memberships", "password_expires", "is_valid", "password"}
+            if unknown:
+                return _json(400, {"error": f"unknown fields {sorted(unknown)}"})
+            if "memberships" in changes:
+                if not isinstance(changes["memberships"], dict):
+                    return _json(400, {"error": "memberships maps company handles to a role, [role, active] or null"})
+                changes["memberships"] = {str(k): (tuple(v) if isinstance(v, list) else v)
+                                          for k, v in changes["memberships"].items()}
+            if "password_expires" in changes:
+                try:
+                    changes["password_expires"] = to_datetime(changes["password_expires"])
+                except ValueError:
+                    return _json(400, {"error": "password_expires must be an ISO date-time or null"})
+            try:
+                user = state.change_user(data["email"], **changes)
+            except ValueError as exc:
+                return _json(400, {"error": str(exc)})
+            return _json(200, {"ok": True, "email": user.email, "default_role": user.default_role,
+                               "memberships": {c: [m.role, m.active] for c, m in user.memberships.items()}})
         if name == "fire":
             if not isinstance(data, dict) or not isinstance(data.get("job_handle"), str):
                 return _json(400, {"error": 'send {"job_handle": "<scheduled job handle>"}'})

@@ -231,6 +231,37 @@ class EmulatorState:
             self.users[email.lower()] = user
             return user
 
+    def change_user(self, email: str, *, default_role: str | None = None,
+                    memberships: dict | None = None, password_expires=..., is_valid: bool | None = None,
+                    password: str | None = None) -> User:
+        """Change a user as an IPS administrator would: its default role, its memberships
+        (company handle -> role, (role, active), or None to remove), password expiry, validity."""
+        with self._lock:
+            user = self.users.get(email.lower())
+            if user is None:
+                raise ValueError(f"unknown user {email!r}")
+            if default_role is not None:
+                if default_role not in ROLES:
+                    raise ValueError(f"unknown role {default_role!r}")
+                user.default_role = default_role
+            for company, spec in (memberships or {}).items():
+                if company not in self.companies:
+                    raise ValueError(f"unknown company {company!r}")
+                if spec is None:
+                    user.memberships.pop(company, None)
+                    continue
+                role, active = (spec, True) if isinstance(spec, str) else spec
+                if role not in ROLES:
+                    raise ValueError(f"unknown role {role!r}")
+                user.memberships[company] = Membership(company, role, bool(active))
+            if password_expires is not ...:
+                user.password_expires = password_expires
+            if is_valid is not None:
+                user.is_valid = is_valid
+            if password is not None:
+                user.password = password
+            return user
+
     def fire_schedule(self, job_handle: str) -> str:
         """IPS's own scheduler starts a run of the job (no executeJob, no dashboard):
         its submit user is the job's. Returns the run's handle."""

@@ -4,8 +4,8 @@ from django.core.exceptions import PermissionDenied
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
-from . import services
-from .models import Company, Connection, Execution, Job, Membership, MembershipChange
+from . import ips, services
+from .models import Company, Connection, Execution, IpsIdentity, Job, Membership, MembershipChange
 
 
 class ConnectionForm(forms.ModelForm):
@@ -29,7 +29,7 @@ class ConnectionForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["name", "region", "service_url", "wsdl_url", "api_version", "username"]
+        fields = ["name", "region", "service_url", "wsdl_url", "api_version", "username", "ips_sign_in"]
 
     def clean(self):
         cleaned = super().clean()
@@ -43,11 +43,37 @@ class ConnectionForm(forms.ModelForm):
         return super().save(commit)
 
 
-@admin.action(description="Test connection (checkLogin, getUserInfo)")
+@admin.action(description="Test connection (checkLogin, getUserInfo, getCompanyMembership)")
 def test_connections(modeladmin, request, queryset):
     for connection in queryset:
         ok, text = services.check_connection(connection)
         modeladmin.message_user(request, text, messages.SUCCESS if ok else messages.ERROR)
+        try:
+            companies = services.service_account_companies(connection)
+        except ips.IpsError:
+            continue  # check_connection said why
+        listed = "; ".join(
+            f"{handle} {name} as {role}{'' if known else ' (not added here yet)'}"
+            for handle, name, role, known in companies
+        )
+        modeladmin.message_user(
+            request, f"{connection}: IPS lists for the service account: {listed or 'no company'}.", messages.INFO
+        )
+
+
+@admin.action(description="Add the service account's companies from IPS")
+def add_companies_from_ips(modeladmin, request, queryset):
+    for connection in queryset:
+        try:
+            added = services.add_service_account_companies(connection)
+        except ips.IpsError as error:
+            modeladmin.message_user(request, f"{connection}: {error}", messages.ERROR)
+            continue
+        names = ", ".join(f"{c.name} ({c.handle})" for c in added)
+        modeladmin.message_user(
+            request, f"{connection}: {len(added)} compan{'y' if len(added) == 1 else 'ies'} added{': ' + names if names else ''}.",
+            messages.SUCCESS,
+        )
 
 
 def _report_sync(modeladmin, request, results):
@@ -74,10 +100,10 @@ def sync_job_companies(modeladmin, request, queryset):
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionForm
-    list_display = ["name", "region", "service_url", "api_version", "username", "has_password", "updated_at"]
-    list_filter = ["region", "api_version"]
+    list_display = ["name", "region", "service_url", "api_version", "username", "ips_sign_in", "has_password", "updated_at"]
+    list_filter = ["region", "api_version", "ips_sign_in"]
     search_fields = ["name", "username", "service_url"]
-    actions = [test_connections, sync_connection_jobs]
+    actions = [test_connections, add_companies_from_ips, sync_connection_jobs]
 
     @admin.display(boolean=True, description="password set")
     def has_password(self, obj):
@@ -132,6 +158,8 @@ class MembershipInline(_GrantsRoles, admin.TabularInline):
     formset = MembershipInlineFormSet
     extra = 1
     autocomplete_fields = ["user"]
+    fields = ["user", "company", "role", "from_ips", "read_at"]
+    readonly_fields = ["from_ips", "read_at"]
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
@@ -183,8 +211,12 @@ class MembershipForm(forms.ModelForm):
 @admin.register(Membership)
 class MembershipAdmin(_GrantsRoles, admin.ModelAdmin):
     form = MembershipForm
-    list_display = ["user", "company", "role"]
-    list_filter = ["role", "company"]
+    list_display = ["user", "company", "role", "origin", "read_at"]
+    list_filter = ["role", "from_ips", "company"]
+
+    @admin.display(description="from", ordering="from_ips")
+    def origin(self, obj):
+        return "IPS" if obj.from_ips else "manual"
     search_fields = ["user__username", "company__name", "company__handle"]
     autocomplete_fields = ["user", "company"]
 
@@ -209,6 +241,25 @@ class MembershipAdmin(_GrantsRoles, admin.ModelAdmin):
             if obj.user_id == request.user.pk:
                 raise PermissionDenied("Nobody changes their own IPS user type.")
             self.delete_model(request, obj)
+
+
+@admin.register(IpsIdentity)
+class IpsIdentityAdmin(admin.ModelAdmin):
+    """Who signs in with IPS: read from IPS, changed only by it."""
+
+    list_display = ["email", "user", "connection", "default_role", "password_expires", "read_at"]
+    list_filter = ["connection", "default_role"]
+    search_fields = ["email", "user__username"]
+    list_select_related = ["user", "connection"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(MembershipChange)

@@ -727,6 +727,10 @@ class IpsClient:
     def __repr__(self):
         return f"<IpsClient {self.endpoint.user} at {self.endpoint.service_url}>"
 
+    def close(self) -> None:
+        """Close the connections of a client made for one use (not one of get_client's)."""
+        self._zeep.transport.session.close()
+
     def _auth_header(self):
         e = self.endpoint
         return self._header_type(

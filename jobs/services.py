@@ -7,17 +7,30 @@ business logic themselves. This is the only writer of Execution outcomes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import secrets
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import ips, roles
-from .models import Company, Connection, Execution, Job, Membership, MembershipChange, RunFollow
+from .models import (
+    Chore,
+    Company,
+    Connection,
+    Execution,
+    IpsIdentity,
+    Job,
+    Membership,
+    MembershipChange,
+    RunFollow,
+)
 
 log = logging.getLogger(__name__)
 Outcome = Execution.Outcome
@@ -988,3 +1001,225 @@ def change_membership(actor, user, company: Company, role: str | None, source: s
     log.info("membership changed: %s", change)
     return change
 
+
+
+# --- Sign in with IPS, and IPS's view of people -------------------------------------
+
+
+class SignInRefused(Exception):
+    """IPS knows the person, but the dashboard will not sign them in: the message says why."""
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def password_may_go_to(connection: Connection) -> bool:
+    """A person's IPS password only ever travels over HTTPS (the local emulator excepted)."""
+    url = urlsplit(connection.resolved_service_url())
+    return url.scheme == "https" or (url.scheme == "http" and (url.hostname or "") in _LOOPBACK)
+
+
+def sign_in_with_ips(connection: Connection, email: str, password: str):
+    """The Django user for an IPS login, its memberships read from IPS as that person.
+
+    None: IPS says the email and password are not a valid login. Raises
+    SignInRefused when IPS accepts them but the dashboard will not (expired
+    password, a local account of that name) and ips.IpsError when IPS could
+    not be asked. The password is used for these calls and never stored.
+    """
+    if not password_may_go_to(connection):
+        raise SignInRefused(f"Sign-in with IPS needs an HTTPS connection; “{connection}” is not.")
+    service = connection.client()
+    if not service.check_login(email, password):
+        return None
+    # A client of its own, not kept: the person's password lives only as long as this call.
+    person = ips.IpsClient(dataclasses.replace(connection.endpoint(), user=email, password=password))
+    try:
+        info = person.get_user_info()
+        memberships = person.get_company_membership()
+    except ips.IpsAuthorizationFault:
+        # A WebServiceUser may not read even its own user info: no rights here.
+        info, memberships = None, []
+    finally:
+        person.close()
+    now = timezone.now()
+    if info is not None and info.password_expires is not None and info.password_expires <= now:
+        raise SignInRefused(
+            f"Your IPS password expired on {timezone.localtime(info.password_expires):%Y-%m-%d}: "
+            "change it in IPS, then sign in again."
+        )
+    if info is not None and info.is_valid is False:
+        raise SignInRefused("IPS says your IPS account is not valid any more.")
+    User = get_user_model()
+    username = email.strip().lower()
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(username=username).first()
+        if user is None:
+            user = User(username=username, email=email)
+            user.set_unusable_password()
+            user.save()
+        elif not IpsIdentity.objects.filter(user=user).exists():
+            raise SignInRefused(
+                "A local dashboard account already has this name: log in with its own password, "
+                "or ask an administrator."
+            )
+        if not user.is_active:
+            raise SignInRefused("Your dashboard account is switched off: ask an administrator.")
+        if info is not None:
+            user.first_name, user.last_name = (info.first_name or "")[:150], (info.last_name or "")[:150]
+            user.save(update_fields=["first_name", "last_name"])
+        IpsIdentity.objects.update_or_create(
+            user=user,
+            defaults={
+                "connection": connection,
+                "email": email,
+                "user_handle": (info.user_handle if info else "") or "",
+                "default_role": (info.default_role if info else "") or "",
+                "password_expires": info.password_expires if info else None,
+                "read_at": now,
+            },
+        )
+        apply_ips_memberships(user, connection, info, memberships, MembershipChange.Source.IPS_SIGN_IN, now)
+    log.info("signed in with IPS: %s on %s", username, connection)
+    return user
+
+
+def ips_roles(connection: Connection, info: ips.UserInfo | None, memberships) -> dict[str, str]:
+    """{company handle: IPS user type} as IPS gives them, for the connection's companies."""
+    default = info.default_role if info is not None else None
+    handles = set(connection.companies.values_list("handle", flat=True))
+    if default == roles.UserType.IPS_ADMIN:  # IpsAdmin overrides per-company roles
+        return dict.fromkeys(handles, roles.UserType.IPS_ADMIN)
+    out = {}
+    for m in memberships:
+        handle = m.company.company_handle if m.company else None
+        # Before 6.0 a membership has no role of its own: the user's one role applies.
+        role = m.role or default
+        if handle in handles and m.is_active is not False and role in roles.UserType.values:
+            out[handle] = role
+    return out
+
+
+def apply_ips_memberships(user, connection: Connection, info, memberships, source: str, now=None) -> int:
+    """Make the user's memberships in the connection's companies exactly IPS's; returns the changes."""
+    now = now or timezone.now()
+    wanted = ips_roles(connection, info, memberships)
+    changes = 0
+    for company in connection.companies.all():
+        role = wanted.get(company.handle)
+        if change_membership(None, user, company, role, source):
+            changes += 1
+        if role is not None:
+            Membership.objects.filter(user=user, company=company).update(from_ips=True, read_at=now)
+    return changes
+
+
+def refresh_ips_memberships(connection: Connection) -> tuple[int, str]:
+    """Read every signed-in person's memberships from IPS again: (people refreshed, why not if none).
+
+    Only a service account of type IpsAdmin may read other users; otherwise
+    people are refreshed at their next sign-in, and their memberships age out.
+    """
+    try:
+        service = connection.client()
+        me = service.get_user_info()
+    except ips.IpsError as error:
+        return 0, f"{connection}: IPS could not be asked ({error})."
+    if me is None or me.default_role != roles.UserType.IPS_ADMIN:
+        return 0, (
+            f"{connection}: the service account is not an IpsAdmin, so it may not read other people; "
+            "their memberships are refreshed when they sign in."
+        )
+    refreshed = 0
+    for identity in IpsIdentity.objects.filter(connection=connection).select_related("user"):
+        try:
+            info = service.get_user_info(identity.user_handle or None, email=None if identity.user_handle else identity.email)
+            memberships = service.get_company_membership(info.user_handle if info else identity.user_handle)
+        except ips.IpsFault as error:
+            if error.code in (20002, 10002):  # IPS no longer knows the person
+                info, memberships = None, []
+            else:
+                log.warning("refresh of %s failed: %s", identity.email, error)
+                continue
+        except ips.IpsError as error:
+            log.warning("refresh of %s failed: %s", identity.email, error)
+            continue
+        if info is not None and info.is_valid is False:
+            info, memberships = None, []
+        with transaction.atomic():
+            apply_ips_memberships(identity.user, connection, info, memberships, MembershipChange.Source.IPS_REFRESH)
+            identity.read_at = timezone.now()
+            if info is not None:
+                identity.default_role = info.default_role or ""
+                identity.password_expires = info.password_expires
+            identity.save(update_fields=["read_at", "default_role", "password_expires"])
+        refreshed += 1
+    return refreshed, ""
+
+
+def service_account_companies(connection: Connection) -> list[tuple[str, str, str, bool]]:
+    """(handle, name, the service account's role, known here) of each company IPS lists for it."""
+    client = connection.client()
+    info = client.get_user_info()
+    known = set(connection.companies.values_list("handle", flat=True))
+    out = []
+    for m in client.get_company_membership():
+        if m.company is None or m.is_active is False:
+            continue
+        role = m.role or (info.default_role if info else "") or ""
+        out.append((m.company.company_handle, m.company.name or "", role, m.company.company_handle in known))
+    return out
+
+
+def add_service_account_companies(connection: Connection) -> list[Company]:
+    """Create the Companies IPS lists for the service account that the dashboard lacks."""
+    added = []
+    for handle, name, _, known in service_account_companies(connection):
+        if not known:
+            added.append(Company.objects.create(connection=connection, handle=handle, name=name or handle))
+    return added
+
+
+# --- Recurring chores -------------------------------------------------------------
+
+REFRESH_MEMBERSHIPS = "refresh_ips_memberships"
+
+
+def start_chore(name: str, schedule, when: dt.datetime | None = None) -> Chore:
+    """(Re)start the one chain of a chore: any older chain's next run finds its token stale."""
+    when = when or timezone.now()
+    with transaction.atomic():
+        chore, _ = Chore.objects.select_for_update().get_or_create(
+            name=name, defaults={"token": _new_token(), "next_run_at": when}
+        )
+        chore.token, chore.next_run_at = _new_token(), when
+        chore.save(update_fields=["token", "next_run_at"])
+        token = chore.token
+        transaction.on_commit(lambda: _call_schedule(schedule, name, token, when))
+    return chore
+
+
+def _call_schedule(schedule, name, token, when) -> None:
+    try:
+        schedule(name, token, when)
+    except Exception:
+        log.exception("could not schedule chore %s", name)
+
+
+def refresh_memberships_chore(token: str, schedule) -> str:
+    """One run of the membership refresh: every sign-in connection, then the next run."""
+    with transaction.atomic():
+        chore = Chore.objects.select_for_update().filter(name=REFRESH_MEMBERSHIPS).first()
+        if chore is None or chore.token != token:
+            return "stale"
+        chore.token = _new_token()
+        chore.next_run_at = timezone.now() + settings.IPS_MEMBERSHIP_REFRESH
+        chore.save(update_fields=["token", "next_run_at"])
+        next_token, when = chore.token, chore.next_run_at
+        transaction.on_commit(lambda: _call_schedule(schedule, REFRESH_MEMBERSHIPS, next_token, when))
+    results = []
+    for connection in Connection.objects.filter(ips_sign_in=True):
+        count, why = refresh_ips_memberships(connection)
+        results.append(why or f"{connection}: {count} people refreshed from IPS")
+    Chore.objects.filter(name=REFRESH_MEMBERSHIPS).update(last_run_at=timezone.now(), last_result="\n".join(results))
+    return "; ".join(results) or "no connection signs in with IPS"

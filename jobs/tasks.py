@@ -28,3 +28,19 @@ def follow_run(execution_id: int, token: str) -> str:
     did = services.follow_step(execution_id, token, schedule_follow)
     log.info("follow of execution %s: %s", execution_id, did)
     return did
+
+
+def schedule_chore(name: str, token: str, when: dt.datetime) -> None:
+    CHORES[name].using(run_after=when).enqueue(token)
+
+
+@task()
+def refresh_memberships(token: str) -> str:
+    """Read from IPS again the companies and user types of everyone who signs in with IPS."""
+    did = services.refresh_memberships_chore(token, schedule_chore)
+    log.info("membership refresh: %s", did)
+    return did
+
+
+CHORES = {services.REFRESH_MEMBERSHIPS: refresh_memberships}
+

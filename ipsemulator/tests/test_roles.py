@@ -57,3 +57,23 @@ def test_user_type_may_or_may_not_perform_operation(ips_emulator, role, operatio
         assert (f["status"], f["faultcode"], f["faultstring"], f["family"], f["code"]) == (
             500, "soapenv:Client", "AuthorizationException", "authorizationFault", 20003)
         assert operation in f["reason"]
+
+
+def test_an_administrator_changes_users_over_http(ips_emulator):
+    import requests
+
+    url = ips_emulator.base_url + "/_emulator/users"
+    resp = requests.post(url, json={"email": "ipsuser@example.com", "default_role": "IpsCompanyAdmin",
+                                    "memberships": {"47": "TrialSiteUser", "48": None},
+                                    "password_expires": "2020-01-01T00:00:00Z"}, timeout=5)
+    assert resp.status_code == 200, resp.text
+    user = ips_emulator.state.users["ipsuser@example.com"]
+    assert user.default_role == "IpsCompanyAdmin"
+    assert {c: (m.role, m.active) for c, m in user.memberships.items()} == {"47": ("TrialSiteUser", True)}
+    assert user.password_expires.year == 2020
+    resp = requests.post(url, json={"email": "ipsuser@example.com", "memberships": {"47": ["IpsUser", False]}},
+                         timeout=5)
+    assert resp.json()["memberships"] == {"47": ["IpsUser", False]}
+    assert requests.post(url, json={"email": "nobody@example.com"}, timeout=5).status_code == 400
+    assert requests.post(url, json={"email": "ipsuser@example.com", "colour": "red"}, timeout=5).status_code == 400
+    assert requests.post(url, json={"email": "ipsuser@example.com", "default_role": "King"}, timeout=5).status_code == 400

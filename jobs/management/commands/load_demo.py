@@ -35,6 +35,7 @@ class Command(BaseCommand):
                 "service_url": service_url,
                 "username": service_user,
                 "api_version": api_version,
+                "ips_sign_in": True,  # the emulator's people log in with <type>@example.com / demo
             },
         )
         connection.set_password(demo.DEMO_PASSWORD)

@@ -1,0 +1,55 @@
+"""Sign in with IPS: an authentication backend for the connections that allow it.
+
+A person logs in with their IPS email and password; IPS checks them
+(checkLogin) and says who they are and where (getUserInfo and
+getCompanyMembership, as themselves). The password is used for those calls
+and never stored. django-axes sits before this backend in
+AUTHENTICATION_BACKENDS, so IPS logins are throttled like any other.
+"""
+
+import logging
+
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+
+from . import ips, services
+from .models import Connection
+
+log = logging.getLogger(__name__)
+
+
+class IpsBackend(ModelBackend):
+    """Authenticates IPS emails against every connection with sign-in with IPS switched on."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if not username or not password or "@" not in username:
+            return None  # local accounts are ModelBackend's
+        for connection in Connection.objects.filter(ips_sign_in=True).order_by("pk"):
+            try:
+                user = services.sign_in_with_ips(connection, username.strip(), password)
+            except services.SignInRefused as refusal:
+                _say(request, str(refusal))
+                return None
+            except ips.IpsError as error:
+                log.warning("sign-in with IPS on %s failed: %s", connection, error)
+                _say(request, f"IPS could not check your password just now ({error}). Try again later.")
+                continue
+            if user is not None:
+                return user if self.user_can_authenticate(user) else None
+        return None
+
+
+def _say(request, text: str) -> None:
+    if request is not None:
+        request.ips_sign_in_error = text
+
+
+class LoginForm(AuthenticationForm):
+    """The login form, saying why sign-in with IPS refused, when it did."""
+
+    def get_invalid_login_error(self):
+        text = getattr(self.request, "ips_sign_in_error", None)
+        if text:
+            return ValidationError(text, code="ips_sign_in")
+        return super().get_invalid_login_error()
