@@ -12,5 +12,6 @@ urlpatterns = [
     path("companies/<int:pk>/active", views.active_runs, name="active"),
     path("companies/<int:pk>/sync", views.sync_company, name="sync"),
     path("history/", views.history, name="history"),
+    path("history/memberships/", views.membership_history, name="membership_history"),
     path("healthz", views.health, name="health"),
 ]

@@ -17,7 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from . import roles, services, tasks
 from .forms import HistoryFilterForm
 from .middleware import client_ip
-from .models import Company, Execution, Job
+from .models import Company, Execution, Job, MembershipChange
 
 Outcome = Execution.Outcome
 
@@ -334,6 +334,22 @@ def _query_without_page(request) -> str:
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
+
+
+@require_GET
+@login_required_htmx
+def membership_history(request):
+    """Who gave whom which IPS user type, in the companies whose history the user may read."""
+    allowed = [
+        pk
+        for pk, access in Company.objects.accesses_for(request.user, "getJobLogs").items()
+        if access.allowed
+    ]
+    changes = MembershipChange.objects.all() if request.user.is_superuser else (
+        MembershipChange.objects.filter(company__in=allowed)
+    )
+    page = Paginator(changes.select_related("company"), 50).get_page(request.GET.get("page"))
+    return render(request, "jobs/membership_history.html", {"page": page, "may_read": request.user.is_superuser or bool(allowed)})
 
 
 def csrf_failure(request, reason=""):

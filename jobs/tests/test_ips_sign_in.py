@@ -225,3 +225,17 @@ def test_the_demo_connection_signs_in_with_ips(db, settings, ips_emulator, clien
     assert _login(client, "imageportalcontrib@example.com").status_code == 302
     changes = MembershipChange.objects.filter(source="demo")
     assert changes.count() == 10  # load_demo's own local users, recorded too
+
+
+@pytest.mark.parametrize(
+    "actor, sees",
+    [("IpsUser", True), ("ImagePortalUser", True), ("WebServiceUser", False), ("nomember", False),
+     ("othercompany", False), ("admin", True)],
+)
+def test_membership_changes_show_in_the_history_audit_view(actor, sees, sign_in_connection, client, login, users):
+    _login(Client(), "trialsiteadmin@example.com")  # recorded: "" -> TrialSiteAdmin in 47
+    login(actor)
+    body = client.get(reverse("jobs:membership_history")).content.decode()
+    assert ("trialsiteadmin@example.com" in body) is sees
+    if actor == "WebServiceUser":
+        assert "cannot see job history (getJobLogs)" in body
