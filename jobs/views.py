@@ -12,7 +12,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, reswap, retarget
+from django_htmx.http import (
+    HttpResponseClientRedirect,
+    HttpResponseStopPolling,
+    reswap,
+    retarget,
+    trigger_client_event,
+)
 
 from . import roles, services, tasks
 from .forms import HistoryFilterForm
@@ -175,7 +181,13 @@ def run_job(request, pk):
         "section": _company_view(job.company, access, with_jobs=False),
         "flash": {"level": "success" if status == 200 else "error", "text": text},
     }
-    return render(request, "jobs/job_list.html#run-response", context, status=status)
+    response = render(request, "jobs/job_list.html#run-response", context, status=status)
+    # The company's Active-in-IPS panel asks again now, not at its next poll.
+    return trigger_client_event(response, IPS_CHANGED)
+
+
+#: htmx event after a Run or Stop: Active-in-IPS panels refresh on it.
+IPS_CHANGED = "ips-changed"
 
 
 def _for(request, result: services.RunResult) -> str:
@@ -202,7 +214,7 @@ def stop_job(request, pk):
     if not request.htmx:
         messages.success(request, result.message)
         return redirect("jobs:list")
-    return _htmx_flash(request, "success", result.message, 200)
+    return trigger_client_event(_htmx_flash(request, "success", result.message, 200), IPS_CHANGED)
 
 
 def _get_execution_for_user(request, pk, operation: str) -> tuple[Execution, roles.Access]:

@@ -106,9 +106,11 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(
     assert execution.outcome == "accepted" and execution.username == "ipsuser"
     assert len(executes(ips_emulator)) == 1
 
-    # A second press while IPS still runs it: refused, said in plain words.
-    page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
-    expect(page.locator("#messages")).to_contain_text("already running")
+    # Active in IPS asks again at once: it lists the run, and Run waits for it to end.
+    expect(page.locator(f"#active-{job.company.pk}")).to_contain_text("My Test Job_")
+    expect(page.locator(f"#action-{job.pk}")).to_contain_text("Running in IPS")
+    expect(page.locator(f"#action-{job.pk}").get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.locator(f"#active-{job.company.pk} button.run")).to_have_count(0)
     # The row follows the run in IPS (htmx polling): halfway, then until its log is there.
     status = page.locator(f"#job-{job.pk} .ips-status")
     ips_clock.advance(5)
@@ -122,9 +124,9 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(
     page.wait_for_load_state("load")
     expect(page.locator(f"#execution-{execution.pk}")).to_contain_text("My Test Job")
     expect(page.locator(f"#execution-{execution.pk}")).to_contain_text("accepted")
-    page.select_option("#id_outcome", "already_running")
+    page.select_option("#id_outcome", "denied")
     expect(page.locator("#results")).not_to_contain_text("accepted")
-    expect(page).to_have_url(re.compile(r"outcome=already_running"))
+    expect(page).to_have_url(re.compile(r"outcome=denied"))
     page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
 
     page.click("text=Log out")
@@ -137,7 +139,7 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(
     page.screenshot(path=str(SCREENSHOTS / "company-admin.png"), full_page=True)
 
     assert page.console_errors == []
-    assert Execution.objects.count() == 2
+    assert Execution.objects.count() == 1  # Run waited for IPS: no second press was possible
 
 
 def test_an_ips_refusal_shows_its_fault_code(page, live_server, transactional_db, users, job, ips_emulator):

@@ -268,3 +268,10 @@ def test_active_in_ips_says_when_ips_cannot_be_asked(client, login, job, ips_emu
     response = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX)
     assert response.status_code == 200  # polled again
     assert "IPS could not say what it is running this time" in response.content.decode()
+
+
+def test_run_and_stop_tell_the_active_panel_to_ask_again(client, login, job, running):
+    login("IpsUser")
+    stop = client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
+    assert stop["HX-Trigger"] == "ips-changed"
+    assert 'hx-trigger="load, every 5s, ips-changed from:body"' in client.get(reverse("jobs:list")).content.decode()
