@@ -2,6 +2,7 @@
 IPS operation's table of user types (stopJob, getJobLogDetails, getActiveJobs),
 against the emulator over HTTP and on its clock."""
 
+import json
 import re
 
 import pytest
@@ -273,5 +274,5 @@ def test_active_in_ips_says_when_ips_cannot_be_asked(client, login, job, ips_emu
 def test_run_and_stop_tell_the_active_panel_to_ask_again(client, login, job, running):
     login("IpsUser")
     stop = client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
-    assert stop["HX-Trigger"] == "ips-changed"
+    assert json.loads(stop["HX-Trigger"]) == {"ips-changed": {}}
     assert 'hx-trigger="load, every 5s, ips-changed from:body"' in client.get(reverse("jobs:list")).content.decode()
