@@ -221,8 +221,9 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 # timeout stays well below gunicorn's worker timeout.
 IPS_CONNECT_TIMEOUT = env_float("IPS_CONNECT_TIMEOUT", 3.0)
 IPS_READ_TIMEOUT = env_float("IPS_READ_TIMEOUT", 10.0)
-# A Run makes at most two IPS calls (getActiveJobs, executeJob): gunicorn
-# refuses to start unless both fit in its worker timeout (jobs/checks.py).
+# A Run makes at most three IPS calls (getActiveJobs, executeJob, getActiveJobs
+# to name the run), each with a whole-reply deadline of connect + read timeout:
+# gunicorn refuses to start unless all fit in its worker timeout (jobs/checks.py).
 # A 'sending' row older than the timeouts of a run's IPS calls plus this
 # margin belongs to a process that died mid-call, and is marked interrupted.
 IPS_STALE_MARGIN = env_float("IPS_STALE_MARGIN", 30.0)

@@ -48,17 +48,6 @@ def test_connections(modeladmin, request, queryset):
     for connection in queryset:
         ok, text = services.check_connection(connection)
         modeladmin.message_user(request, text, messages.SUCCESS if ok else messages.ERROR)
-        try:
-            companies = services.service_account_companies(connection)
-        except ips.IpsError:
-            continue  # check_connection said why
-        listed = "; ".join(
-            f"{handle} {name} as {role}{'' if known else ' (not added here yet)'}"
-            for handle, name, role, known in companies
-        )
-        modeladmin.message_user(
-            request, f"{connection}: IPS lists for the service account: {listed or 'no company'}.", messages.INFO
-        )
 
 
 @admin.action(description="Add the service account's companies from IPS")

@@ -64,10 +64,12 @@ class RunResult:
         return self.execution.message
 
 
-_INTERRUPTED_MESSAGE = (
-    "The server handling this run stopped before IPS answered. "
-    "IPS may or may not have started the job: check its state before running it again."
-)
+def _interrupted_message(operation: str = "executeJob") -> str:
+    what = "stopped the run" if operation == "stopJob" else "started the job"
+    return (
+        "The server handling this press stopped before IPS answered. "
+        f"IPS may or may not have {what}: check its state before trying again."
+    )
 
 
 def finish(execution: Execution, outcome: str, message: str, error: ips.IpsError | None = None) -> bool:
@@ -114,7 +116,7 @@ def reconcile_stale(job: Job | None = None) -> int:
         rows = rows.filter(job=job)
     count = 0
     for execution in rows:
-        if finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE):
+        if finish(execution, Outcome.INTERRUPTED, _interrupted_message(execution.operation)):
             log.warning(
                 "execution %s (request %s) of job %r interrupted: no outcome after %s",
                 execution.pk,
@@ -205,6 +207,13 @@ def describe_error(error: ips.IpsError, job: Job, action: Action = RUN, acted: b
     ``acted``: the failing call was the action itself (executeJob, stopJob),
     not the look at getActiveJobs before it, so IPS may have acted."""
     where = f"company {job.company.handle}"
+    if isinstance(error, ips.IpsFault) and not acted:
+        # The look at getActiveJobs was refused, not the action.
+        return Outcome.REFUSED, (
+            f"IPS refused to say whether “{job.name}” is running ({error.operation}: {error.code_label} — "
+            f"{error.reason}). {action.done}. This is about the dashboard's IPS service account or the "
+            f"set-up of {where}: ask an administrator to check the connection."
+        )
     if isinstance(error, ips.IpsAuthorizationFault):
         return Outcome.REFUSED, (
             f"IPS refused to {action.verb}: {error.code_label} — {error.reason}. "
@@ -295,7 +304,7 @@ def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Acti
         # own row 'sending', and never claim to know what IPS did.
         if execution.outcome == Outcome.SENDING:
             with contextlib.suppress(Exception):
-                finish(execution, Outcome.INTERRUPTED, _INTERRUPTED_MESSAGE)
+                finish(execution, Outcome.INTERRUPTED, _interrupted_message(action.operation))
         raise
     _log_outcome(execution, error)
     return RunResult(execution, visible, where=error.url if error is not None else "")
@@ -550,12 +559,23 @@ def check_connection(connection: Connection) -> tuple[bool, str]:
                 problems.append(f"not an active member of company {company.handle}")
             elif role not in SERVICE_ACCOUNT_TYPES:
                 problems.append(f"{role} in company {company.handle}, which may not run jobs")
+    listed = _listing(connection, info, memberships)
     if problems:
         return False, (
             f"{connection}: login works as {info.email} ({default}), but the service account is "
-            f"{'; '.join(problems)}. It must be IpsUser or IpsAdmin in every company of the connection."
+            f"{'; '.join(problems)}. It must be IpsUser or IpsAdmin in every company of the connection.{listed}"
         )
-    return True, f"{connection}: login works as {info.email} ({default})."
+    return True, f"{connection}: login works as {info.email} ({default}).{listed}"
+
+
+def _listing(connection: Connection, info, memberships) -> str:
+    """What IPS lists for the service account, in words for the admin."""
+    rows = _service_account_companies(connection, info, memberships)
+    if not rows:
+        return " IPS lists no company for it."
+    return " IPS lists for it: " + "; ".join(
+        f"{handle} {name} as {role}{'' if known else ' (not added here yet)'}" for handle, name, role, known in rows
+    ) + "."
 
 
 # --- A run's state in IPS -----------------------------------------------------
@@ -1160,10 +1180,13 @@ def refresh_ips_memberships(connection: Connection) -> tuple[int, str]:
 def service_account_companies(connection: Connection) -> list[tuple[str, str, str, bool]]:
     """(handle, name, the service account's role, known here) of each company IPS lists for it."""
     client = connection.client()
-    info = client.get_user_info()
+    return _service_account_companies(connection, client.get_user_info(), client.get_company_membership())
+
+
+def _service_account_companies(connection: Connection, info, memberships) -> list[tuple[str, str, str, bool]]:
     known = set(connection.companies.values_list("handle", flat=True))
     out = []
-    for m in client.get_company_membership():
+    for m in memberships:
         if m.company is None or m.is_active is False:
             continue
         role = m.role or (info.default_role if info else "") or ""

@@ -340,7 +340,11 @@ def _act(admin_client, model, action, pks):
 def test_test_connections_succeeds_for_an_ips_user(admin_client, connection, ips_emulator):
     response = _act(admin_client, "connection", "test_connections", [connection.pk])
     assert response.status_code == 200
-    assert _messages(response) == [(messages.SUCCESS, "Emulator: login works as service@example.com (IpsUser).")]
+    assert _messages(response) == [(
+        messages.SUCCESS,
+        "Emulator: login works as service@example.com (IpsUser). IPS lists for it: 47 Demo Company as IpsUser; "
+        "48 Café Zürich as IpsUser; 52 Nordlicht & Søn as IpsUser (not added here yet).",
+    )]
     operations = [c["operation"] for c in ips_emulator.state.calls]
     assert operations == ["checkLogin", "getUserInfo", "getCompanyMembership"]
 

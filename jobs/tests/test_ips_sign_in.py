@@ -195,7 +195,7 @@ def test_test_connection_lists_the_service_accounts_companies_and_adds_them(admi
         follow=True,
     )
     text = response.content.decode()
-    assert "IPS lists for the service account: 47 Demo Company as IpsUser" in text
+    assert "IPS lists for it: 47 Demo Company as IpsUser;" in text
     assert "48 Café Zürich as IpsUser (not added here yet)" in text
     admin_client.post(
         reverse("admin:jobs_connection_changelist"),

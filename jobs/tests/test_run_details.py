@@ -276,3 +276,28 @@ def test_run_and_stop_tell_the_active_panel_to_ask_again(client, login, job, run
     stop = client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
     assert json.loads(stop["HX-Trigger"]) == {"ips-changed": {}}
     assert 'hx-trigger="load, every 5s, ips-changed from:body"' in client.get(reverse("jobs:list")).content.decode()
+
+
+def test_a_refused_look_before_acting_says_so_not_that_ips_refused_the_action(client, login, job, ips_emulator):
+    ips_emulator.state.inject("soap_fault", operation="getActiveJobs", code=20003, reason="No permission",
+                              fault="authorizationFault")
+    login("IpsUser")
+    client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
+    row = Execution.objects.get(operation="stopJob")
+    assert row.outcome == "refused" and row.fault_code == 20003
+    assert row.message.startswith("IPS refused to say whether “My Test Job” is running (getActiveJobs: 20003")
+    assert "Nothing was stopped" in row.message
+
+
+def test_an_interrupted_stop_says_the_run_may_or_may_not_be_stopping(job, users):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from .conftest import make_execution
+
+    make_execution(job, users["IpsUser"], "sending", operation="stopJob",
+                   requested_at=timezone.now() - dt.timedelta(hours=1))
+    assert services.reconcile_stale(job) == 1
+    row = Execution.objects.get()
+    assert "may or may not have stopped the run" in row.message

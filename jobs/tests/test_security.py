@@ -846,34 +846,32 @@ def _multipart(boundary, fields):
 
 FORM = "application/x-www-form-urlencoded"
 BAD_BODIES = {
-    "2 MB form": (FORM, b"csrfmiddlewaretoken=x&junk=" + b"a" * (2 * 1024 * 1024), 413),
+    "2 MB form": (FORM, b"csrfmiddlewaretoken=x&junk=" + b"a" * (2 * 1024 * 1024)),
     "2 MB multipart": (
         "multipart/form-data; boundary=XyZ",
         _multipart("XyZ", {"junk": "a" * (2 * 1024 * 1024)}),
-        413,
     ),
-    "binary": ("application/octet-stream", bytes(range(256)) * 8, 415),
-    "binary as a form": (FORM, b"\xff\xfe\x00\x01garbage\x80\x81", 400),
-    "bad percent-encoding": (FORM, b"a=%ff%fe%fd", 400),
-    "too many fields": (FORM, "&".join(f"f{i}=1" for i in range(1000)).encode(), 400),
-    "json": ("application/json", b'{"run": true}', 415),
-    "text": ("text/plain", b"please run it", 415),
-    "no content type": ("", b"garbage", 415),
-    "multipart without boundary": ("multipart/form-data", _multipart("abc", {"a": "1"}), 400),
-    "multipart with another boundary": ("multipart/form-data; boundary=abc", _multipart("zzz", {"a": "1"}), 400),
+    "binary": ("application/octet-stream", bytes(range(256)) * 8),
+    "binary as a form": (FORM, b"\xff\xfe\x00\x01garbage\x80\x81"),
+    "bad percent-encoding": (FORM, b"a=%ff%fe%fd"),
+    "too many fields": (FORM, "&".join(f"f{i}=1" for i in range(1000)).encode()),
+    "json": ("application/json", b'{"run": true}'),
+    "text": ("text/plain", b"please run it"),
+    "no content type": ("", b"garbage"),
+    "multipart without boundary": ("multipart/form-data", _multipart("abc", {"a": "1"})),
+    "multipart with another boundary": ("multipart/form-data; boundary=abc", _multipart("zzz", {"a": "1"})),
     "truncated multipart": (
         "multipart/form-data; boundary=abc",
         b'--abc\r\nContent-Disposition: form-data; name="a"\r\n\r\nvalue',
-        400,
     ),
-    "multipart garbage": ("multipart/form-data; boundary=abc", b"\x00\x01\x02 not multipart at all", 400),
+    "multipart garbage": ("multipart/form-data; boundary=abc", b"\x00\x01\x02 not multipart at all"),
 }
 
 
 @pytest.mark.parametrize("what", list(BAD_BODIES))
 def test_oversized_or_garbage_bodies_never_reach_ips(what, login, users, job, ips_emulator):
     """Django itself answers these with a 4xx (CSRF first, whose token is in the body), never a 500."""
-    content_type, body, _ = BAD_BODIES[what]
+    content_type, body = BAD_BODIES[what]
     client = Client(enforce_csrf_checks=True)
     client.force_login(users["IpsUser"])
     calls = len(ips_emulator.state.calls)
