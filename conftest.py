@@ -93,7 +93,7 @@ class Hold:
         self._dispatch_through = state.dispatch
         state.dispatch = self._dispatch
 
-    def _dispatch(self, operation, params, credentials):
+    def _dispatch(self, operation, params, credentials, generation=None):
         matches = (self._operation in (None, operation)) and (
             self._job_handle is None or params.get("jobHandle") == self._job_handle
         )
@@ -107,7 +107,7 @@ class Hold:
                     self.held -= 1
                     if self._fate == "drop":
                         raise DropConnection()
-        return self._dispatch_through(operation, params, credentials)
+        return self._dispatch_through(operation, params, credentials, generation=generation)
 
     def wait(self, calls=1, timeout=30.0):
         """Wait until ``calls`` calls are held (sent by other threads or processes)."""

@@ -129,6 +129,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Times in the user's zone (profile, else browser, else TIME_ZONE).
+    "jobs.timezones.TimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -254,6 +256,8 @@ if TASKS_BACKEND not in _TASK_BACKENDS:
 TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND]}}
 if TASKS_BACKEND == "rq":
     INSTALLED_APPS.append("django_rq")
+    # RQ must run the Tasks API's own job class (else: "'Task' object is not callable").
+    RQ = {"JOB_CLASS": "django_tasks_rq.Job"}
     RQ_QUEUES = {"default": {"URL": env_str("REDIS_URL", "redis://127.0.0.1:6379/0"), "DEFAULT_TIMEOUT": 600}}
 IPS_APP_NAME = "ipsadmin"
 IPS_APP_VERSION = "0.1"

@@ -58,7 +58,7 @@ from lxml import etree
 from .clock import ManualClock
 from .loader import to_datetime
 from .schema import WSDL_DIR, WsdlSchema, load_wsdls
-from .state import OPERATIONS, EmulatorState, IpsFault
+from .state import OPERATIONS, EmulatorState, IpsFault, StaleCall
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 # authHeader and the three fault elements live here whatever the API version.
@@ -363,6 +363,7 @@ class EmulatorApp:
         op, params = req.operation, req.params
         job_handle = params.get("jobHandle") if isinstance(params.get("jobHandle"), str) else None
         company = params.get("companyHandle") if isinstance(params.get("companyHandle"), str) else None
+        generation = self.state.generation
         injection = self.state.take_injection(op, job_handle or None)
         self.state.record_call(op, req.credentials[0] if req.credentials else None,
                                company or None, job_handle or None, req.namespace,
@@ -370,12 +371,7 @@ class EmulatorApp:
         if injection is not None:
             kind, p = injection.kind, injection.params
             if kind == "latency":
-                generation = self.state.generation
                 time.sleep(p["seconds"])
-                if self.state.generation != generation:
-                    # The state was reset while this call slept (the test
-                    # that sent it is over): it must not act on the next one.
-                    raise DropConnection()
             elif kind == "soap_fault":
                 fault = IpsFault(p["code"], p["reason"], family=p.get("fault"),
                                  faultcode=p.get("faultcode"), faultstring=p.get("faultstring"))
@@ -389,7 +385,11 @@ class EmulatorApp:
             elif kind == "drop_connection":
                 raise DropConnection()
         try:
-            result = self.state.dispatch(op, params, req.credentials)
+            # A call that slept through a reset() (its test is over) must not act on the next
+            # test's state: dispatch checks that under its lock.
+            result = self.state.dispatch(op, params, req.credentials, generation=generation)
+        except StaleCall:
+            raise DropConnection() from None
         except IpsFault as fault:
             response = self._soap_response(fault_envelope(fault), req.fault_status, use_gzip)
         else:

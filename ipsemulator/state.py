@@ -25,6 +25,10 @@ from .tables import (ARRAY_PARAMS, INJECTION_KINDS, JOB_TYPES, OPERATIONS, REQUI
                      FAULT_NAMES, IpsFault, fault_family)
 
 
+class StaleCall(Exception):
+    """A call that started before a reset(): the test that sent it is over."""
+
+
 # ----------------------------------------------------------------- injection
 @dataclass
 class Injection:
@@ -302,11 +306,15 @@ class EmulatorState:
         return None
 
     # ------------------------------------------------------------ dispatch
-    def dispatch(self, operation: str, params: dict, credentials: tuple[str, str] | None):
+    def dispatch(self, operation: str, params: dict, credentials: tuple[str, str] | None,
+                 generation: int | None = None):
         """Run one operation: authenticate, validate, authorize, execute.
         Returns the ``<op>Return`` content (a dict with the fields of every
-        API version, or None); raises IpsFault."""
+        API version, or None); raises IpsFault. With ``generation``, a call
+        that slept through a reset() raises StaleCall instead of acting."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                raise StaleCall(operation)
             user = operations.authenticate(self, credentials)
             for name, value in params.items():
                 if isinstance(value, list) and name not in ARRAY_PARAMS:

@@ -627,23 +627,25 @@ def run_status(execution: Execution) -> RunStatus:
             and (execution.ips_run_handle or _started_since(a.start_date, execution))
         ]
         active = next((a for a in listed if a.state != "Done"), listed[0] if listed else None)
-        log_ = _run_log(client, execution)
-        if log_ is not None and not log_.is_final and (active is None or active.state == "Done"):
-            # Before 4.0 getJobLogs never fills endDate; getJobLogDetails does, in every version.
-            log_ = _with_details_end(client, execution, log_)
+        if execution.ips_run_handle:
+            # Named: its log by its own handle, with endDate in every version (before 4.0
+            # getJobLogs never fills it), whatever else started at the same second.
+            log_ = _log_by_handle(client, execution.company_handle, execution.ips_run_handle)
+        else:
+            log_ = _run_log(client, execution)
+            if log_ is not None and not log_.is_final and (active is None or active.state == "Done"):
+                log_ = _log_by_handle(client, execution.company_handle, log_.job_handle) or log_
     except ips.IpsError as error:
         return RunStatus(error=f"IPS could not say how the run is doing this time ({error}); asking again.")
     return RunStatus(active=active, log=log_)
 
 
-def _with_details_end(client: ips.IpsClient, execution: Execution, log_: ips.JobLog) -> ips.JobLog:
-    """The run's log as getJobLogDetails has it (with its endDate), else the one we have."""
-    for detailed in client.get_job_log_details(
-        execution.company_handle, job_handle=log_.job_handle, records_per_page=1
-    ):
-        if detailed.job_handle == log_.job_handle:
+def _log_by_handle(client: ips.IpsClient, company_handle: str, run_handle: str) -> ips.JobLog | None:
+    """A run's log as getJobLogDetails has it (one detail row asked for), or None."""
+    for detailed in client.get_job_log_details(company_handle, job_handle=run_handle, records_per_page=1):
+        if detailed.job_handle == run_handle:
             return detailed
-    return log_
+    return None
 
 
 def _started_since(when, execution: Execution) -> bool:
@@ -699,9 +701,9 @@ def follow_lease() -> dt.timedelta:
     return dt.timedelta(seconds=(2 + LOG_PAGES) * per_call + settings.IPS_STALE_MARGIN)
 
 
-def follow_interval(polls: int) -> dt.timedelta:
-    """The wait before poll number ``polls + 1``: 1.5 times longer each time, up to the maximum."""
-    seconds = settings.IPS_FOLLOW_FIRST_POLL * (1.5 ** max(0, polls - 1))
+def follow_interval(poll: int) -> dt.timedelta:
+    """The wait before poll number ``poll`` (from 1): 1.5 times longer each time, up to the maximum."""
+    seconds = settings.IPS_FOLLOW_FIRST_POLL * (1.5 ** max(0, poll - 1))
     return dt.timedelta(seconds=min(seconds, settings.IPS_FOLLOW_MAX_INTERVAL))
 
 
@@ -738,14 +740,15 @@ def follow_step(execution_id: int, token: str, schedule, now: dt.datetime | None
             return "stale"  # a duplicate of a chain that went on without it
         follow.token = _new_token()
         if follow.lease_until is not None and follow.lease_until > now:
-            # Another worker is polling this run right now: come back after it.
-            follow.next_poll_at = follow.lease_until
+            # Another worker is polling this run right now: come back after it, or sooner
+            # (a live poll ends long before its lease; a dead one's lease is what it takes).
+            follow.next_poll_at = min(follow.lease_until, now + follow_interval(follow.polls + 1))
             follow.save(update_fields=["token", "next_poll_at"])
             _schedule_after_commit(schedule, follow)
             return "leased"
         follow.polls += 1
         follow.lease_until = now + follow_lease()
-        follow.next_poll_at = now + follow_interval(follow.polls)
+        follow.next_poll_at = now + follow_interval(follow.polls + 1)
         follow.save(update_fields=["token", "polls", "lease_until", "next_poll_at"])
         _schedule_after_commit(schedule, follow)
     execution = Execution.objects.select_related("job__company__connection").get(pk=execution_id)

@@ -149,7 +149,7 @@ def test_a_run_is_never_polled_by_two_workers_at_once(clock, job, users, schedul
     follow.lease_until = lease  # another worker is polling right now
     follow.save()
     assert _step(execution, schedule, django_capture_on_commit_callbacks) == "leased"
-    assert schedule.calls[-1][2] == lease  # comes back when that poll's lease ends
+    assert schedule.calls[-1][2] <= lease  # comes back, at the latest when that poll's lease ends
     assert RunFollow.objects.get(pk=execution.pk).polls == 0
 
 
@@ -256,3 +256,40 @@ def test_resume_follows_starts_lost_chains_again(clock, job, users, schedule, dj
     assert again.calls[0][0] == execution.pk and again.token != lost
     with django_capture_on_commit_callbacks(execute=True):
         assert services.follow_step(execution.pk, lost, again) == "stale"
+
+
+def test_polls_come_ever_later_from_the_first(clock, job, users, schedule, django_capture_on_commit_callbacks,
+                                               settings):
+    settings.IPS_FOLLOW_FIRST_POLL = 2.0
+    execution = _accepted(job, users, schedule, django_capture_on_commit_callbacks)
+    now = timezone.now()
+    waits = []
+    for _ in range(3):
+        _step(execution, schedule, django_capture_on_commit_callbacks, now=now)
+        waits.append((schedule.calls[-1][2] - now).total_seconds())
+    assert waits == [3.0, 4.5, 6.75]  # after the first poll (at 2 s): 3 s, then 4.5 s, ...
+
+
+def test_a_run_polled_elsewhere_is_asked_again_soon_not_at_the_end_of_the_lease(
+    clock, job, users, schedule, django_capture_on_commit_callbacks
+):
+    execution = _accepted(job, users, schedule, django_capture_on_commit_callbacks)
+    follow = RunFollow.objects.get(pk=execution.pk)
+    follow.lease_until = timezone.now() + dt.timedelta(minutes=2)
+    follow.save()
+    now = timezone.now()
+    assert _step(execution, schedule, django_capture_on_commit_callbacks, now=now) == "leased"
+    assert schedule.calls[-1][2] == now + services.follow_interval(1)
+
+
+def test_a_named_runs_log_is_found_by_its_handle_whatever_started_with_it(clock, job, users, ips_emulator):
+    """More runs started in the same second than a page of getJobLogs holds: a named run still finds its log."""
+    for n in range(12):
+        ips_emulator.state.add_job("47", f"Burst {n}")
+        job.company.connection.client().execute_job("47", f"47|Burst {n}|")
+    execution = press_run(job, users["IpsUser"])
+    clock.advance(RUN_SECONDS * 2)
+    status = services.run_status(execution)
+    assert status.finished and status.log.job_handle == execution.ips_run_handle
+    ops = [c["operation"] for c in ips_emulator.state.calls]
+    assert ops[-1] == "getJobLogDetails" and "getJobLogs" not in ops[-2:]

@@ -149,13 +149,14 @@ def test_an_unnamed_run_is_matched_by_its_name_and_start_never_an_earlier_run(ve
     assert status.log.start_date >= execution.sent_at - services.LOG_WINDOW_SKEW
 
 
+@pytest.mark.parametrize("operation", ["getActiveJobs", "getJobLogDetails"])
 @pytest.mark.parametrize("kind", ["soap_fault", "malformed_xml", "drop_connection"])
-def test_a_poll_that_fails_says_so_and_polls_again(kind, clock, client, login, users, job, ips_emulator):
+def test_a_poll_that_fails_says_so_and_polls_again(kind, operation, clock, client, login, users, job, ips_emulator):
     login("IpsUser")
     assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 200
     clock.advance(RUN_SECONDS * 3)
     params = {"code": 30000, "reason": "Busy"} if kind == "soap_fault" else {}
-    ips_emulator.state.inject(kind, operation="getJobLogs", **params)
+    ips_emulator.state.inject(kind, operation=operation, **params)
     code, body = _status(client, job)
     assert code == 200  # never 286: a failed poll is not the end
     assert "asking again" in body
