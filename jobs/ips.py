@@ -8,12 +8,14 @@ the project's own exception types. Results come back as plain dataclasses.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import gzip
 import datetime as dt
+import gzip
 import hashlib
 import logging
 import re
+import socket
 import threading
 import time
 import zlib
@@ -21,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 import zeep
 import zeep.exceptions
 from lxml import etree
@@ -552,20 +557,97 @@ class _NoWireLog:
         pass
 
 
-class _Transport(zeep.Transport):
-    """Posts with a deadline on the whole reply, and reads it ourselves.
+_watched = threading.local()
+
+
+class _Watch:
+    """Cuts one call off at its deadline, headers included: shuts its socket when time is up.
 
     requests' read timeout bounds each socket read, so a reply that trickles
-    in (a byte every few seconds) would never time out: here the body is read
-    in small pieces against one deadline, connect plus read timeout in all.
-    """
+    in (a byte every few seconds, in the headers or the body) would never
+    time out without it."""
 
-    def __init__(self, *, connect_timeout: float, read_timeout: float, operation: threading.local):
+    def __init__(self, seconds: float):
+        self.fired = False
+        self._sock = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        _watched.current = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+        _watched.current = None
+
+    def attach(self, sock) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+
+def _shut(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _WatchedConnectionMixin:
+    def getresponse(self, *args, **kwargs):
+        # The request is out: from here on the answer is what may trickle.
+        watch = getattr(_watched, "current", None)
+        if watch is not None and self.sock is not None:
+            watch.attach(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPConnection(_WatchedConnectionMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _Transport(zeep.Transport):
+    """Posts with a deadline on the whole reply (connect plus read timeout in all), reads it
+    ourselves, and follows no redirect: a redirect would re-post the authHeader, passwords
+    included, wherever it points."""
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float, operation: threading.local | None = None):
         super().__init__(timeout=connect_timeout + read_timeout, operation_timeout=(connect_timeout, read_timeout))
         self.logger = _NoWireLog()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._operation = operation
+        self._operation = operation or threading.local()
+        adapter = _WatchedAdapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     @property
     def budget(self) -> float:
@@ -573,18 +655,46 @@ class _Transport(zeep.Transport):
 
     def post(self, address, message, headers):
         deadline = time.monotonic() + self.budget
-        response = self.session.post(
-            address,
-            data=message,
-            headers=headers,
-            timeout=(self.connect_timeout, self.read_timeout),
-            stream=True,
-        )
-        try:
-            response._content = self._read_body(response, deadline)
-        finally:
-            response.close()
+        with _Watch(self.budget) as watch:
+            try:
+                response = self.session.post(
+                    address,
+                    data=message,
+                    headers=headers,
+                    timeout=(self.connect_timeout, self.read_timeout),
+                    stream=True,
+                    allow_redirects=False,
+                )
+                try:
+                    if response.is_redirect:
+                        raise IpsHttpError(
+                            f"IPS answered HTTP {response.status_code}, a redirect, which the dashboard "
+                            "does not follow (the request carries the service account's password)",
+                            status=response.status_code,
+                        )
+                    response._content = self._read_body(response, deadline)
+                finally:
+                    response.close()
+            except IpsError:
+                raise
+            except Exception:
+                if watch.fired:
+                    raise self._past_deadline() from None
+                raise
         return response
+
+    def _load_remote_data(self, url):
+        # A remote WSDL under the same deadline as a call.
+        with _Watch(self.budget) as watch:
+            try:
+                response = self.session.get(url, timeout=(self.connect_timeout, self.read_timeout))
+                with contextlib.closing(response):
+                    response.raise_for_status()
+                    return response.content
+            except Exception:
+                if watch.fired:
+                    raise requests.exceptions.ReadTimeout(f"the WSDL did not arrive within {self.budget:g} s") from None
+                raise
 
     def _read_body(self, response, deadline: float) -> bytes:
         raw = response.raw
@@ -641,6 +751,7 @@ def _socket_of(raw):
 
 
 _wsdl_lock = threading.Lock()
+_wsdl_source_locks: dict[str, threading.Lock] = {}
 _wsdl_cache: dict[str, zeep.Client] = {}
 _client_lock = threading.Lock()
 _clients: dict[Endpoint, IpsClient] = {}
@@ -660,12 +771,16 @@ def _wsdl_source(endpoint: Endpoint) -> str:
         ) from None
 
 
-def _parsed_wsdl(source: str, timeout: float) -> zeep.Client:
+def _parsed_wsdl(source: str, connect_timeout: float, read_timeout: float) -> zeep.Client:
+    # One lock per source: a slow remote WSDL holds up only its own connections.
     with _wsdl_lock:
+        lock = _wsdl_source_locks.setdefault(source, threading.Lock())
+    with lock:
         client = _wsdl_cache.get(source)
         if client is None:
             try:
-                client = zeep.Client(source, transport=zeep.Transport(timeout=timeout))
+                transport = _Transport(connect_timeout=connect_timeout, read_timeout=read_timeout)
+                client = zeep.Client(source, transport=transport)
             except requests.RequestException as exc:
                 error = IpsUnavailable(f"Could not load the IPS WSDL ({type(exc).__name__})", url=source)
                 raise error from None
@@ -707,7 +822,7 @@ class IpsClient:
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint
         source = _wsdl_source(endpoint)
-        parsed = _parsed_wsdl(source, endpoint.connect_timeout + endpoint.read_timeout)
+        parsed = _parsed_wsdl(source, endpoint.connect_timeout, endpoint.read_timeout)
         self._operation = threading.local()
         transport = _Transport(
             connect_timeout=endpoint.connect_timeout,
