@@ -178,8 +178,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: throttles every backend after it
-    "jobs.auth.IpsBackend",  # IPS emails, on connections with sign-in with IPS on
     "django.contrib.auth.backends.ModelBackend",  # local accounts (superusers, break-glass)
+    "jobs.auth.IpsBackend",  # IPS emails, on connections with sign-in with IPS on; never local accounts
 ]
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -25,12 +25,16 @@ class IpsBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if not username or not password or "@" not in username:
             return None  # local accounts are ModelBackend's
+        if services.is_local_account(username):
+            return None  # its password never goes to IPS
         for connection in Connection.objects.filter(ips_sign_in=True).order_by("pk"):
             try:
                 user = services.sign_in_with_ips(connection, username.strip(), password)
             except services.SignInRefused as refusal:
                 _say(request, str(refusal))
-                return None
+                if refusal.final:
+                    return None
+                continue  # this connection may not; another may
             except ips.IpsError as error:
                 log.warning("sign-in with IPS on %s failed: %s", connection, error)
                 _say(request, f"IPS could not check your password just now ({error}). Try again later.")

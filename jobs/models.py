@@ -7,8 +7,9 @@ import threading
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import connections, models, transaction
-from django.db.models import OuterRef, Q, Subquery
-from django.db.models.functions import MD5
+from django.db.models import BooleanField, Count, F, OuterRef, Q, Subquery, Window
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import MD5, Lower, RowNumber
 from django.utils import timezone
 
 from . import crypto, ips, ipsversions
@@ -294,6 +295,25 @@ class JobQuerySet(models.QuerySet):
             job.follow = ex is not None and ex.is_followed(now)
         return jobs
 
+    def page_per_company(self, pages: dict[int, int], size: int):
+        """Page ``pages[company id]`` (from 1) of each of those companies' jobs, by name, in one query.
+
+        The database numbers each company's jobs (a window), so any page of any
+        number of companies costs one query; nothing is computed per job
+        outside the page (annotate the result, not this)."""
+        ranked = self.filter(company_id__in=pages).annotate(
+            position=Window(RowNumber(), partition_by=F("company_id"), order_by=[F("name").asc(), F("id").asc()])
+        )
+        wanted = Q(pk__in=[])
+        for company_id, page in pages.items():
+            start = (max(1, page) - 1) * size
+            wanted |= Q(company_id=company_id, position__gt=start, position__lte=start + size)
+        return self.model.objects.filter(pk__in=ranked.filter(wanted).values("pk")).order_by("company_id", "name", "id")
+
+    def count_per_company(self) -> dict[int, int]:
+        """{company id: how many of these jobs it has}, in one query."""
+        return dict(self.order_by().values("company_id").annotate(n=Count("id")).values_list("company_id", "n"))
+
 
 class Job(models.Model):
     """A scheduled IPS job, kept in step with getScheduledJobs."""
@@ -409,6 +429,39 @@ class ExecutionQuerySet(models.QuerySet):
     def last_run_of(self, job):
         """The job's latest run sent to IPS, or None."""
         return self.filter(job=job).sent().order_by("-requested_at", "-id").first()
+
+    def failures(self):
+        """Runs that failed: IPS never started them (refused, unreachable, ...) or ended them with errors.
+
+        The condition of the partial index execution_job_failures, word for word."""
+        return self.filter(FAILED_RUN)
+
+    def by_usernames(self, names):
+        """Rows of these user names, in any case (index execution_user_recent)."""
+        names = list(names)
+        if len(names) == 1:
+            return self.alias(username_lower=Lower("username")).filter(username_lower=Lower(models.Value(names[0])))
+        return self.alias(username_lower=Lower("username")).filter(
+            username_lower__in=[Lower(models.Value(n)) for n in names]
+        )
+
+
+#: Runs that failed, for "last failure" and failure counts: never started by
+#: IPS (whatever went wrong on the way), or ended by IPS with errors or a
+#: fatal error. Not failures: refusals made here (the run was never sent),
+#: warnings, a run stopped on purpose.
+FAILED_OUTCOMES = ("refused", "unreachable", "timed_out", "bad_reply", "interrupted", "error", "ips_error")
+FAILED_IPS_RESULTS = ("errors", "fatal")
+# Literal SQL, not parameters: SQLite uses a partial index only when the
+# query repeats the index's WHERE terms, and a bound parameter never matches
+# a literal. The same expression is the index's condition and the filter.
+FAILED_RUN = RawSQL(
+    "operation = 'executeJob' AND (outcome IN ({}) OR ips_result IN ({}))".format(
+        ", ".join(f"'{o}'" for o in FAILED_OUTCOMES), ", ".join(f"'{r}'" for r in FAILED_IPS_RESULTS)
+    ),
+    (),
+    output_field=BooleanField(),
+)
 
 
 class Execution(models.Model):
@@ -553,15 +606,35 @@ class Execution(models.Model):
                 name="execution_one_in_flight_per_job",
             ),
         ]
+        # History pages by keyset (jobs/history.py): each filter has an index
+        # that hands its rows over already in the page's order, (requested_at,
+        # id) newest first, read backwards for oldest first; id breaks ties, so
+        # a page starts exactly after the last row of the one before. No page
+        # ever sorts or counts what it does not show.
         indexes = [
-            # History page, newest first, unfiltered (superuser).
-            models.Index(fields=["-requested_at"], name="execution_recent"),
-            # History page of the companies a user may see, and filtered by company.
-            models.Index(fields=["company", "-requested_at"], name="execution_company_recent"),
-            # "Last execution" per job on the jobs page, and history by job.
-            models.Index(fields=["job", "-requested_at"], name="execution_job_recent"),
-            # History filtered by user: the username snapshot outlives the user.
-            models.Index(fields=["username", "-requested_at"], name="execution_username_recent"),
+            # History newest (or oldest) first: everything (superuser), a date
+            # range, and on SQLite several companies at once (their filter is
+            # checked along this scan, see history.visible_to); the admin's changelist.
+            models.Index(fields=["-requested_at", "-id"], name="execution_recent"),
+            # History of one company.
+            models.Index(fields=["company", "-requested_at", "-id"], name="execution_company_recent"),
+            # History of one job, its page's recent runs and stats, and "last
+            # execution" per job on the jobs page.
+            models.Index(fields=["job", "-requested_at", "-id"], name="execution_job_recent"),
+            # History by user, in any case ("Mine" too): the username snapshot outlives the user.
+            models.Index(Lower("username"), F("requested_at").desc(), F("id").desc(), name="execution_user_recent"),
+            # History by outcome, and by IPS result.
+            models.Index(fields=["outcome", "-requested_at", "-id"], name="execution_outcome_recent"),
+            models.Index(fields=["ips_result", "-requested_at", "-id"], name="execution_ips_result_recent"),
+            # History sorted by IPS runtime or by request time, longest (or shortest) first.
+            models.Index(fields=["-ips_runtime_ms", "-id"], name="execution_ips_runtime"),
+            models.Index(fields=["-duration_ms", "-id"], name="execution_request_time"),
+            # The admin's search by request id (the id a failed page tells its user).
+            models.Index(fields=["request_id"], name="execution_request_id"),
+            # A job's last failure: the first entry, however many runs succeeded since.
+            models.Index(
+                fields=["job", "-requested_at", "-id"], condition=Q(FAILED_RUN), name="execution_job_failures"
+            ),
             # reconcile_executions: stale in-flight rows by age.
             models.Index(
                 fields=["requested_at"], condition=Q(outcome="sending"), name="execution_inflight_age"
@@ -718,3 +791,91 @@ class Chore(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class Profile(models.Model):
+    """A dashboard user's own settings."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="profile")
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The zone every time is shown in. Empty: the browser's (jobs.timezones).",
+    )
+
+    def __str__(self):
+        return f"settings of {self.user}"
+
+
+class HistoryExportQuerySet(models.QuerySet):
+    def delete(self):
+        raise PermissionError("Export records are never deleted.")
+
+    def update(self, **kwargs):
+        # Deleting a user sets its key NULL (on_delete=SET_NULL); the username snapshot stays.
+        if kwargs == {"user": None}:
+            return super().update(**kwargs)
+        raise PermissionError("An export record changes only through services.finish_export(), once.")
+
+
+class HistoryExport(models.Model):
+    """One CSV export of history: who, when, with which filters, how many rows.
+
+    Written when the export starts, and completed once when its last row is
+    sent or the download breaks off (services.start_export, finish_export):
+    an export that dies midway still says who asked for what. Never changed
+    otherwise, never deleted. Not an Execution: those are IPS operations on
+    a job."""
+
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    username = models.CharField(max_length=150)
+    filters = models.JSONField(default=dict, blank=True, help_text="The history filters, as in the page's address.")
+    row_count = models.PositiveBigIntegerField("rows sent", null=True, blank=True)
+    completed = models.BooleanField(
+        null=True, blank=True, help_text="Every row sent (yes), the download broke off (no), or still going."
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+    request_id = models.CharField(max_length=64)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = HistoryExportQuerySet.as_manager()
+
+    class Meta:
+        base_manager_name = "objects"
+        ordering = ["-at", "-id"]
+        indexes = [
+            # The admin's list of exports, newest first.
+            models.Index(fields=["-at"], name="historyexport_recent"),
+            # The admin's list of one user's exports.
+            models.Index(fields=["user", "-at"], name="historyexport_user_recent"),
+        ]
+
+    #: What finish_export() writes, once.
+    FINISH_FIELDS = frozenset({"row_count", "completed", "finished_at"})
+
+    def __str__(self):
+        return f"export by {self.username} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._stored = dict(zip(field_names, values))
+        return instance
+
+    def save(self, *args, **kwargs):
+        stored = getattr(self, "_stored", None)
+        if stored is None:
+            if self.pk is not None or self.finished_at is not None:
+                raise PermissionError("An export is recorded as a new row, when it starts.")
+            kwargs["force_insert"] = True
+        else:
+            changed = {f for f in stored if getattr(self, f, stored[f]) != stored[f]}
+            if stored.get("finished_at") is not None or changed - self.FINISH_FIELDS:
+                raise PermissionError("An export record is completed once, and never changed after.")
+            kwargs["update_fields"] = sorted(changed)
+        super().save(*args, **kwargs)
+        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Export records are never deleted.")

@@ -25,10 +25,12 @@ from .models import (
     Company,
     Connection,
     Execution,
+    HistoryExport,
     IpsIdentity,
     Job,
     Membership,
     MembershipChange,
+    Profile,
     RunFollow,
 )
 
@@ -299,10 +301,18 @@ def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Acti
     try:
         outcome, message, error = send(execution, job)
         _finish_sent(execution, outcome, message, error)
+    except _Superseded:
+        # Taken for dead before it acted: nothing was sent, the row says so already.
+        execution.refresh_from_db()
+        log.warning("%s of %r (request %s) was taken for dead before it acted: nothing sent",
+                    action.operation, execution.job_handle, execution.request_id)
+        return RunResult(execution, visible)
     except BaseException:
-        # A bug, or gunicorn's worker timeout (SystemExit): never leave our
-        # own row 'sending', and never claim to know what IPS did.
-        if execution.outcome == Outcome.SENDING:
+        # A bug, a database that failed the finish, or gunicorn's worker timeout
+        # (SystemExit): never leave our own row 'sending' (as stored, whatever the
+        # instance says), and never claim to know what IPS did.
+        if execution._stored.get("outcome") == Outcome.SENDING:
+            execution.outcome = Outcome.SENDING
             with contextlib.suppress(Exception):
                 finish(execution, Outcome.INTERRUPTED, _interrupted_message(action.operation))
         raise
@@ -344,10 +354,21 @@ def _finish_sent(execution: Execution, outcome: str, message: str, error) -> Non
         raise
 
 
+class _Superseded(Exception):
+    """The press's row was finished by another process (taken for dead) before it acted."""
+
+
 def _mark_sent(execution: Execution) -> None:
-    """The action itself (not the look at getActiveJobs before it) goes to IPS now."""
-    execution.sent_at = timezone.now()
-    execution.save(update_fields=["sent_at"])
+    """The action itself (not the look at getActiveJobs before it) goes to IPS now, unless
+    another process already took this press for dead and finished its row."""
+    with transaction.atomic():
+        stored = (
+            Execution.objects.select_for_update().filter(pk=execution.pk).values_list("outcome", flat=True).first()
+        )
+        if stored != Outcome.SENDING:
+            raise _Superseded()
+        execution.sent_at = timezone.now()
+        execution.save(update_fields=["sent_at"])
 
 
 def _send_run(execution: Execution, job: Job):
@@ -613,7 +634,7 @@ def _is_the_run(execution: Execution, handle: str | None, name: str | None, orig
     return original == job_name or (name or "").startswith(f"{job_name}_") or name == job_name
 
 
-def run_status(execution: Execution) -> RunStatus:
+def run_status(execution: Execution, log_pages: int | None = None) -> RunStatus:
     """getActiveJobs for the run, then its own log (found by handle in a date window)."""
     job = execution.job
     if job is None:
@@ -632,7 +653,7 @@ def run_status(execution: Execution) -> RunStatus:
             # getJobLogs never fills it), whatever else started at the same second.
             log_ = _log_by_handle(client, execution.company_handle, execution.ips_run_handle)
         else:
-            log_ = _run_log(client, execution)
+            log_ = _run_log(client, execution, log_pages or LOG_PAGES)
             if log_ is not None and not log_.is_final and (active is None or active.state == "Done"):
                 log_ = _log_by_handle(client, execution.company_handle, log_.job_handle) or log_
     except ips.IpsError as error:
@@ -653,14 +674,14 @@ def _started_since(when, execution: Execution) -> bool:
     return when is None or when >= sent - LOG_WINDOW_SKEW
 
 
-def _run_log(client: ips.IpsClient, execution: Execution) -> ips.JobLog | None:
+def _run_log(client: ips.IpsClient, execution: Execution, pages: int = LOG_PAGES) -> ips.JobLog | None:
     """The run's own log: earliest first from the time it was sent, page by page by start date.
 
     Never the company's newest logs: a busy company has more runs than one
     page, and earlier runs of the same job have logs too.
     """
     since = (execution.sent_at or execution.requested_at) - LOG_WINDOW_SKEW
-    for _ in range(LOG_PAGES):
+    for _ in range(pages):
         logs = client.get_job_logs(
             execution.company_handle,
             sort_by="StartDate",
@@ -806,9 +827,14 @@ def resume_follows(schedule) -> int:
     return count
 
 
+#: A browser's poll reads at most this many pages of logs for an unnamed run:
+#: it must fit in a web worker's time (the background follow reads LOG_PAGES).
+BROWSER_LOG_PAGES = 1
+
+
 def observe_run(execution: Execution) -> RunStatus:
     """run_status(), and what it learns recorded on the audit row (a browser's poll)."""
-    status = run_status(execution)
+    status = run_status(execution, log_pages=BROWSER_LOG_PAGES)
     if execution.is_following:
         record_status(execution, status)
     return status
@@ -819,12 +845,15 @@ def _stopped(execution: Execution, status: RunStatus) -> bool:
         return True
     if execution.ips_state == "Stopping":
         return True
-    return Execution.objects.filter(
+    stops = Execution.objects.filter(
         operation="stopJob",
         job_id=execution.job_id,
         outcome=Outcome.ACCEPTED,
         requested_at__gte=execution.requested_at,
-    ).exists()
+    )
+    if execution.ips_run_handle:  # a stop of this very run, not of a later one
+        stops = stops.filter(ips_run_handle=execution.ips_run_handle)
+    return stops.exists()
 
 
 def _result_of(log_: ips.JobLog, stopped: bool) -> str:
@@ -1003,13 +1032,15 @@ def change_membership(actor, user, company: Company, role: str | None, source: s
         after = role or ""
         if before == after:
             return None
+        from_ips = source in (MembershipChange.Source.IPS_SIGN_IN, MembershipChange.Source.IPS_REFRESH)
+        read_at = timezone.now() if from_ips else None
         if role is None:
             current.delete()
         elif current is None:
-            Membership.objects.create(user=user, company=company, role=role)
+            Membership.objects.create(user=user, company=company, role=role, from_ips=from_ips, read_at=read_at)
         else:
-            current.role = role
-            current.save(update_fields=["role"])
+            current.role, current.from_ips, current.read_at = role, from_ips, read_at
+            current.save(update_fields=["role", "from_ips", "read_at"])
         change = MembershipChange.objects.create(
             source=source,
             actor=actor,
@@ -1030,7 +1061,22 @@ def change_membership(actor, user, company: Company, role: str | None, source: s
 
 
 class SignInRefused(Exception):
-    """IPS knows the person, but the dashboard will not sign them in: the message says why."""
+    """The dashboard will not sign this person in: the message says why.
+
+    ``final``: about the person (no other connection may sign them in either);
+    else about this connection only (it does not speak HTTPS)."""
+
+    def __init__(self, message: str, *, final: bool = True):
+        super().__init__(message)
+        self.final = final
+
+
+def is_local_account(username: str) -> bool:
+    """A dashboard account of that name that does not sign in with IPS: its password stays here."""
+    User = get_user_model()
+    return User.objects.filter(username=username.strip().lower(), ips_identity__isnull=True).exists() or (
+        User.objects.filter(username=username.strip(), ips_identity__isnull=True).exists()
+    )
 
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -1051,7 +1097,7 @@ def sign_in_with_ips(connection: Connection, email: str, password: str):
     not be asked. The password is used for these calls and never stored.
     """
     if not password_may_go_to(connection):
-        raise SignInRefused(f"Sign-in with IPS needs an HTTPS connection; “{connection}” is not.")
+        raise SignInRefused(f"Sign-in with IPS needs an HTTPS connection; “{connection}” is not.", final=False)
     service = connection.client()
     if not service.check_login(email, password):
         return None
@@ -1081,11 +1127,19 @@ def sign_in_with_ips(connection: Connection, email: str, password: str):
             user = User(username=username, email=email)
             user.set_unusable_password()
             user.save()
-        elif not IpsIdentity.objects.filter(user=user).exists():
-            raise SignInRefused(
-                "A local dashboard account already has this name: log in with its own password, "
-                "or ask an administrator."
-            )
+        else:
+            identity = IpsIdentity.objects.filter(user=user).first()
+            if identity is None:
+                raise SignInRefused(
+                    "A local dashboard account already has this name: log in with its own password, "
+                    "or ask an administrator."
+                )
+            if identity.connection_id != connection.pk:
+                # The same email on another IPS is another person as far as we know.
+                raise SignInRefused(
+                    f"This email signs in with IPS through “{identity.connection}”, not “{connection}”: "
+                    "ask an administrator."
+                )
         if not user.is_active:
             raise SignInRefused("Your dashboard account is switched off: ask an administrator.")
         if info is not None:
@@ -1249,3 +1303,36 @@ def refresh_memberships_chore(token: str, schedule) -> str:
         results.append(why or f"{connection}: {count} people refreshed from IPS")
     Chore.objects.filter(name=REFRESH_MEMBERSHIPS).update(last_run_at=timezone.now(), last_result="\n".join(results))
     return "; ".join(results) or "no connection signs in with IPS"
+
+
+# --- History exports and user settings ----------------------------------------------
+
+
+def start_export(user, filters: dict, info: RequestInfo) -> HistoryExport:
+    """Record a CSV export of history as it starts: who, which filters, from where."""
+    export = HistoryExport(
+        user=user,
+        username=user.get_username(),
+        filters=filters,
+        request_id=info.request_id,
+        client_ip=info.client_ip,
+    )
+    export.save()
+    log.info("history export %s by %s started (filters %s)", export.pk, export.username, filters)
+    return export
+
+
+def finish_export(export: HistoryExport, rows: int, completed: bool) -> None:
+    """Complete the record, once: how many rows went out, and whether all did."""
+    export.row_count = rows
+    export.completed = completed
+    export.finished_at = timezone.now()
+    export.save()
+    log.info("history export %s by %s %s after %d rows", export.pk, export.username,
+             "completed" if completed else "broke off", rows)
+
+
+def set_time_zone(user, zone: str) -> None:
+    """The user's own choice of time zone ("" for the browser's)."""
+    Profile.objects.update_or_create(user=user, defaults={"time_zone": zone})
+

@@ -1,29 +1,35 @@
 from __future__ import annotations
 
+import csv
 import json
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.db.models.functions import Length
 from django.urls import reverse
+from django.utils import timezone
 from django.views.csrf import csrf_failure as django_csrf_failure
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import (
     HttpResponseClientRedirect,
     HttpResponseStopPolling,
+    push_url,
     reswap,
     retarget,
     trigger_client_event,
 )
 
+from . import history as trail
 from . import roles, services, tasks
-from .forms import HistoryFilterForm
+from .forms import HistoryFilterForm, ProfileForm
 from .middleware import client_ip
-from .models import Company, Execution, Job, MembershipChange
+from .models import Company, Execution, Job, MembershipChange, Profile
 
 Outcome = Execution.Outcome
 
@@ -42,6 +48,7 @@ RUN_STATUS = {
     Outcome.TIMED_OUT: 504,
     Outcome.NOT_RUNNING: 409,
     Outcome.IPS_ERROR: 502,
+    Outcome.INTERRUPTED: 502,
 }
 NOT_FOUND_STATUS = 404
 SYNC_FAILED_STATUS = 502
@@ -108,8 +115,11 @@ def _get_job_for_user(request, pk, operation: str) -> tuple[Job, roles.Access]:
     return job, job.company.access(request.user, operation)
 
 
-def _company_view(company: Company, access: roles.Access, with_jobs: bool = True) -> dict:
-    """Everything the page needs to show one company and its rights."""
+def _company_view(company: Company, access: roles.Access, with_jobs: bool = True, query: str = "",
+                  page: int = 1, summary: bool = True) -> dict:
+    """Everything the page needs to show one company and its rights (and one page of its jobs)."""
+    if with_jobs:
+        return _company_views({company.pk: access}, [company], query, {company.pk: page}, summary)[0]
     access = access.to("getScheduledJobs")
     run, follow = access.to("executeJob"), access.to("getActiveJobs")
     view = {
@@ -124,16 +134,87 @@ def _company_view(company: Company, access: roles.Access, with_jobs: bool = True
         "run_reason": run.reason,
         "jobs": [],
     }
-    if with_jobs and access.allowed:
-        view["jobs"] = Job.objects.filter(company=company).select_related("company").with_last_run()
     return view
 
 
+JOBS_PER_PAGE = 50
+
+
+def _company_views(accesses: dict, companies, query: str = "", pages: dict | None = None,
+                   summary: bool = True) -> list[dict]:
+    """Each company's view with one page of its jobs (by name, those matching ``query``) and
+    the summary of its last 24 hours: the same few queries for any number of companies and jobs."""
+    pages = pages or {}
+    listable = [c.pk for c in companies if accesses[c.pk].to("getScheduledJobs").allowed]
+    jobs = Job.objects.filter(company_id__in=listable)
+    if query:
+        jobs = jobs.filter(name__icontains=query)
+    totals = jobs.count_per_company() if listable else {}
+    last_page = {pk: max(1, -(-totals.get(pk, 0) // JOBS_PER_PAGE)) for pk in listable}
+    wanted = {pk: min(max(1, pages.get(pk, 1)), last_page[pk]) for pk in listable if totals.get(pk)}
+    by_company: dict[int, list] = {}
+    if wanted:
+        for job in jobs.page_per_company(wanted, JOBS_PER_PAGE).select_related("company").with_last_run():
+            by_company.setdefault(job.company_id, []).append(job)
+    readable = [pk for pk in listable if accesses[pk].to("getJobLogs").allowed]
+    summaries = trail.company_summaries(readable) if readable and summary else {}
+    views = []
+    for company in companies:
+        view = _company_view(company, accesses[company.pk], with_jobs=False)
+        number = wanted.get(company.pk, 1)
+        view.update(
+            jobs=by_company.get(company.pk, []),
+            total=totals.get(company.pk, 0),
+            page=number,
+            pages=last_page.get(company.pk, 1),
+            first_row=(number - 1) * JOBS_PER_PAGE + 1,
+            last_row=(number - 1) * JOBS_PER_PAGE + len(by_company.get(company.pk, [])),
+            query=query,
+            summary=summaries.get(company.pk) if company.pk in readable else None,
+            can_read_history=company.pk in readable,
+            # What the Active-in-IPS poller asks for: the jobs of this page.
+            page_query=urlencode({k: v for k, v in (("q", query), ("page", number)) if v}),
+        )
+        views.append(view)
+    return views
+
+
+def _job_pages(request) -> tuple[str, dict[int, int]]:
+    """The jobs page's search and each company's page number (``p<company id>=N``)."""
+    pages = {}
+    for key, value in request.GET.items():
+        if key[:1] == "p" and key[1:].isdigit() and value.isdigit():
+            pages[int(key[1:])] = int(value)
+    return request.GET.get("q", "").strip()[:200], pages
+
+
 def _job_list_page(request, status=200):
+    query, pages = _job_pages(request)
     by_company = Company.objects.accesses_for(request.user, "getScheduledJobs")
-    companies = Company.objects.filter(pk__in=by_company).select_related("connection")
-    sections = [_company_view(c, by_company[c.pk]) for c in companies]
-    return render(request, "jobs/job_list.html", {"sections": sections}, status=status)
+    companies = list(Company.objects.filter(pk__in=by_company).select_related("connection"))
+    target = request.htmx.target if request.htmx else None
+    if status == 200 and target and target.startswith("company-") and target[8:].isdigit():
+        # One company's next page: only its section.
+        companies = [c for c in companies if c.pk == int(target[8:])]
+        sections = _company_views(by_company, companies, query, pages)
+        for section in sections:
+            section["pager"] = _pager(request, section)
+        return render(request, "jobs/job_list.html#company-section", {"section": sections[0]} if sections else {})
+    sections = _company_views(by_company, companies, query, pages)
+    for section in sections:
+        section["pager"] = _pager(request, section)
+    return render(request, "jobs/job_list.html", {"sections": sections, "query": query}, status=status)
+
+
+def _pager(request, section) -> dict:
+    """The addresses of the section's previous and next pages (the other companies' pages kept)."""
+    params = {k: v for k, v in request.GET.items() if k in ("q",) or (k[:1] == "p" and k[1:].isdigit())}
+    key = f"p{section['company'].pk}"
+    links = {}
+    for name, number in (("previous", section["page"] - 1), ("next", section["page"] + 1)):
+        if 1 <= number <= section["pages"]:
+            links[name] = reverse("jobs:list") + "?" + urlencode({**params, key: number})
+    return links
 
 
 def _htmx_flash(request, level: str, text: str, status: int):
@@ -268,7 +349,9 @@ def active_runs(request, pk):
         return HttpResponseStopPolling()
     runs, error = services.active_runs(company)
     busy = {r.job.pk: r.run for r in runs if r.job is not None and r.run.state != "Done"}
-    section = _company_view(company, access)
+    # The jobs of the page the poller is on (its search and page number).
+    query, page = _job_pages(request)[0], request.GET.get("page", "1")
+    section = _company_view(company, access, query=query, page=int(page) if page.isdigit() else 1, summary=False)
     for job in section["jobs"]:
         job.active_in_ips = busy.get(job.pk)
     context = {
@@ -314,6 +397,11 @@ def job_status(request, pk):
     execution = Execution.objects.last_run_of(job) if access.visible and access.allowed else None
     if execution is None or execution.outcome != Outcome.ACCEPTED:
         return HttpResponseStopPolling()
+    if not execution.is_following:
+        # The result is recorded (by a worker or another tab): show it, ask IPS no more.
+        response = render(request, "jobs/job_list.html#ips-recorded", {"ex": execution})
+        response.status_code = HttpResponseStopPolling.status_code
+        return response
     status = services.observe_run(execution)
     response = render(request, "jobs/job_list.html#ips-status", {"job": job, "status": status})
     if status.finished:
@@ -321,31 +409,172 @@ def job_status(request, pk):
     return response
 
 
+def _get_history_for_user(request) -> tuple[list[Company], list[str]]:
+    """The companies whose history (getJobLogs) the user may read, and why not
+    in the user's other companies (one sentence each).
+
+    A superuser reads every row, those of deleted companies too (_history_rows)."""
+    accesses = Company.objects.accesses_for(request.user, "getJobLogs")
+    companies = list(Company.objects.filter(pk__in=accesses))
+    allowed = [c for c in companies if accesses[c.pk].allowed]
+    refused = [accesses[c.pk].reason for c in companies if not accesses[c.pk].allowed]
+    return allowed, refused
+
+
+def _history_rows(request, companies, form: HistoryFilterForm):
+    """The rows the user may read, filtered as the (valid) form says."""
+    rows = trail.visible_to(request.user, [c.pk for c in companies], by_company_index=not form.narrows())
+    return form.filter(rows)
+
+
+def _history_url(params: dict, **more) -> str:
+    query = urlencode({**params, **{k: v for k, v in more.items() if v}})
+    return reverse("jobs:history") + (f"?{query}" if query else "")
+
+
+#: Sortable columns: (sort key when clicked, sort key when clicked again).
+SORTABLE = {"requested": ("-requested", "requested"), "ips_runtime": ("-ips_runtime", "ips_runtime"),
+            "request_time": ("-request_time", "request_time")}
+
+
+def _sort_links(params: dict, current: trail.Sort) -> dict:
+    """For each sortable column: the address that sorts by it (or reverses it), and its arrow."""
+    links = {}
+    for column, (first, again) in SORTABLE.items():
+        key = again if current.key == first else first
+        arrow = "↓" if current.key == first else "↑" if current.key == again else ""
+        params_ = {k: v for k, v in params.items() if k != "sort"}
+        if key != trail.DEFAULT_SORT.key:
+            params_["sort"] = key
+        links[column] = {"url": _history_url(params_), "arrow": arrow}
+    return links
+
+
 @require_GET
 @login_required_htmx
 def history(request):
-    allowed = [
-        pk for pk, role in Company.objects.roles_for(request.user).items() if roles.is_authorized(role, "getJobLogs")
-    ]
-    form = HistoryFilterForm(request.GET or None, companies=Company.objects.filter(pk__in=allowed))
-    # A superuser also sees executions whose company was deleted since.
-    executions = Execution.objects.all() if request.user.is_superuser else Execution.objects.filter(company__in=allowed)
-    executions = executions.select_related("company", "job")
-    if form.is_valid():
-        executions = form.filter(executions)
-    page = Paginator(executions, 50).get_page(request.GET.get("page"))
-    template = "jobs/history.html#results" if request.htmx else "jobs/history.html"
-    return render(
-        request,
-        template,
-        {"form": form, "page": page, "query": _query_without_page(request)},
-    )
+    """The audit trail, filtered and sorted as the address says, a page at a time by keyset.
+
+    A change of the filters swaps the rows (#results), never the form being
+    used; a link (a page, a sort) swaps both (#history-body). Either way the
+    address of what is shown is pushed, and Back and Forward ask the server
+    for it again (hx-history="false": no snapshot in the browser's storage),
+    so rows and fields always say the same."""
+    companies, refused = _get_history_for_user(request)
+    may_read = request.user.is_superuser or bool(companies)
+    form = HistoryFilterForm(request.GET, companies=companies, user=request.user)
+    page, params, paging = None, {}, {}
+    if may_read and form.is_valid():
+        params = form.params()
+        paging = {k: request.GET.get(k, "") for k in ("after", "before")}
+        if request.GET.get("page") == "last" and not any(paging.values()):
+            paging["page"] = "last"
+        executions = _history_rows(request, companies, form).select_related("company")
+        try:
+            page = trail.page(executions, form.chosen_sort, after=paging["after"], before=paging["before"],
+                              last="page" in paging, split=form.split())
+        except trail.CursorError:
+            # A mangled page link: the first page, and the address says so.
+            paging = {}
+            page = trail.page(executions, form.chosen_sort, split=form.split())
+    context = {
+        "form": form,
+        "page": page,
+        "params": params,
+        "query": urlencode(params),
+        "refused": refused,
+        "may_read": may_read,
+        "sorts": _sort_links(params, form.chosen_sort if page else trail.DEFAULT_SORT),
+        "usernames": form.user_suggestions() if may_read else [],
+        "without_job": _history_url({k: v for k, v in params.items() if k != "job"}),
+    }
+    if page is not None:
+        context["links"] = {
+            "first": _history_url(params),
+            "previous": _history_url(params, before=page.previous_cursor),
+            "next": _history_url(params, after=page.next_cursor),
+            "last": _history_url(params, page="last"),
+        }
+    if request.htmx and not request.htmx.history_restore_request:
+        # A change of the form: the rows (the form stays as the user left it); a link: filters and rows.
+        part = "results-response" if request.htmx.target == "results" else "history-body"
+        response = render(request, f"jobs/history.html#{part}", context)
+        if not (may_read and form.is_valid()):
+            return response
+        # The address of what is shown, whatever the form sent: Back shows it again.
+        # Already there (Enter in a field sends a change, then a submit): no second entry.
+        shown = _history_url(params, **paging)
+        return push_url(response, False if request.htmx.current_url_abs_path == shown else shown)
+    return render(request, "jobs/history.html", context)
 
 
-def _query_without_page(request) -> str:
-    query = request.GET.copy()
-    query.pop("page", None)
-    return query.urlencode()
+@require_GET
+@login_required_htmx
+def history_job_names(request):
+    """Job names for the history filter's list as the user types, from the companies whose history they read."""
+    companies, _ = _get_history_for_user(request)
+    text = request.GET.get("job_name", "").strip()
+    names = []
+    if text and companies:
+        names = list(
+            Job.objects.filter(company__in=companies, name__icontains=text)
+            .order_by(Length("name"), "name")
+            .values_list("name", flat=True)
+            .distinct()[:20]
+        )
+    return render(request, "jobs/history.html#job-names", {"names": names})
+
+
+class _Echo:
+    """A file whose write() returns the line: csv.writer into a stream."""
+
+    def write(self, value):
+        return value
+
+
+def _export_stream(export, header, rows, batch=500):
+    """The CSV, a few hundred rows a chunk; the export's record completed when it ends, or breaks off."""
+    writer = csv.writer(_Echo())
+    sent, completed = 0, False
+    try:
+        yield "\ufeff" + writer.writerow(header)  # the BOM: spreadsheets read UTF-8 then
+        lines = []
+        for row in rows:
+            lines.append(writer.writerow(row))
+            if len(lines) == batch:
+                sent += len(lines)  # handed to the server: what a broken-off download may have received
+                yield "".join(lines)
+                lines = []
+        if lines:
+            sent += len(lines)
+            yield "".join(lines)
+        completed = True
+    finally:
+        services.finish_export(export, sent, completed)
+
+
+@require_POST
+@login_required
+def history_export(request):
+    """The filtered history as CSV, streamed in constant memory; the export itself is recorded (HistoryExport)."""
+    companies, refused = _get_history_for_user(request)
+    if not (request.user.is_superuser or companies):
+        reason = " ".join(refused) or "You have no role in any company, so you cannot see job history (getJobLogs)."
+        return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")
+    form = HistoryFilterForm(request.GET, companies=companies, user=request.user)
+    if not form.is_valid():
+        errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
+        return HttpResponse(f"These filters are not valid: {errors}", status=400, content_type="text/plain; charset=utf-8")
+    export = services.start_export(request.user, form.params(), _request_info(request))
+    names = {c.pk: c.name for c in (companies if not request.user.is_superuser else Company.objects.all())}
+    lines = trail.export_rows(_history_rows(request, companies, form), form.chosen_sort, names, request.time_zone,
+                              split=form.split())
+    header = [h for h, _ in trail.EXPORT_COLUMNS]
+    response = StreamingHttpResponse(_export_stream(export, header, lines), content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime(export.at, request.time_zone).strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="ipsadmin-history-{stamp}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_GET
@@ -362,6 +591,50 @@ def membership_history(request):
     )
     page = Paginator(changes.select_related("company"), 50).get_page(request.GET.get("page"))
     return render(request, "jobs/membership_history.html", {"page": page, "may_read": request.user.is_superuser or bool(allowed)})
+
+
+#: How many of a job's runs its page lists (all of them are in History).
+RECENT_RUNS = 20
+
+
+@require_GET
+@login_required_htmx
+def job_detail(request, pk):
+    """One job: its IPS facts, the figures of its latest runs, its last failure and its recent runs.
+
+    Seen by whoever may list the company's jobs (getScheduledJobs); the runs
+    and figures need history's right too (getJobLogs). A constant number of
+    queries, each over a bounded part of an index (history.job_stats)."""
+    job, access = _get_job_for_user(request, pk, "getScheduledJobs")
+    if not access.visible:
+        raise Http404(NOT_FOUND)
+    if not access.allowed:
+        return render(request, "jobs/job_detail.html", {"refusal": access.reason}, status=403)
+    [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
+    context = {"job": job, "section": _company_view(job.company, access, with_jobs=False)}
+    if access.to("getJobLogs").allowed:
+        context.update(
+            stats=trail.job_stats(job),
+            window=trail.STATS_WINDOW,
+            last_failure=trail.last_failure(job),
+            runs=list(Execution.objects.filter(job=job).order_by("-requested_at", "-id")[:RECENT_RUNS]),
+            history_url=_history_url({"job": job.pk}),
+        )
+    return render(request, "jobs/job_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def preferences(request):
+    """The user's own settings: the time zone every page shows times in."""
+    chosen = Profile.objects.filter(user=request.user).values_list("time_zone", flat=True).first() or ""
+    form = ProfileForm(request.POST or None, initial={"time_zone": chosen})
+    if request.method == "POST" and form.is_valid():
+        services.set_time_zone(request.user, form.cleaned_data["time_zone"])
+        zone = form.cleaned_data["time_zone"] or "your browser's zone"
+        messages.success(request, f"Times are now shown in {zone}.")
+        return redirect("jobs:preferences")
+    return render(request, "jobs/preferences.html", {"form": form})
 
 
 def csrf_failure(request, reason=""):

@@ -29,3 +29,19 @@ document.addEventListener("click", function (e) {
     setTimeout(function () { button.textContent = "Copy"; }, 1500);
   });
 });
+
+// The browser's time zone, for pages to show times in it (jobs/timezones.py):
+// kept in the "tz" cookie, written only when it changes. A zone chosen in
+// Settings wins over it.
+(function () {
+  var zone;
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+  if (!zone) return;
+  // IANA names (Europe/Zurich, America/Port-au-Prince) need no escaping in a cookie.
+  if (!/^[A-Za-z0-9_+\/-]+$/.test(zone)) return;
+  var current = document.cookie.split("; ").filter(function (c) { return c.indexOf("tz=") === 0; })[0];
+  if (current && current.slice(3) === zone) return;
+  document.cookie = "tz=" + zone + "; path=/; max-age=31536000; SameSite=Lax" +
+    (location.protocol === "https:" ? "; Secure" : "");
+})();
+

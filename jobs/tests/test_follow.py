@@ -234,3 +234,15 @@ def test_the_demo_loads_syncs_runs_and_follows_in_each_version(api_version, db, 
     counts = final.counts
     assert f"{counts['success']} ok, {counts['error']} error" in body
     assert f"{counts['warning']} warning" in body
+
+
+def test_a_recorded_result_stops_the_browsers_poll_without_asking_ips(clock, client, login, users, job, ips_emulator):
+    login("IpsUser")
+    assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 200
+    execution = Execution.objects.get()
+    clock.advance(RUN_SECONDS * 3)
+    services.record_status(execution, services.run_status(execution))  # a worker recorded it
+    calls = len(ips_emulator.state.calls)
+    code, body = _status(client, job)
+    assert code == 286 and "IPS log:" in body and "ended" in body
+    assert len(ips_emulator.state.calls) == calls

@@ -151,11 +151,42 @@ def test_ips_unreachable_says_so(sign_in_connection, client, unused_url):
     assert unused_url not in response.content.decode()
 
 
-def test_a_local_account_of_the_same_name_is_not_taken_over(sign_in_connection, client):
+def test_a_local_account_of_the_same_name_is_not_taken_over(sign_in_connection, client, ips_emulator):
     get_user_model().objects.create_superuser("ipsuser@example.com", password="local-secret")
     response = _login(client, "ipsuser@example.com", PASSWORD)
-    assert "A local dashboard account already has this name" in response.content.decode()
+    assert response.status_code == 200 and "Please enter a correct" in response.content.decode()
     assert _login(Client(), "ipsuser@example.com", "local-secret").status_code == 302  # break-glass works
+    # Neither password of a local account ever goes to IPS.
+    assert not [c for c in ips_emulator.state.calls if c["operation"] == "checkLogin"]
+
+
+def test_the_same_email_on_another_ips_is_another_person(sign_in_connection, client, ips_emulator):
+    assert _login(client, "ipsuser@example.com").status_code == 302
+    other = Connection(name="Staging", service_url=ips_emulator.service_url, username="service@example.com",
+                       ips_sign_in=True)
+    other.set_password("demo")
+    other.save()
+    Connection.objects.filter(pk=sign_in_connection.pk).update(ips_sign_in=False)
+    response = _login(Client(), "ipsuser@example.com")
+    assert "signs in with IPS through “Emulator”, not “Staging”" in response.content.decode()
+
+
+def test_a_plain_http_connection_refuses_for_itself_only(sign_in_connection, client, ips_emulator):
+    # Asked first (the lowest key): it refuses, and the next connection signs the person in.
+    plain = Connection(pk=-1, name="Plain", service_url="http://ips.example.com/scene7/services/IpsApiService",
+                       username="service@example.com", ips_sign_in=True)
+    plain.set_password("demo")
+    plain.save(force_insert=True)
+    assert Connection.objects.filter(ips_sign_in=True).order_by("pk").first() == plain
+    assert _login(client, "ipsuser@example.com").status_code == 302
+
+
+def test_a_role_typed_in_the_admin_is_manual(sign_in_connection, client, users, company):
+    _login(client, "ipsuser@example.com")
+    person = get_user_model().objects.get(username="ipsuser@example.com")
+    services.change_membership(users["admin"], person, company, "TrialSiteUser", MembershipChange.Source.ADMIN)
+    membership = Membership.objects.get(user=person, company=company)
+    assert (membership.role, membership.from_ips, membership.read_at) == ("TrialSiteUser", False, None)
 
 
 def test_local_accounts_keep_working(sign_in_connection, users, client):

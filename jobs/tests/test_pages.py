@@ -80,7 +80,9 @@ def test_the_list_takes_a_fixed_number_of_queries(client, login, synced, django_
     login("IpsUser")
     for job in Job.objects.filter(company=synced):
         client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
-    with django_assert_max_num_queries(8):
+    # Session, user, profile, memberships, companies, job counts, the page of
+    # jobs with their last run's key, those runs, the 24 h summary.
+    with django_assert_max_num_queries(9):
         client.get(reverse("jobs:list"))
 
 
@@ -171,9 +173,12 @@ def test_history_htmx_answers_only_the_results(client, login, two_runs):
     login("IpsUser")
     response = client.get(reverse("jobs:history"), {"outcome": "accepted"}, **HTMX)
     body = response.content.decode()
-    assert body.lstrip().startswith('<div id="results">')
+    # The filters and the rows together, so that they always say the same.
+    assert body.lstrip().startswith('<div id="history-body">')
+    assert 'id="history-filters"' in body and 'id="results"' in body
     assert "<html" not in body
     assert f'id="execution-{two_runs[0].pk}"' in body
+    assert response["HX-Push-Url"] == reverse("jobs:history") + "?outcome=accepted"
 
 
 def test_history_shows_newest_first_with_fault_and_times(client, login, users, job, ips_emulator):

@@ -465,3 +465,42 @@ def test_an_incoming_request_id_is_kept_only_from_a_trusted_proxy(proxies, kept,
     response = client.post(reverse("jobs:run", args=[job.pk]), HTTP_X_REQUEST_ID="proxy-id-12345", **HTMX)
     assert (Execution.objects.get().request_id == "proxy-id-12345") is kept
     assert response["X-Request-ID"] == Execution.objects.get().request_id
+
+
+# --- What the second review found --------------------------------------------------
+
+
+def test_a_press_taken_for_dead_before_it_acts_sends_nothing(
+    transactional_db, users, job, ips_emulator, hold_calls, dashboard_clock
+):
+    """Its look at getActiveJobs hangs; meanwhile another process takes it for dead."""
+    import threading
+
+    hold = hold_calls(ips_emulator, "getActiveJobs")
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("row", press_run(job, users["IpsUser"], "slow-1")))
+    thread.start()
+    hold.wait()
+    dashboard_clock.advance(Execution.stale_after() + dt.timedelta(seconds=1))
+    assert services.reconcile_stale(job) == 1  # "interrupted"
+    hold.release()
+    thread.join(timeout=30)
+    row = Execution.objects.get(request_id="slow-1")
+    assert row.outcome == "interrupted" and row.sent_at is None
+    assert executes(ips_emulator) == []  # the job was not started behind the row's back
+
+
+def test_a_finish_that_fails_leaves_no_row_sending(users, job, ips_emulator, monkeypatch):
+    from django.db import DatabaseError
+
+    real = services._finish_sent
+
+    def fail(execution, outcome, message, error):
+        execution.outcome = outcome  # as finish() does before it writes
+        raise DatabaseError("database is locked")
+
+    monkeypatch.setattr(services, "_finish_sent", fail)
+    with pytest.raises(DatabaseError):
+        press_run(job, users["IpsUser"], "locked-1")
+    monkeypatch.setattr(services, "_finish_sent", real)
+    assert Execution.objects.get(request_id="locked-1").outcome == "interrupted"

@@ -301,3 +301,15 @@ def test_an_interrupted_stop_says_the_run_may_or_may_not_be_stopping(job, users)
     assert services.reconcile_stale(job) == 1
     row = Execution.objects.get()
     assert "may or may not have stopped the run" in row.message
+
+
+def test_stopping_a_later_run_does_not_make_an_earlier_one_stopped(clock, client, login, job, users, ips_emulator):
+    first = press_run(job, users["IpsUser"], "first-1")
+    clock.advance(RUN_SECONDS * 2)  # over, not yet recorded
+    ips_emulator.state.fire_schedule(job.handle)  # IPS's own schedule starts another
+    clock.advance(RUN_SECONDS / 2)
+    login("IpsUser")
+    assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
+    services.observe_run(first)
+    first.refresh_from_db()
+    assert first.ips_result == "ok"

@@ -1,0 +1,236 @@
+"""CSV export of history: who may, what it holds, streamed, and recorded as an action of its own."""
+
+import csv
+import datetime as dt
+import io
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.http import StreamingHttpResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs import history, services, views
+from jobs.models import Execution, HistoryExport, Job, Profile
+
+from .conftest import ALL_ACTORS, ANONYMOUS, make_execution
+
+URL = reverse("jobs:history_export")
+
+# actor -> (status, exports 47's rows, exports 48's). Exporting is reading history: getJobLogs.
+EXPORT_TABLE = {
+    "IpsAdmin": (200, True, False),
+    "IpsCompanyAdmin": (200, True, False),
+    "IpsUser": (200, True, False),
+    "WebServiceUser": (403, False, False),
+    "TrialSiteAdmin": (200, True, False),
+    "TrialSiteUser": (200, True, False),
+    "ImagePortalAdmin": (200, True, False),
+    "ImagePortalUser": (200, True, False),
+    "ImagePortalContrib": (200, True, False),
+    "ImagePortalContribUser": (200, True, False),
+    "nomember": (403, False, False),
+    "othercompany": (200, False, True),
+    "admin": (200, True, True),
+    "anonymous": (302, False, False),
+}
+
+
+def read_csv(response) -> list[dict]:
+    assert isinstance(response, StreamingHttpResponse)
+    text = b"".join(response.streaming_content).decode("utf-8")
+    assert text.startswith("\ufeff")
+    return list(csv.DictReader(io.StringIO(text[1:])))
+
+
+@pytest.fixture
+def two_rows(users, synced, job):
+    job48 = Job.objects.filter(company__handle="48").order_by("pk").first()
+    a = make_execution(job, users["IpsUser"], "accepted")
+    a.ips_result, a.ips_runtime_ms, a.ips_success_count, a.ips_error_count = "errors", 61_000, 3, 1
+    a.save()
+    b = make_execution(job48, users["othercompany"], "refused", fault_code=30000)
+    return a, b
+
+
+def test_the_export_table_covers_every_actor():
+    assert sorted(EXPORT_TABLE) == sorted(ALL_ACTORS)
+
+
+@pytest.mark.parametrize("actor", ALL_ACTORS)
+def test_export_role_table(actor, client, login, two_rows):
+    login(actor)
+    response = client.post(URL)
+    status, sees_47, sees_48 = EXPORT_TABLE[actor]
+    assert response.status_code == status
+    if actor == ANONYMOUS:
+        assert response["Location"].startswith(reverse("login"))
+        assert not HistoryExport.objects.exists()
+        return
+    if status == 403:
+        # Why, and no record: nothing was exported.
+        reason = {"WebServiceUser": "Your role WebServiceUser in company 47 cannot see job history (getJobLogs).",
+                  "nomember": "You have no role in any company"}[actor]
+        assert reason in response.content.decode()
+        assert not HistoryExport.objects.exists()
+        return
+    ids = {int(r["id"]) for r in read_csv(response)}
+    assert (two_rows[0].pk in ids) is sees_47
+    assert (two_rows[1].pk in ids) is sees_48
+    export = HistoryExport.objects.get()
+    assert export.username == actor.lower() and export.row_count == len(ids) and export.completed is True
+
+
+def test_it_is_an_action_not_a_link(client, login, two_rows):
+    login("IpsUser")
+    assert client.get(URL).status_code == 405
+    assert not HistoryExport.objects.exists()
+
+
+def test_it_exports_the_filtered_rows_with_the_ips_result_columns(client, login, two_rows):
+    login("admin")
+    response = client.post(f"{URL}?outcome=accepted&company={two_rows[0].company_id}")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="ipsadmin-history-')
+    [row] = read_csv(response)
+    a = two_rows[0]
+    assert row["id"] == str(a.pk) and row["job"] == "My Test Job" and row["company"] == "Demo Company"
+    assert (row["outcome"], row["IPS result"], row["IPS runtime (ms)"]) == ("accepted", "errors", "61000")
+    assert (row["IPS success count"], row["IPS error count"], row["request id"]) == ("3", "1", a.request_id)
+    assert list(row) == [h for h, _ in history.EXPORT_COLUMNS]
+
+
+def test_the_export_is_recorded_with_who_what_and_how_many(client, login, two_rows):
+    login("IpsUser")
+    response = client.post(f"{URL}?outcome=accepted&user=IPSUSER&sort=-ips_runtime", REMOTE_ADDR="192.0.2.7")
+    rows = read_csv(response)
+    export = HistoryExport.objects.get()
+    assert export.username == "ipsuser" and export.user.username == "ipsuser"
+    assert export.filters == {"user": "IPSUSER", "outcome": "accepted", "sort": "-ips_runtime"}
+    assert (export.row_count, export.completed) == (len(rows), True) == (1, True)
+    assert export.request_id == response["X-Request-ID"] and export.client_ip == "192.0.2.7"
+    assert export.finished_at >= export.at
+
+
+def test_a_download_that_breaks_off_is_recorded_so(users):
+    """The server closes the response when the client goes away: the stream's end records it."""
+    record = services.start_export(users["IpsUser"], {}, services.RequestInfo("req-12345678"))
+    stream = views._export_stream(record, ["id"], iter([[1], [2], [3]]), batch=2)
+    assert next(stream) == "\ufeffid\r\n"
+    assert next(stream) == "1\r\n2\r\n"
+    stream.close()
+    record = HistoryExport.objects.get()
+    assert (record.row_count, record.completed) == (2, False) and record.finished_at is not None
+
+
+def test_a_whole_download_is_recorded_complete(users):
+    record = services.start_export(users["IpsUser"], {}, services.RequestInfo("req-12345678"))
+    assert "".join(views._export_stream(record, ["id"], iter([[1], [2], [3]]), batch=2)).count("\r\n") == 4
+    record = HistoryExport.objects.get()
+    assert (record.row_count, record.completed) == (3, True)
+
+
+def test_cells_a_spreadsheet_would_run_are_defused(client, login, users, job):
+    Job.objects.filter(pk=job.pk).update(name='=HYPERLINK("http://evil.example/","x")')
+    job.refresh_from_db()
+    make_execution(job, users["IpsUser"], "denied", message="+1 cmd|' /C calc'!A0")
+    login("IpsUser")
+    [row] = read_csv(client.post(URL))
+    assert row["job"].startswith("'=HYPERLINK(") and row["message"].startswith("'+1 cmd")
+
+
+def test_times_are_in_the_users_zone(client, login, users, job):
+    Profile.objects.create(user=users["IpsUser"], time_zone="Asia/Tokyo")
+    at = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
+    make_execution(job, users["IpsUser"], "denied", requested_at=at)
+    login("IpsUser")
+    [row] = read_csv(client.post(URL))
+    assert row["requested at"] == "2026-11-29T21:00:00.000+09:00"
+
+
+def test_invalid_filters_are_refused_not_ignored(client, login, two_rows):
+    login("IpsUser")
+    response = client.post(f"{URL}?from=2026-11-20&to=2026-11-10")
+    assert response.status_code == 400 and "The end comes before the start." in response.content.decode()
+    assert not HistoryExport.objects.exists()
+
+
+def test_it_reads_the_rows_a_chunk_at_a_time(client, login, users, job, django_assert_max_num_queries, monkeypatch):
+    """Keyset chunks: a query per chunk of rows, never all rows at once, never an OFFSET."""
+    for i in range(7):
+        make_execution(job, users["IpsUser"], "denied", requested_at=timezone.now() - dt.timedelta(minutes=i))
+    rows = list(history.export_rows(Execution.objects.all(), history.DEFAULT_SORT, {}, dt.timezone.utc, chunk=3))
+    assert [int(r[0]) for r in rows] == list(Execution.objects.order_by("-requested_at", "-id").values_list("pk", flat=True))
+    with django_assert_max_num_queries(3) as queries:
+        list(history.export_rows(Execution.objects.all(), history.DEFAULT_SORT, {}, dt.timezone.utc, chunk=3))
+    assert all("OFFSET" not in q["sql"] for q in queries.captured_queries)
+
+
+# --- The record itself: added, completed once, never changed or deleted ---------------------------
+
+
+@pytest.fixture
+def export(users):
+    record = services.start_export(users["IpsUser"], {"outcome": "accepted"}, services.RequestInfo("req-12345678"))
+    return HistoryExport.objects.get(pk=record.pk)
+
+
+def test_an_export_record_is_completed_once(export):
+    services.finish_export(export, 12, True)
+    export = HistoryExport.objects.get(pk=export.pk)
+    with pytest.raises(PermissionError):
+        services.finish_export(export, 13, True)
+    export.filters = {}
+    with pytest.raises(PermissionError):
+        export.save()
+    assert HistoryExport.objects.get(pk=export.pk).row_count == 12
+
+
+def test_an_export_record_is_never_deleted_nor_bulk_changed(export):
+    with pytest.raises(PermissionError):
+        export.delete()
+    with pytest.raises(PermissionError):
+        HistoryExport.objects.all().delete()
+    with pytest.raises(PermissionError):
+        HistoryExport.objects.update(row_count=1)
+    assert HistoryExport.objects.count() == 1
+
+
+def test_deleting_the_user_keeps_the_record(export, users):
+    users["IpsUser"].delete()
+    export = HistoryExport.objects.get(pk=export.pk)
+    assert export.user is None and export.username == "ipsuser"
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: its trigger guards the record")
+def test_postgresql_refuses_to_change_or_delete_an_export_record(export):
+    services.finish_export(export, 5, True)
+    for sql in (
+        "UPDATE jobs_historyexport SET row_count = 1",
+        "UPDATE jobs_historyexport SET filters = '{}'",
+        "DELETE FROM jobs_historyexport",
+    ):
+        with pytest.raises(DatabaseError, match="jobs_historyexport is a record"), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+    assert HistoryExport.objects.get().row_count == 5
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: its trigger guards the record")
+def test_postgresql_lets_a_running_export_be_completed_and_its_user_deleted(export, users):
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE jobs_historyexport SET row_count = 3, completed = true, finished_at = now()")
+    users["IpsUser"].delete()
+    assert HistoryExport.objects.get().user_id is None
+
+
+def test_the_admin_shows_exports_read_only(client, login, export):
+    login("admin")
+    admin_client = client
+    assert admin_client.get(reverse("admin:jobs_historyexport_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:jobs_historyexport_change", args=[export.pk])).status_code == 200
+    assert admin_client.get(reverse("admin:jobs_historyexport_add")).status_code == 403
+    assert admin_client.post(reverse("admin:jobs_historyexport_delete", args=[export.pk]), {"post": "yes"}).status_code == 403
+    assert HistoryExport.objects.filter(pk=export.pk).exists()

@@ -1,0 +1,123 @@
+"""Every history page is read from an index in its order: no sort of the rows, no scan of the table.
+
+The plans of the very queries the pages send (captured), on both databases:
+SQLite (which never gets statistics here) must not sort for ORDER BY nor
+scan the table without an index; PostgreSQL, told not to scan tables or sort
+unless it must, must not need to sort (an ordered index path exists).
+Figures at a million rows: docs/benchmarks.md.
+"""
+
+import datetime as dt
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs import history
+from jobs.models import Execution, Job
+
+from .conftest import make_execution
+
+URL = reverse("jobs:history")
+
+# (actor, filters, the index SQLite reads the page from).
+PAGES = [
+    ("admin", {}, "execution_recent"),
+    ("admin", {"page": "last"}, "execution_recent"),
+    ("admin", {"company": "47"}, "execution_company_recent"),
+    ("admin", {"job": "my test job"}, "execution_job_recent"),
+    ("admin", {"user": "ipsuser"}, "execution_user_recent"),
+    ("IpsUser", {"who": "mine"}, "execution_user_recent"),
+    ("admin", {"outcome": "refused"}, "execution_outcome_recent"),
+    ("admin", {"ips_result": "errors"}, "execution_ips_result_recent"),
+    ("admin", {"range": "7d"}, "execution_recent"),
+    ("admin", {"range": "custom", "from": "2026-01-01", "to": "2026-12-31"}, "execution_recent"),
+    ("admin", {"sort": "-ips_runtime"}, "execution_ips_runtime"),
+    ("admin", {"sort": "request_time"}, "execution_request_time"),
+    ("admin", {"company": "47", "outcome": "accepted", "range": "30d"}, "execution_"),
+    # A user of two companies: their filter is checked on the way (history.visible_to).
+    ("IpsAdmin", {}, "execution_recent"),
+    ("IpsAdmin", {"outcome": "accepted"}, "execution_outcome_recent"),
+]
+
+
+@pytest.fixture
+def data(users, synced, other_company):
+    from jobs.models import Membership
+
+    Membership.objects.create(user=users["IpsAdmin"], company=other_company, role="IpsAdmin")
+    jobs = list(Job.objects.all()[:4])
+    for i in range(12):
+        ex = make_execution(jobs[i % 4], users["IpsUser"], requested_at=timezone.now() - dt.timedelta(hours=i))
+        ex.ips_result, ex.ips_runtime_ms = "ok", 1000 * i
+        ex.save()
+    return jobs
+
+
+def _params(params, job):
+    params = dict(params)
+    if params.get("company") == "47":
+        params["company"] = str(job.company_id)
+    if params.get("job") == "my test job":
+        params["job"] = str(Job.objects.get(handle="47|My Test Job|").pk)
+    return params
+
+
+def _page_queries(client, params) -> list[str]:
+    """The SQL of the page's row queries: FROM the audit rows, in an order, one page long."""
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(URL, params).status_code == 200
+    rows = [
+        q["sql"] for q in queries.captured_queries
+        if 'FROM "jobs_execution"' in q["sql"] and "ORDER BY" in q["sql"] and f"LIMIT {history.PAGE_SIZE + 1}" in q["sql"]
+    ]
+    assert rows, [q["sql"][:200] for q in queries.captured_queries]
+    return rows
+
+
+def _plan(sql) -> list[str]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+            cursor.execute("EXPLAIN " + sql)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql)
+        return [str(row[-1]) for row in cursor.fetchall()]
+
+
+def _id(value):
+    if isinstance(value, dict):
+        return "&".join(f"{k}={x}" for k, x in value.items()) or "-"
+    return value
+
+
+@pytest.mark.parametrize("actor, params, index", PAGES, ids=_id)
+def test_the_page_is_read_from_an_index_in_its_order(actor, params, index, client, login, data):
+    login(actor)
+    for sql in _page_queries(client, _params(params, data[0])):
+        plan = _plan(sql)
+        text = "\n".join(plan)
+        if connection.vendor == "postgresql":
+            assert "Sort" not in text and "Seq Scan on jobs_execution" not in text, text
+        else:
+            assert "TEMP B-TREE" not in text, text
+            assert all("USING" in line for line in plan if "jobs_execution" in line), text
+            assert f"INDEX {index}" in text, text
+
+
+def test_a_jobs_last_failure_is_the_first_entry_of_its_partial_index(data):
+    sql, params = Execution.objects.filter(job=data[0]).failures().order_by("-requested_at", "-id")[:1].query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET enable_seqscan = off")
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(r[0] for r in cursor.fetchall())
+            cursor.execute("SET enable_seqscan = on")
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            plan = "\n".join(str(r[-1]) for r in cursor.fetchall())
+    assert "execution_job_failures" in plan, plan
