@@ -95,10 +95,10 @@ def as_app_role(db):
 
 _INSERT = (
     "INSERT INTO jobs_execution (operation, job_id, company_id, company_handle, job_handle, job_name, user_id,"
-    " username, role, outcome, message, fault_family, fault_reason, requested_at, user_agent, request_id,"
-    " ips_run_handle, ips_run_name, ips_state, ips_log_type, ips_result)"
-    " VALUES ('executeJob', %s, %s, '47', '47|x|', 'x', NULL, 'forger', 'IpsUser', %s, '', '', '', now(), '',"
-    " 'forged', '', '', '', '', '') RETURNING id"
+    " username, role, role_from_ips, outcome, message, fault_family, fault_reason, requested_at, user_agent,"
+    " request_id, ips_run_handle, ips_run_name, ips_state, ips_log_type, ips_result)"
+    " VALUES ('executeJob', %s, %s, '47', '47|x|', 'x', NULL, 'forger', 'IpsUser', false, %s, '', '', '', now(),"
+    " '', 'forged', '', '', '', '', '') RETURNING id"
 )
 
 
@@ -426,3 +426,17 @@ def test_bidi_controls_in_ips_data_are_shown_not_obeyed(client, login, company, 
     admin_body.force_login(get_user_model().objects.create_superuser("root", password="x"))
     page = admin_body.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
     assert "\u202e" not in page
+
+
+@on_postgresql
+@pytest.mark.postgres
+def test_a_sending_row_keeps_its_company_and_its_run_is_named_once(as_app_role, job, users, other_company):
+    row = make_execution(job, users["IpsUser"], "sending")
+    with pytest.raises(DatabaseError, match="keeps its job, company and user"):
+        as_app_role("UPDATE jobs_execution SET company_id = %s WHERE id = %s", [other_company.pk, row.pk])
+    as_app_role("UPDATE jobs_execution SET job_id = NULL WHERE id = %s", [row.pk])  # a deleted job: allowed
+    as_app_role("UPDATE jobs_execution SET ips_run_handle = '47||x_1' WHERE id = %s", [row.pk])
+    with pytest.raises(DatabaseError, match="named once"):
+        as_app_role("UPDATE jobs_execution SET ips_run_handle = '47||y_2' WHERE id = %s", [row.pk])
+    with pytest.raises(DatabaseError, match="identity"):
+        as_app_role("UPDATE jobs_execution SET role_from_ips = true WHERE id = %s", [row.pk])
