@@ -37,7 +37,7 @@ class RawServer:
 
     def _one(self, conn):
         with conn:
-            data = conn.recv(65536)
+            data = _read_request(conn)
             self.requests.append(data)
             try:
                 self.reply(conn, data, self.stop)
@@ -64,6 +64,26 @@ def raw_server():
     yield make
     for server in made:
         server.close()
+
+
+def _read_request(conn) -> bytes:
+    """The whole request: headers, then Content-Length bytes of body (they may come in pieces)."""
+    conn.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def _trickle(conn, payload: bytes, stop):
