@@ -22,10 +22,11 @@ created again; or ``var/bench-history-<rows>.sqlite3``), a child process:
 The parent prints each size's table as it comes, then each page at the
 largest size against the smallest. ``--reuse`` keeps a database that already
 has its rows (to measure again after a change of code, not of indexes);
-``--keep`` keeps the databases afterwards.
+``--keep`` keeps the databases afterwards. ``--markdown LOG`` prints the
+tables of docs/benchmarks.md from a run's output saved in LOG.
 
 Run: .venv/bin/python bench/history_scale.py [--database-url URL] [--rows 10000,1000000]
-         [--repeat 7] [--reuse] [--keep]
+         [--repeat 7] [--reuse] [--keep] > LOG; .venv/bin/python bench/history_scale.py --markdown LOG
      URL: postgres://postgres@127.0.0.1:5432/ipsadmin_bench (default) or sqlite://
 """
 
@@ -38,6 +39,7 @@ import json
 import math
 import os
 import random
+import re
 import resource
 import statistics
 import subprocess
@@ -548,6 +550,49 @@ def _line(r: dict) -> str:
     return f"  {r['page']:<52} {r['ms']:8.1f} ms  {r['queries']:>3} queries  {rows}  {r['bytes'] / 1024:7.1f} KiB  status {r['status']}"
 
 
+_LINE = re.compile(r"^  (?P<page>.+?)\s{2,}(?P<ms>[\d.]+) ms\s+(?P<q>\d+) queries\s+(?:(?P<rows>\d+) rows)?\s+"
+                   r"[\d.]+ KiB\s+status \d+$")
+_EXPORT = re.compile(r"^  export: every row as CSV\s+(?P<s>[\d.]+) s\s+(?P<rows>[\d,]+) rows\s+(?P<mib>[\d.]+) MiB"
+                     r"\s+peak RSS (?P<rss>\d+) MiB")
+_GENERATED = re.compile(r"^  generated [\d,]+ rows in (?P<s>[\d.]+) s")
+_SIZE = re.compile(r"^(?P<n>[\d,]+) rows on ")
+
+
+def markdown(log: str) -> str:
+    """The tables of docs/benchmarks.md, from what a run printed (saved to ``log``)."""
+    data, order, exports, generated, size = {}, [], {}, {}, None
+    for line in open(log, encoding="utf-8"):
+        line = line.rstrip("\n")
+        if m := _SIZE.match(line):
+            size = int(m["n"].replace(",", ""))
+        elif "rows against" in line:
+            break
+        elif m := _GENERATED.match(line):
+            generated[size] = m["s"]
+        elif m := _EXPORT.match(line):
+            exports[size] = m
+        elif m := _LINE.match(line):
+            order += [m["page"]] if m["page"] not in order else []
+            data.setdefault(m["page"], {})[size] = m
+    sizes = sorted({n for by_size in data.values() for n in by_size})
+    out = ["| page | " + " | ".join(f"{n:,} rows" for n in sizes) + f" | {sizes[-1]:,} ÷ {sizes[0]:,} | queries |",
+           "|---|" + "---:|" * len(sizes) + "---:|---|"]
+    for page in order:
+        by_size = data[page]
+        listed = page.startswith(("history", "per-job", "admin"))
+        cells = [f"{float(by_size[n]['ms']):.1f} ms" + (
+            f" ({by_size[n]['rows'] or 0} rows)" if listed and (by_size[n]["rows"] or "0") not in ("50", "100") else "")
+            for n in sizes]
+        ratio = float(by_size[sizes[-1]]["ms"]) / float(by_size[sizes[0]]["ms"])
+        out.append(f"| {page} | " + " | ".join(cells) + f" | ×{ratio:.2f} | {' / '.join(by_size[n]['q'] for n in sizes)} |")
+    out.append("")
+    for n in sizes:
+        if e := exports.get(n):
+            out.append(f"- export of {e['rows']} rows: {e['s']} s, {e['mib']} MiB of CSV, peak RSS {e['rss']} MiB"
+                       + (f"; rows generated in {generated[n]} s" if n in generated else ""))
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=DEFAULT_URL)
@@ -556,6 +601,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep a database that already has its rows")
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--markdown", metavar="LOG", help="print the tables of docs/benchmarks.md from a run's output")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--export-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -564,6 +610,8 @@ def main() -> None:
         return worker(args)
     if args.export_worker:
         return export_worker(args)
+    if args.markdown:
+        return print(markdown(args.markdown))
     sizes = [int(s) for s in args.rows.split(",")]
     (ROOT / "var").mkdir(exist_ok=True)
     results = {}
