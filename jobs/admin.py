@@ -89,6 +89,22 @@ def sync_job_companies(modeladmin, request, queryset):
     _report_sync(modeladmin, request, services.sync_companies(companies))
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record: every field shown, nobody adds, changes or deletes one, superusers included."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionForm
@@ -236,7 +252,7 @@ class MembershipAdmin(_GrantsRoles, admin.ModelAdmin):
 
 
 @admin.register(IpsIdentity)
-class IpsIdentityAdmin(admin.ModelAdmin):
+class IpsIdentityAdmin(ReadOnlyAdmin):
     """Who signs in with IPS: read from IPS, changed only by it."""
 
     list_display = ["email", "user", "connection", "default_role", "password_expires", "read_at"]
@@ -244,18 +260,13 @@ class IpsIdentityAdmin(admin.ModelAdmin):
     search_fields = ["email", "user__username"]
     list_select_related = ["user", "connection"]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+    def has_delete_permission(self, request, obj=None):
+        # Deleting its user ends it; an administrator may also end it here.
+        return super(ReadOnlyAdmin, self).has_delete_permission(request, obj)
 
 
 @admin.register(MembershipChange)
-class MembershipChangeAdmin(admin.ModelAdmin):
+class MembershipChangeAdmin(ReadOnlyAdmin):
     """The record of membership changes: visible to administrators, changeable by nobody."""
 
     list_display = ["at", "username", "company_handle", "role_before", "role_after", "source", "actor_name"]
@@ -263,17 +274,6 @@ class MembershipChangeAdmin(admin.ModelAdmin):
     search_fields = ["username", "actor_name", "company_handle"]
     list_select_related = ["company"]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 User = get_user_model()
@@ -312,7 +312,7 @@ class CappedCountPaginator(Paginator):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
+class ExecutionAdmin(ReadOnlyAdmin):
     """The audit trail: visible to administrators, changeable by nobody.
 
     Fast at a million rows: no full count (CappedCountPaginator, no second
@@ -361,35 +361,13 @@ class ExecutionAdmin(admin.ModelAdmin):
         jobs = list(Job.objects.filter(name__icontains=term).values_list("pk", flat=True)[:100])
         return queryset.filter(job_id__in=jobs), False
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(HistoryExport)
-class HistoryExportAdmin(admin.ModelAdmin):
+class HistoryExportAdmin(ReadOnlyAdmin):
     """Who exported which history, and how much of it: visible to administrators, changeable by nobody."""
 
     list_display = ["at", "username", "filters", "row_count", "completed", "finished_at", "request_id"]
     list_filter = ["completed", ("at", admin.DateFieldListFilter)]
     search_fields = ["username", "=request_id"]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
