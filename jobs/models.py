@@ -126,17 +126,6 @@ class CompanyQuerySet(models.QuerySet):
         )
         return {pk: Access(role, operation, handle, from_ips, read_at) for pk, handle, role, from_ips, read_at in rows}
 
-    def roles_for(self, user) -> dict[int, str]:
-        """{company id: the user's IPS user type} for every company the user has a role in.
-
-        A Django superuser acts as IpsAdmin everywhere; nobody else has implicit
-        rights, and inactive or anonymous users have none."""
-        if not user.is_authenticated or not user.is_active:
-            return {}
-        if user.is_superuser:
-            return dict.fromkeys(self.values_list("pk", flat=True), UserType.IPS_ADMIN)
-        return dict(Membership.objects.filter(user=user, company__in=self).values_list("company_id", "role"))
-
 
 class Company(models.Model):
     connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="companies")
@@ -157,15 +146,14 @@ class Company(models.Model):
         return f"{self.name} ({self.handle})"
 
     def role_of(self, user) -> str | None:
-        """The user's IPS user type here, read fresh on every request (see roles_for)."""
-        if not user.is_authenticated or not user.is_active:
-            return None
-        if user.is_superuser:
-            return UserType.IPS_ADMIN
-        return self.memberships.filter(user=user).values_list("role", flat=True).first()
+        """The user's IPS user type here, read fresh on every request (see access)."""
+        return self.access(user, "getScheduledJobs").role
 
     def access(self, user, operation: str) -> Access:
-        """What ``user`` may do here: their role, and whether it was read from IPS (and when)."""
+        """What ``user`` may do here: their role, and whether it was read from IPS (and when).
+
+        A Django superuser acts as IpsAdmin everywhere; nobody else has implicit
+        rights, and inactive or anonymous users have none."""
         if not user.is_authenticated or not user.is_active:
             return Access(None, operation, self.handle)
         if user.is_superuser:
