@@ -45,3 +45,14 @@ document.addEventListener("click", function (e) {
     (location.protocol === "https:" ? "; Secure" : "");
 })();
 
+
+// Back pressed twice quickly: htmx asks the server for both pages and swaps
+// each answer as it arrives, so the older one could land last and show rows
+// that the address no longer names. Only the newest restore may swap.
+(function () {
+  var pending = null;
+  document.addEventListener("htmx:historyCacheMiss", function (e) {
+    if (pending && pending.readyState !== XMLHttpRequest.DONE) pending.abort();
+    pending = e.detail.xhr;
+  });
+})();
