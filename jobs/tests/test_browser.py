@@ -16,6 +16,8 @@ from jobs.models import Execution
 from .conftest import executes
 
 CHROMIUM = "/usr/bin/chromium"
+#: Playwright's longest wait for a page or an expectation.
+WAIT = 20_000
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
 pytestmark = [
@@ -51,7 +53,13 @@ def chromium():
 
 @pytest.fixture
 def page(chromium):
+    from playwright.sync_api import expect
+
     context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    # An upper bound on waiting for what must happen, not a delay: the suite
+    # may share two CPUs with workers and PostgreSQL (5 s, the default, is short).
+    context.set_default_timeout(WAIT)
+    expect.set_options(timeout=WAIT)
     page = context.new_page()
     page.console_errors = []
     # Refusals answer 403/409/502/504 on purpose; the browser logs those as
