@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # PostgreSQL run of the suite; this machine kind serves it on 127.0.0.1:5432.
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/ipsadmin
 
-.PHONY: run test test-sqlite test-postgres venv clean
+.PHONY: run test test-sqlite test-postgres venv clean messages
 
 venv: $(STAMP)
 
@@ -32,6 +32,12 @@ test-postgres: $(STAMP)
 	else \
 		echo "PostgreSQL is not reachable at $(PG_TEST_URL): skipping the PostgreSQL run."; \
 	fi
+
+# The Italian catalogue: extract the marked strings, then compile what was translated
+# (needs GNU gettext; locale/it/LC_MESSAGES/django.mo is committed, so running does not).
+messages: $(STAMP)
+	$(PY) manage.py makemessages --locale it --no-location --no-obsolete --ignore '.venv/*' --ignore 'var/*' --ignore 'staticfiles/*'
+	$(PY) manage.py compilemessages --locale it --ignore '.venv/*'
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles var

@@ -7,6 +7,8 @@ from jobs.auth import LoginForm
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
+    # set_language: the header's language buttons (POST, CSRF-checked, a cookie).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("jobs.urls")),
 ]

@@ -12,6 +12,7 @@ import logging
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 
 from . import ips, services
 from .models import Connection
@@ -37,7 +38,7 @@ class IpsBackend(ModelBackend):
                 continue  # this connection may not; another may
             except ips.IpsError as error:
                 log.warning("sign-in with IPS on %s failed: %s", connection, error)
-                _say(request, f"IPS could not check your password just now ({error}). Try again later.")
+                _say(request, gettext("IPS could not check your password just now (%(error)s). Try again later.") % {"error": error})
                 continue
             if user is not None:
                 return user if self.user_can_authenticate(user) else None

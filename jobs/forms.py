@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import Value
 from django.db.models.functions import Length, Lower
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from .history import DEFAULT_SORT, SORTS, Split
 from .models import Execution, Job
@@ -21,27 +23,27 @@ class HistoryFilterForm(forms.Form):
     indexes serve."""
 
     RANGES = [
-        ("", "Any time"),
-        ("1h", "Last hour"),
-        ("24h", "Last 24 hours"),
-        ("today", "Today"),
-        ("7d", "Last 7 days"),
-        ("30d", "Last 30 days"),
-        ("custom", "From … to …"),
+        ("", _("Any time")),
+        ("1h", _("Last hour")),
+        ("24h", _("Last 24 hours")),
+        ("today", _("Today")),
+        ("7d", _("Last 7 days")),
+        ("30d", _("Last 30 days")),
+        ("custom", _("From … to …")),
     ]
     PRESETS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
     MAX_MATCHES = 50
     #: How many user names the user field suggests.
     MAX_SUGGESTIONS = 200
 
-    range = forms.ChoiceField(label="When", required=False, choices=RANGES)
-    company = forms.TypedChoiceField(label="Company", required=False, coerce=int, empty_value=None)
+    range = forms.ChoiceField(label=_("When"), required=False, choices=RANGES)
+    company = forms.TypedChoiceField(label=_("Company"), required=False, coerce=int, empty_value=None)
     job = forms.IntegerField(required=False, widget=forms.HiddenInput)
-    job_name = forms.CharField(label="Job", required=False, max_length=200)
-    user = forms.CharField(label="User", required=False, max_length=150)
-    who = forms.ChoiceField(label="Whose", required=False, choices=[("", "Everyone's"), ("mine", "Mine")])
-    outcome = forms.ChoiceField(label="Outcome", required=False)
-    ips_result = forms.ChoiceField(label="IPS result", required=False)
+    job_name = forms.CharField(label=_("Job"), required=False, max_length=200)
+    user = forms.CharField(label=_("User"), required=False, max_length=150)
+    who = forms.ChoiceField(label=_("Whose"), required=False, choices=[("", _("Everyone's")), ("mine", _("Mine"))])
+    outcome = forms.ChoiceField(label=_("Outcome"), required=False)
+    ips_result = forms.ChoiceField(label=_("IPS result"), required=False)
     sort = forms.ChoiceField(required=False, choices=[(k, s.label) for k, s in SORTS.items()], widget=forms.HiddenInput)
 
     #: The order of the parameters in the page's address.
@@ -52,17 +54,17 @@ class HistoryFilterForm(forms.Form):
         self.companies = {c.pk: c for c in companies}
         self.request_user = user
         # "from" is a keyword in Python: these two are added by name.
-        for name, label in (("from", "From"), ("to", "To")):
+        for name, label in (("from", _("From")), ("to", _("To"))):
             self.fields[name] = forms.DateTimeField(
                 label=label,
                 required=False,
                 widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
             )
-        self.fields["company"].choices = [("", "All companies")] + [
+        self.fields["company"].choices = [("", _("All companies"))] + [
             (c.pk, f"{c.name} ({c.handle})") for c in sorted(companies, key=lambda c: (c.name, c.handle))
         ]
-        self.fields["outcome"].choices = [("", "All outcomes"), *Execution.Outcome.choices]
-        self.fields["ips_result"].choices = [("", "All results"), *Execution.IpsResult.choices]
+        self.fields["outcome"].choices = [("", _("All outcomes")), *Execution.Outcome.choices]
+        self.fields["ips_result"].choices = [("", _("All results")), *Execution.IpsResult.choices]
         self.chosen_job = None
         self.job_ids: list[int] | None = None
         self.job_names: list[str] = []
@@ -84,7 +86,7 @@ class HistoryFilterForm(forms.Form):
         if pk is None:
             return None
         if pk not in self.companies:
-            raise forms.ValidationError("Choose one of your companies.")
+            raise forms.ValidationError(gettext("Choose one of your companies."))
         return self.companies[pk]
 
     def clean_job(self):
@@ -93,7 +95,7 @@ class HistoryFilterForm(forms.Form):
             return None
         job = Job.objects.filter(pk=pk, company__in=list(self.companies)).select_related("company").first()
         if job is None:
-            raise forms.ValidationError("No such job in your companies.")
+            raise forms.ValidationError(gettext("No such job in your companies."))
         self.chosen_job = job
         return job
 
@@ -110,7 +112,8 @@ class HistoryFilterForm(forms.Form):
         exact = [(pk, name) for pk, name in matches if name.casefold() == text.casefold()]
         if not exact and len(matches) > self.MAX_MATCHES:
             raise forms.ValidationError(
-                f"More than {self.MAX_MATCHES} jobs have “{text}” in their name: type more of it."
+                gettext("More than %(max)s jobs have “%(text)s” in their name: type more of it.")
+                % {"max": self.MAX_MATCHES, "text": text}
             )
         chosen = exact or matches
         self.job_ids = [pk for pk, _ in chosen]
@@ -127,7 +130,10 @@ class HistoryFilterForm(forms.Form):
         matches = list(users.order_by(Length("username"), "username").values_list("username", flat=True)[: self.MAX_MATCHES + 1])
         exact = [n for n in matches if n.casefold() == text.casefold()]
         if not exact and len(matches) > self.MAX_MATCHES:
-            raise forms.ValidationError(f"More than {self.MAX_MATCHES} users have “{text}” in their name: type more of it.")
+            raise forms.ValidationError(
+                gettext("More than %(max)s users have “%(text)s” in their name: type more of it.")
+                % {"max": self.MAX_MATCHES, "text": text}
+            )
         # The name as typed, too: a deleted user's runs keep their name.
         self.usernames = exact or sorted({*matches, text})
         return text
@@ -155,7 +161,7 @@ class HistoryFilterForm(forms.Form):
                 # A date alone ends with its day.
                 data["to"] = end = end + dt.timedelta(days=1)
             if start and end and start >= end:
-                self.add_error("to", "The end comes before the start.")
+                self.add_error("to", gettext("The end comes before the start."))
         # The form is shown again as it filters, so that the page, its address
         # and its fields always say the same.
         self.data = shown
@@ -242,8 +248,8 @@ class HistoryFilterForm(forms.Form):
 
 class ProfileForm(forms.Form):
     time_zone = forms.ChoiceField(
-        label="Show times in",
+        label=_("Show times in"),
         required=False,
         choices=zone_choices,
-        help_text="Your browser's zone unless you choose one.",
+        help_text=_("Your browser's zone unless you choose one."),
     )

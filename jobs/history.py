@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from django.db import connections, models
 from django.db.models import Avg, Count, F, Func, Max, Min, Q
 from django.db.models.expressions import RawSQL
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from .models import FAILED_IPS_RESULTS, FAILED_OUTCOMES, Execution
 
@@ -62,17 +64,17 @@ class Sort:
         return [f"{sign}{self.field}", f"{sign}id"]
 
 
-_BY_TIME = ("Newest", "← Newer", "Older →", "Oldest")
-_BY_VALUE = ("First", "← Previous", "Next →", "Last")
+_BY_TIME = (_("Newest"), _("← Newer"), _("Older →"), _("Oldest"))
+_BY_VALUE = (_("First"), _("← Previous"), _("Next →"), _("Last"))
 SORTS = {
     s.key: s
     for s in [
-        Sort("-requested", "requested_at", True, "newest first", _BY_TIME),
-        Sort("requested", "requested_at", False, "oldest first", ("Oldest", "← Older", "Newer →", "Newest")),
-        Sort("-ips_runtime", "ips_runtime_ms", True, "longest IPS runtime first", _BY_VALUE, True),
-        Sort("ips_runtime", "ips_runtime_ms", False, "shortest IPS runtime first", _BY_VALUE, True),
-        Sort("-request_time", "duration_ms", True, "longest request time first", _BY_VALUE, True),
-        Sort("request_time", "duration_ms", False, "shortest request time first", _BY_VALUE, True),
+        Sort("-requested", "requested_at", True, _("newest first"), _BY_TIME),
+        Sort("requested", "requested_at", False, _("oldest first"), (_("Oldest"), _("← Older"), _("Newer →"), _("Newest"))),
+        Sort("-ips_runtime", "ips_runtime_ms", True, _("longest IPS runtime first"), _BY_VALUE, True),
+        Sort("ips_runtime", "ips_runtime_ms", False, _("shortest IPS runtime first"), _BY_VALUE, True),
+        Sort("-request_time", "duration_ms", True, _("longest request time first"), _BY_VALUE, True),
+        Sort("request_time", "duration_ms", False, _("shortest request time first"), _BY_VALUE, True),
     ]
 }
 DEFAULT_SORT = SORTS["-requested"]
@@ -147,9 +149,10 @@ class Page:
 
     @property
     def count_label(self) -> str:
+        count = formats.number_format(self.count, force_grouping=True)
         if self.count_capped:
-            return f"More than {self.count:,} executions"
-        return f"{self.count:,} execution{'' if self.count == 1 else 's'}"
+            return gettext("More than %(count)s executions") % {"count": count}
+        return ngettext("%(count)s execution", "%(count)s executions", self.count) % {"count": count}
 
 
 def capped_count(queryset, cap: int | None = None, ordering=()) -> tuple[int, bool]:

@@ -11,6 +11,8 @@ from django.db.models import BooleanField, Count, F, OuterRef, Q, Subquery, Wind
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import MD5, Lower, RowNumber
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from . import crypto, ips, ipsversions
 from .roles import Access, UserType
@@ -20,13 +22,13 @@ class Connection(models.Model):
     """An IPS endpoint and the service account the dashboard calls it as."""
 
     class Region(models.TextChoices):
-        CUSTOM = "custom", "Custom service URL (emulator, proxy)"
-        NA = "na", "North America"
-        NA_STAGING = "na-staging", "North America (staging)"
-        EMEA = "emea", "Europe, Middle East, Asia"
-        EMEA_STAGING = "emea-staging", "Europe, Middle East, Asia (staging)"
-        APAC = "apac", "Japan / Asia Pacific"
-        APAC_STAGING = "apac-staging", "Japan / Asia Pacific (staging)"
+        CUSTOM = "custom", _("Custom service URL (emulator, proxy)")
+        NA = "na", _("North America")
+        NA_STAGING = "na-staging", _("North America (staging)")
+        EMEA = "emea", _("Europe, Middle East, Asia")
+        EMEA_STAGING = "emea-staging", _("Europe, Middle East, Asia (staging)")
+        APAC = "apac", _("Japan / Asia Pacific")
+        APAC_STAGING = "apac-staging", _("Japan / Asia Pacific (staging)")
 
     name = models.CharField(max_length=100, unique=True)
     region = models.CharField(max_length=20, choices=Region.choices, default=Region.CUSTOM)
@@ -221,10 +223,10 @@ class MembershipChange(models.Model):
     record. Rows are only ever added (services.change_membership)."""
 
     class Source(models.TextChoices):
-        ADMIN = "admin", "Django admin"
-        DEMO = "demo", "demo data (load_demo)"
-        IPS_SIGN_IN = "ips_sign_in", "sign-in with IPS"
-        IPS_REFRESH = "ips_refresh", "refresh from IPS"
+        ADMIN = "admin", _("Django admin")
+        DEMO = "demo", _("demo data (load_demo)")
+        IPS_SIGN_IN = "ips_sign_in", _("sign-in with IPS")
+        IPS_REFRESH = "ips_refresh", _("refresh from IPS")
 
     at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=20, choices=Source.choices)
@@ -460,29 +462,29 @@ class Execution(models.Model):
     """
 
     class Outcome(models.TextChoices):
-        DENIED = "denied", "denied"
-        ALREADY_RUNNING = "already_running", "already running"
-        JOB_GONE = "job_gone", "job gone from IPS"
-        SENDING = "sending", "sending"
-        ACCEPTED = "accepted", "accepted"
-        REFUSED = "refused", "refused by IPS"
-        UNREACHABLE = "unreachable", "IPS unreachable"
-        TIMED_OUT = "timed_out", "timed out"
-        BAD_REPLY = "bad_reply", "bad reply from IPS"
-        INTERRUPTED = "interrupted", "interrupted"
-        ERROR = "error", "dashboard error"
-        NOT_RUNNING = "not_running", "not running in IPS"
-        IPS_ERROR = "ips_error", "IPS error page"
+        DENIED = "denied", _("denied")
+        ALREADY_RUNNING = "already_running", _("already running")
+        JOB_GONE = "job_gone", _("job gone from IPS")
+        SENDING = "sending", _("sending")
+        ACCEPTED = "accepted", _("accepted")
+        REFUSED = "refused", _("refused by IPS")
+        UNREACHABLE = "unreachable", _("IPS unreachable")
+        TIMED_OUT = "timed_out", _("timed out")
+        BAD_REPLY = "bad_reply", _("bad reply from IPS")
+        INTERRUPTED = "interrupted", _("interrupted")
+        ERROR = "error", _("dashboard error")
+        NOT_RUNNING = "not_running", _("not running in IPS")
+        IPS_ERROR = "ips_error", _("IPS error page")
 
     class IpsResult(models.TextChoices):
         """What IPS did with an accepted run, from its final log (empty: not known yet)."""
 
-        OK = "ok", "finished"
-        WARNINGS = "warnings", "finished with warnings"
-        ERRORS = "errors", "finished with errors"
-        FATAL = "fatal", "fatal error"
-        STOPPED = "stopped", "stopped"
-        NO_RESULT = "no_result", "no result from IPS"
+        OK = "ok", _("finished")
+        WARNINGS = "warnings", _("finished with warnings")
+        ERRORS = "errors", _("finished with errors")
+        FATAL = "fatal", _("fatal error")
+        STOPPED = "stopped", _("stopped")
+        NO_RESULT = "no_result", _("no result from IPS")
 
     #: Refused here, never sent: history, not a job's "last run".
     NOT_SENT = (Outcome.DENIED, Outcome.ALREADY_RUNNING, Outcome.JOB_GONE, Outcome.NOT_RUNNING)
@@ -716,13 +718,17 @@ class Execution(models.Model):
         if not self.ips_result:
             return ""
         if self.ips_result == R.WARNINGS:
-            return f"finished: {self.ips_warning_count or 0} warning{'s' if self.ips_warning_count != 1 else ''}"
+            count = self.ips_warning_count or 0
+            return ngettext("finished: %(count)s warning", "finished: %(count)s warnings", count) % {"count": count}
         if self.ips_result == R.ERRORS:
-            return f"finished: {self.ips_error_count or 0} error{'s' if self.ips_error_count != 1 else ''}"
+            count = self.ips_error_count or 0
+            return ngettext("finished: %(count)s error", "finished: %(count)s errors", count) % {"count": count}
         if self.ips_result == R.NO_RESULT:
             hours = int(settings.IPS_FOLLOW_DEADLINE.total_seconds() // 3600)
-            return f"no result from IPS after {hours} h" if hours else "no result from IPS"
-        return self.get_ips_result_display()
+            if hours:
+                return gettext("no result from IPS after %(hours)s h") % {"hours": hours}
+            return gettext("no result from IPS")
+        return str(self.get_ips_result_display())
 
     @property
     def ips_runtime(self) -> dt.timedelta | None:

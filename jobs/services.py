@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from . import ips, roles
 from .models import (
@@ -64,6 +64,12 @@ class RunResult:
     @property
     def message(self) -> str:
         return self.execution.message
+
+
+def _english(text) -> str:
+    """Log lines read the same whatever language the request that wrote them spoke."""
+    with translation.override("en"):
+        return str(text())
 
 
 def _interrupted_message(operation: str = "executeJob") -> str:
@@ -910,7 +916,7 @@ def record_status(execution: Execution, status: RunStatus) -> bool:
             row.job_handle,
             row.pk,
             row.request_id,
-            row.ips_result_label,
+            _english(lambda: row.ips_result_label),
         )
     execution.refresh_from_db()
     return True
@@ -925,7 +931,7 @@ def record_no_result(execution: Execution) -> bool:
         row.ips_result = IpsResult.NO_RESULT
         row.ips_result_at = timezone.now()
         row.save(update_fields=sorted(Execution.IPS_FIELDS))
-    log.warning("run of %r (execution %s): %s", row.job_handle, row.pk, row.ips_result_label)
+    log.warning("run of %r (execution %s): %s", row.job_handle, row.pk, _english(lambda: row.ips_result_label))
     execution.refresh_from_db()
     return True
 
@@ -1052,7 +1058,7 @@ def change_membership(actor, user, company: Company, role: str | None, source: s
             role_before=before,
             role_after=after,
         )
-    log.info("membership changed: %s", change)
+    log.info("membership changed: %s", _english(lambda: str(change)))
     return change
 
 

@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .models import Profile
 
@@ -36,7 +37,7 @@ def zone_or_none(name: str | None) -> zoneinfo.ZoneInfo | None:
 
 
 def zone_choices() -> list[tuple[str, str]]:
-    return [("", "My browser's")] + [(z, z.replace("_", " ")) for z in sorted(known_zones())]
+    return [("", _("My browser's"))] + [(z, z.replace("_", " ")) for z in sorted(known_zones())]
 
 
 class TimezoneMiddleware:

@@ -14,6 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.db.models.functions import Length
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import (
@@ -95,7 +97,7 @@ def _request_info(request) -> services.RequestInfo:
     )
 
 
-NOT_FOUND = "No such job or company, or you have no role in its company."
+NOT_FOUND = _("No such job or company, or you have no role in its company.")
 
 
 def _get_company_for_user(request, pk, operation: str) -> tuple[Company, roles.Access]:
@@ -274,7 +276,7 @@ IPS_CHANGED = "ips-changed"
 def _for(request, result: services.RunResult) -> str:
     """The result's message; staff also learn which IPS address failed."""
     if result.where and request.user.is_staff:
-        return f"{result.message} (IPS at {result.where})"
+        return gettext("%(message)s (IPS at %(where)s)") % {"message": result.message, "where": result.where}
     return result.message
 
 
@@ -374,7 +376,7 @@ def sync_company(request, pk):
     if not access.allowed:
         return _refuse(request, access.reason, 403)
     result = services.sync_company(company)
-    level, text = ("error", str(result)) if result.error else ("success", f"Synced from IPS: {result}")
+    level, text = ("error", str(result)) if result.error else ("success", gettext("Synced from IPS: %(result)s") % {"result": result})
     if not request.htmx:
         messages.add_message(request, messages.ERROR if result.error else messages.SUCCESS, text)
         return redirect("jobs:list")
@@ -559,12 +561,14 @@ def history_export(request):
     """The filtered history as CSV, streamed in constant memory; the export itself is recorded (HistoryExport)."""
     companies, refused = _get_history_for_user(request)
     if not (request.user.is_superuser or companies):
-        reason = " ".join(refused) or "You have no role in any company, so you cannot see job history (getJobLogs)."
+        reason = " ".join(refused) or gettext(
+            "You have no role in any company, so you cannot see job history (getJobLogs)."
+        )
         return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")
     form = HistoryFilterForm(request.GET, companies=companies, user=request.user)
     if not form.is_valid():
         errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
-        return HttpResponse(f"These filters are not valid: {errors}", status=400, content_type="text/plain; charset=utf-8")
+        return HttpResponse(gettext("These filters are not valid: %(errors)s") % {"errors": errors}, status=400, content_type="text/plain; charset=utf-8")
     export = services.start_export(request.user, form.params(), _request_info(request))
     names = {c.pk: c.name for c in (companies if not request.user.is_superuser else Company.objects.all())}
     lines = trail.export_rows(_history_rows(request, companies, form), form.chosen_sort, names, request.time_zone,
@@ -631,15 +635,19 @@ def preferences(request):
     form = ProfileForm(request.POST or None, initial={"time_zone": chosen})
     if request.method == "POST" and form.is_valid():
         services.set_time_zone(request.user, form.cleaned_data["time_zone"])
-        zone = form.cleaned_data["time_zone"] or "your browser's zone"
-        messages.success(request, f"Times are now shown in {zone}.")
+        zone = form.cleaned_data["time_zone"]
+        if zone:
+            text = gettext("Times are now shown in %(zone)s.") % {"zone": zone}
+        else:
+            text = gettext("Times are now shown in your browser's zone.")
+        messages.success(request, text)
         return redirect("jobs:preferences")
     return render(request, "jobs/preferences.html", {"form": form})
 
 
 def csrf_failure(request, reason=""):
     """A stale CSRF token (logged in or out in another tab) says so in the page."""
-    text = "Your session changed since this page was loaded: reload the page, then try again."
+    text = gettext("Your session changed since this page was loaded: reload the page, then try again.")
     if request.headers.get("HX-Request") == "true":
         return _htmx_flash(request, "error", text, 403)
     return django_csrf_failure(request, reason)

@@ -1,3 +1,13 @@
+// Texts in the page's language: data-msg-* on #messages (base.html), read
+// once at load (a swap may replace #messages), English when absent.
+var ipsadminText = (function () {
+  var box = document.getElementById("messages"), cache = {};
+  return function (name, fallback) {
+    if (!(name in cache)) cache[name] = box ? box.getAttribute("data-msg-" + name) : null;
+    return cache[name] || fallback;
+  };
+})();
+
 // Say something when a request fails in a way the server did not render.
 (function () {
   function flash(text) {
@@ -12,11 +22,15 @@
   document.addEventListener("htmx:responseError", function (e) {
     var xhr = e.detail.xhr;
     var id = xhr.getResponseHeader("X-Request-ID");
-    flash("The server could not complete this (HTTP " + xhr.status + ")." +
-          (id ? " Request id " + id + "." : "") + " Nothing was lost: check History before trying again.");
+    var text = id
+      ? ipsadminText("server-error-id", "The server could not complete this (HTTP {status}). Request id {id}. Nothing was lost: check History before trying again.")
+      : ipsadminText("server-error", "The server could not complete this (HTTP {status}). Nothing was lost: check History before trying again.");
+    // Functions as replacements: a "$" in the id stays literal.
+    flash(text.replace("{status}", function () { return String(xhr.status); })
+              .replace("{id}", function () { return id; }));
   });
   document.addEventListener("htmx:sendError", function () {
-    flash("The dashboard could not be reached. Check your network, then History, before trying again.");
+    flash(ipsadminText("send-error", "The dashboard could not be reached. Check your network, then History, before trying again."));
   });
 })();
 
@@ -25,8 +39,11 @@ document.addEventListener("click", function (e) {
   var button = e.target.closest("button.copy[data-copy]");
   if (!button || !navigator.clipboard) return;
   navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
-    button.textContent = "Copied";
-    setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    // Labels from the button's data-copied-label / data-copy-label, else base.html's.
+    button.textContent = button.getAttribute("data-copied-label") || ipsadminText("copied", "Copied");
+    setTimeout(function () {
+      button.textContent = button.getAttribute("data-copy-label") || ipsadminText("copy", "Copy");
+    }, 1500);
   });
 });
 
@@ -55,4 +72,16 @@ document.addEventListener("click", function (e) {
     if (pending && pending.readyState !== XMLHttpRequest.DONE) pending.abort();
     pending = e.detail.xhr;
   });
+})();
+
+// The language switch returns to the address shown now, which htmx may have
+// changed since the page loaded (History's filters push theirs).
+(function () {
+  function follow() {
+    var next = document.querySelector("form.languages input[name=next]");
+    if (next) next.value = location.pathname + location.search;
+  }
+  document.addEventListener("htmx:pushedIntoHistory", follow);
+  document.addEventListener("htmx:replacedInHistory", follow);
+  window.addEventListener("popstate", follow);
 })();

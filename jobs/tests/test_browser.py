@@ -53,9 +53,19 @@ def chromium():
 
 @pytest.fixture
 def page(chromium):
+    yield from _page(chromium)
+
+
+@pytest.fixture
+def italian_page(chromium):
+    """A browser whose user reads Italian (it sends Accept-Language: it-IT)."""
+    yield from _page(chromium, locale="it-IT")
+
+
+def _page(chromium, **options):
     from playwright.sync_api import expect
 
-    context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    context = chromium.new_context(viewport={"width": 1280, "height": 860}, **options)
     # An upper bound on waiting for what must happen, not a delay: the suite
     # may share two CPUs with workers and PostgreSQL (5 s, the default, is short).
     context.set_default_timeout(WAIT)
@@ -79,7 +89,7 @@ def _log_in(page, base, username):
     page.goto(f"{base}/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", "pw")
-    page.click("button[type=submit]")
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{base}/")
 
 
@@ -216,3 +226,49 @@ def test_the_admin_works_under_the_same_content_security_policy(page, live_serve
     page.locator(".select2-selection").first.click()
     expect(page.locator(".select2-search__field")).to_be_visible()
     assert page.console_errors == []
+
+
+def test_an_italian_browser_runs_a_job_in_italian_and_can_switch_to_english(
+    italian_page, live_server, transactional_db, users, job, ips_emulator
+):
+    from playwright.sync_api import expect
+
+    page, base = italian_page, live_server.url
+    page.goto(f"{base}/accounts/login/")
+    expect(page.locator("html")).to_have_attribute("lang", "it")
+    page.fill("#id_username", "ipsuser")
+    page.fill("#id_password", "pw")
+    page.get_by_role("button", name="Accedi").click()
+    page.wait_for_url(f"{base}/")
+    dialogs = []
+
+    def accept(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    row = page.locator(f"#job-{job.pk}")
+    row.get_by_role("button", name="Esegui").click()
+    expect(row).to_contain_text("accettato")
+    assert dialogs == ["Eseguire “My Test Job” nell'azienda 47 (Demo Company) ora?"]
+    # What was recorded reads as recorded: the audit message is English.
+    expect(page.locator("#messages")).to_contain_text("IPS accepted “My Test Job” and is running it now.")
+    assert Execution.objects.get().outcome == "accepted"
+
+    # The header's switch: English from now on, on the same page, whatever the browser asks.
+    page.get_by_role("button", name="English").click()
+    page.wait_for_url(f"{base}/")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator(f"#job-{job.pk}")).to_contain_text("accepted")
+    expect(page.get_by_role("link", name="History", exact=True)).to_be_visible()
+    page.goto(f"{base}/history/")
+    expect(page.locator("#results")).to_contain_text("1 execution")
+    # After a filter pushed its address, the switch comes back to that address.
+    page.select_option("#id_outcome", "accepted")
+    expect(page).to_have_url(re.compile(r"/history/\?outcome=accepted$"))
+    page.get_by_role("button", name="Italiano").click()
+    expect(page).to_have_url(re.compile(r"/history/\?outcome=accepted$"))
+    expect(page.locator("html")).to_have_attribute("lang", "it")
+    expect(page.locator("#results")).to_contain_text("1 esecuzione")
+    expect(page.locator("#id_outcome")).to_have_value("accepted")
+    assert page.console_errors == [], page.console_errors
