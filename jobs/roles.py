@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 
 class UserType(models.TextChoices):
@@ -52,17 +55,17 @@ AUTHORIZED: dict[str, frozenset[str]] = {
     "getCompanyInfo": _ALL_BUT_WEB_SERVICE - {T.IPS_COMPANY_ADMIN},
 }
 
-#: What a dashboard action means in IPS terms, for messages.
+#: What a dashboard action means in IPS terms, for messages (lazy: said in the message's language).
 ACTION_WORDS = {
-    "executeJob": "run jobs",
-    "getScheduledJobs": "list jobs",
-    "getActiveJobs": "see active jobs",
-    "getJobLogs": "see job history",
-    "getJobLogDetails": "see job log details",
-    "pauseJob": "pause jobs",
-    "resumeJob": "resume jobs",
-    "stopJob": "stop jobs",
-    "deleteJob": "delete jobs",
+    "executeJob": _("run jobs"),
+    "getScheduledJobs": _("list jobs"),
+    "getActiveJobs": _("see active jobs"),
+    "getJobLogs": _("see job history"),
+    "getJobLogDetails": _("see job log details"),
+    "pauseJob": _("pause jobs"),
+    "resumeJob": _("resume jobs"),
+    "stopJob": _("stop jobs"),
+    "deleteJob": _("delete jobs"),
 }
 
 
@@ -71,12 +74,18 @@ def is_authorized(role: str | None, operation: str) -> bool:
     return role is not None and role in AUTHORIZED[operation]
 
 
-def refusal_reason(role: str | None, operation: str, company_label: str) -> str:
-    """Plain words for why ``role`` may not perform ``operation``."""
+def refusal_reason(role: str | None, operation: str, company_label: str) -> Promise:
+    """Plain words for why ``role`` may not perform ``operation``: lazy, read in the language it is shown in."""
     action = ACTION_WORDS.get(operation, operation)
     if role is None:
-        return f"You have no role in company {company_label}, so you cannot {action} ({operation})."
-    return f"Your role {role} in company {company_label} cannot {action} ({operation})."
+        return format_lazy(
+            _("You have no role in company {company}, so you cannot {action} ({operation})."),
+            company=company_label, action=action, operation=operation,
+        )
+    return format_lazy(
+        _("Your role {role} in company {company} cannot {action} ({operation})."),
+        role=role, company=company_label, action=action, operation=operation,
+    )
 
 
 #: Operations that act on IPS (not just read): a role read from IPS too long
@@ -118,12 +127,23 @@ class Access:
         return is_authorized(self.role, self.operation) and not (self.operation in ACTING and self.stale)
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> Promise:
+        """Why not, lazy: shown in the request's language, stored (services.finish) in English."""
         if is_authorized(self.role, self.operation) and self.stale:
-            when = f"at {timezone.localtime(self.read_at):%Y-%m-%d %H:%M}" if self.read_at else "long ago"
-            return (
-                f"Your IPS user type in company {self.company_label} was last read from IPS {when}: "
-                "sign in again so that IPS can confirm it before you act on jobs."
+            if self.read_at is None:
+                return format_lazy(
+                    _(
+                        "Your IPS user type in company {company} was last read from IPS long ago: "
+                        "sign in again so that IPS can confirm it before you act on jobs."
+                    ),
+                    company=self.company_label,
+                )
+            return format_lazy(
+                _(
+                    "Your IPS user type in company {company} was last read from IPS at {time}: "
+                    "sign in again so that IPS can confirm it before you act on jobs."
+                ),
+                company=self.company_label, time=f"{timezone.localtime(self.read_at):%Y-%m-%d %H:%M}",
             )
         return refusal_reason(self.role, self.operation, self.company_label)
 

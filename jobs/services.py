@@ -18,6 +18,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from . import ips, roles
 from .models import (
@@ -56,14 +60,17 @@ class RunResult:
     job_visible: bool
     #: IPS's address when calling it failed: for staff only, never in the message.
     where: str = ""
+    #: What the user is told: the message given to finish(), lazy, so it reads in the
+    #: request's language while the row keeps it in English. None: the row's own.
+    said: object = None
 
     @property
     def outcome(self) -> str:
         return self.execution.outcome
 
     @property
-    def message(self) -> str:
-        return self.execution.message
+    def message(self) -> str | Promise:
+        return self.said if self.said is not None else self.execution.message
 
 
 def _english(text) -> str:
@@ -72,15 +79,20 @@ def _english(text) -> str:
         return str(text())
 
 
-def _interrupted_message(operation: str = "executeJob") -> str:
-    what = "stopped the run" if operation == "stopJob" else "started the job"
-    return (
+def _interrupted_message(operation: str = "executeJob") -> Promise:
+    # Whole sentences: the verb's place differs between languages.
+    if operation == "stopJob":
+        return _(
+            "The server handling this press stopped before IPS answered. "
+            "IPS may or may not have stopped the run: check its state before trying again."
+        )
+    return _(
         "The server handling this press stopped before IPS answered. "
-        f"IPS may or may not have {what}: check its state before trying again."
+        "IPS may or may not have started the job: check its state before trying again."
     )
 
 
-def finish(execution: Execution, outcome: str, message: str, error: ips.IpsError | None = None) -> bool:
+def finish(execution: Execution, outcome: str, message: str | Promise, error: ips.IpsError | None = None) -> bool:
     """The one way an audit row gets its outcome. Returns False if another process finished it first.
 
     A row is finished by its own run, by reconcile_stale() or by cron: the
@@ -88,7 +100,9 @@ def finish(execution: Execution, outcome: str, message: str, error: ips.IpsError
     saved (refused before anything was sent) is simply written.
     """
     execution.outcome = outcome
-    execution.message = message
+    # The row is the record: English, whatever language the request speaks.
+    with translation.override("en"):
+        execution.message = str(message)
     if isinstance(error, ips.IpsFault):
         execution.fault_family = error.family
         execution.fault_code = error.code
@@ -187,82 +201,109 @@ def _log_outcome(execution: Execution, error: ips.IpsError | None = None) -> Non
 
 @dataclass(frozen=True)
 class Action:
-    """A button that calls one IPS operation on a job: what to tell the user of it."""
+    """A button that calls one IPS operation on a job: what to tell the user of it.
+
+    The words are lazy: a message built from them reads in one language, the one it is shown in."""
 
     operation: str
-    verb: str  # "run the job"
-    done: str  # what nothing-sent means: "Nothing was started"
-    uncertain: str  # when IPS may or may not have acted
+    verb: Promise  # "run the job"
+    done: Promise  # what nothing-sent means: "Nothing was started"
+    uncertain: Promise  # when IPS may or may not have acted
 
 
 RUN = Action(
     "executeJob",
-    "run the job",
-    "Nothing was started",
-    "The job may or may not have started: check the job's state before running it again.",
+    _("run the job"),
+    _("Nothing was started"),
+    _("The job may or may not have started: check the job's state before running it again."),
 )
 STOP = Action(
     "stopJob",
-    "stop the run",
-    "Nothing was stopped",
-    "The run may or may not be stopping: check Active in IPS before trying again.",
+    _("stop the run"),
+    _("Nothing was stopped"),
+    _("The run may or may not be stopping: check Active in IPS before trying again."),
 )
 
 
-def describe_error(error: ips.IpsError, job: Job, action: Action = RUN, acted: bool = True) -> tuple[str, str]:
-    """(outcome, message in plain words) for an IPS failure.
+def describe_error(error: ips.IpsError, job: Job, action: Action = RUN, acted: bool = True) -> tuple[str, Promise]:
+    """(outcome, message in plain words) for an IPS failure; the message is lazy.
 
     ``acted``: the failing call was the action itself (executeJob, stopJob),
     not the look at getActiveJobs before it, so IPS may have acted."""
-    where = f"company {job.company.handle}"
+    company = job.company.handle
     if isinstance(error, ips.IpsFault) and not acted:
         # The look at getActiveJobs was refused, not the action.
-        return Outcome.REFUSED, (
-            f"IPS refused to say whether “{job.name}” is running ({error.operation}: {error.code_label} — "
-            f"{error.reason}). {action.done}. This is about the dashboard's IPS service account or the "
-            f"set-up of {where}: ask an administrator to check the connection."
+        return Outcome.REFUSED, format_lazy(
+            _(
+                "IPS refused to say whether “{job}” is running ({operation}: {fault} — {reason}). {done}. "
+                "This is about the dashboard's IPS service account or the set-up of company {company}: "
+                "ask an administrator to check the connection."
+            ),
+            job=job.name, operation=error.operation, fault=error.code_label, reason=error.reason,
+            done=action.done, company=company,
         )
     if isinstance(error, ips.IpsAuthorizationFault):
-        return Outcome.REFUSED, (
-            f"IPS refused to {action.verb}: {error.code_label} — {error.reason}. "
-            f"This is about the dashboard's IPS service account or the set-up of {where}, "
-            "not your own role: ask an administrator to check the connection."
+        return Outcome.REFUSED, format_lazy(
+            _(
+                "IPS refused to {action}: {fault} — {reason}. This is about the dashboard's IPS service "
+                "account or the set-up of company {company}, not your own role: ask an administrator to "
+                "check the connection."
+            ),
+            action=action.verb, fault=error.code_label, reason=error.reason, company=company,
         )
     if isinstance(error, ips.IpsAuthenticationFault):
-        return Outcome.REFUSED, (
-            f"IPS did not accept the dashboard's service account: {error.code_label} — {error.reason}. "
-            "Ask an administrator to check the connection's email and password."
+        return Outcome.REFUSED, format_lazy(
+            _(
+                "IPS did not accept the dashboard's service account: {fault} — {reason}. "
+                "Ask an administrator to check the connection's email and password."
+            ),
+            fault=error.code_label, reason=error.reason,
         )
     if isinstance(error, ips.IpsFault):
-        return Outcome.REFUSED, f"IPS refused to {action.verb}: {error.code_label} — {error.reason}."
+        return Outcome.REFUSED, format_lazy(
+            _("IPS refused to {action}: {fault} — {reason}."),
+            action=action.verb, fault=error.code_label, reason=error.reason,
+        )
     if isinstance(error, ips.IpsTimeout) and not error.request_sent:
-        return Outcome.TIMED_OUT, (
-            f"IPS did not accept a connection within {settings.IPS_CONNECT_TIMEOUT:g} s. "
-            "Nothing was sent; try again later."
+        return Outcome.TIMED_OUT, format_lazy(
+            _("IPS did not accept a connection within {seconds} s. Nothing was sent; try again later."),
+            seconds=f"{settings.IPS_CONNECT_TIMEOUT:g}",
         )
     if not isinstance(error, (ips.IpsTimeout, ips.IpsMalformedReply, ips.IpsUnavailable)):
         # Not IPS's doing: a connection the dashboard cannot use as configured.
-        return Outcome.ERROR, f"The dashboard could not call IPS: {error}. Nothing was sent; tell an administrator."
+        return Outcome.ERROR, format_lazy(
+            _("The dashboard could not call IPS: {error}. Nothing was sent; tell an administrator."),
+            error=str(error),
+        )
     if isinstance(error, ips.IpsTimeout):
         outcome = Outcome.TIMED_OUT
         if error.whole_reply:
             total = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
-            what = f"IPS started answering but did not finish within {total:g} s, the deadline for a whole reply"
+            what = format_lazy(
+                _("IPS started answering but did not finish within {seconds} s, the deadline for a whole reply"),
+                seconds=f"{total:g}",
+            )
         else:
-            what = f"IPS did not answer within {settings.IPS_READ_TIMEOUT:g} s"
+            what = format_lazy(_("IPS did not answer within {seconds} s"), seconds=f"{settings.IPS_READ_TIMEOUT:g}")
     elif isinstance(error, ips.IpsMalformedReply):
-        outcome, what = Outcome.BAD_REPLY, f"IPS answered with a reply that could not be read ({error})"
+        outcome = Outcome.BAD_REPLY
+        what = format_lazy(_("IPS answered with a reply that could not be read ({error})"), error=str(error))
     elif isinstance(error, ips.IpsHttpError):
-        outcome, what = Outcome.IPS_ERROR, f"IPS answered with an HTTP {error.status} error page instead of SOAP"
+        outcome = Outcome.IPS_ERROR
+        what = format_lazy(_("IPS answered with an HTTP {status} error page instead of SOAP"), status=error.status)
     elif error.request_sent:
-        outcome, what = Outcome.UNREACHABLE, f"IPS failed while answering ({error})"
+        outcome, what = Outcome.UNREACHABLE, format_lazy(_("IPS failed while answering ({error})"), error=str(error))
     else:
-        return Outcome.UNREACHABLE, f"IPS could not be reached ({error}). Nothing was sent; try again later."
-    if not acted:
-        return outcome, (
-            f"{what}, when asked whether “{job.name}” is running. {action.done}: try again later."
+        return Outcome.UNREACHABLE, format_lazy(
+            _("IPS could not be reached ({error}). Nothing was sent; try again later."), error=str(error)
         )
-    return outcome, f"{what}. {action.uncertain}"
+    if not acted:
+        return outcome, format_lazy(
+            _("{what}, when asked whether “{job}” is running. {done}: try again later."),
+            what=what, job=job.name, done=action.done,
+        )
+    # Nothing of its own to translate: both pieces are.
+    return outcome, format_lazy("{what}. {uncertain}", what=what, uncertain=action.uncertain)
 
 
 def run_job(job: Job, access: roles.Access, user, info: RequestInfo, schedule=None) -> RunResult:
@@ -291,8 +332,10 @@ def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Acti
         return _refused_here(
             execution,
             Outcome.JOB_GONE,
-            f"“{job.name}” no longer exists in IPS (gone since the sync of "
-            f"{timezone.localtime(job.gone_at):%Y-%m-%d %H:%M}). Nothing was sent.",
+            format_lazy(
+                _("“{job}” no longer exists in IPS (gone since the sync of {time}). Nothing was sent."),
+                job=job.name, time=f"{timezone.localtime(job.gone_at):%Y-%m-%d %H:%M}",
+            ),
             visible,
         )
     reconcile_stale(job)
@@ -312,7 +355,10 @@ def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Acti
         execution.refresh_from_db()
         log.warning("%s of %r (request %s) was taken for dead before it acted: nothing sent",
                     action.operation, execution.job_handle, execution.request_id)
-        return RunResult(execution, visible)
+        # reconcile_stale()'s words, in the user's language when the row holds them.
+        interrupted = _interrupted_message(action.operation)
+        said = interrupted if execution.message == _english(lambda: interrupted) else None
+        return RunResult(execution, visible, said=said)
     except BaseException:
         # A bug, a database that failed the finish, or gunicorn's worker timeout
         # (SystemExit): never leave our own row 'sending' (as stored, whatever the
@@ -323,30 +369,44 @@ def _press(job: Job, access: roles.Access, user, info: RequestInfo, action: Acti
                 finish(execution, Outcome.INTERRUPTED, _interrupted_message(action.operation))
         raise
     _log_outcome(execution, error)
-    return RunResult(execution, visible, where=error.url if error is not None else "")
+    return RunResult(execution, visible, where=error.url if error is not None else "", said=message)
 
 
-def _refused_here(execution: Execution, outcome: str, message: str, visible: bool) -> RunResult:
+def _refused_here(execution: Execution, outcome: str, message: Promise, visible: bool) -> RunResult:
     """A press that ends before anything is sent to IPS."""
     finish(execution, outcome, message)
     _log_outcome(execution)
-    return RunResult(execution, visible)
+    return RunResult(execution, visible, said=message)
 
 
-def _in_flight_message(job: Job) -> str:
+def _in_flight_message(job: Job) -> Promise:
     other = Execution.objects.filter(job=job, outcome=Outcome.SENDING).first()
     if other is None:
-        return f"“{job.name}” is already being started or stopped. Nothing was sent: wait for that to finish."
-    verb = "stopped" if other.operation == STOP.operation else "started"
+        return format_lazy(
+            _("“{job}” is already being started or stopped. Nothing was sent: wait for that to finish."), job=job.name
+        )
+    # Whole sentences: the verb's place differs between languages.
+    if other.operation == STOP.operation:
+        text = _(
+            "“{job}” is already being stopped by {user} (since {since}). Nothing was sent. "
+            "If that server stopped before IPS answered, Run and Stop are offered again from {again}."
+        )
+    else:
+        text = _(
+            "“{job}” is already being started by {user} (since {since}). Nothing was sent. "
+            "If that server stopped before IPS answered, Run and Stop are offered again from {again}."
+        )
     again = timezone.localtime(other.requested_at + Execution.stale_after())
-    return (
-        f"“{job.name}” is already being {verb} by {other.username} "
-        f"(since {timezone.localtime(other.requested_at):%H:%M:%S}). Nothing was sent. "
-        f"If that server stopped before IPS answered, Run and Stop are offered again from {again:%H:%M:%S}."
+    return format_lazy(
+        text,
+        job=job.name,
+        user=other.username,
+        since=f"{timezone.localtime(other.requested_at):%H:%M:%S}",
+        again=f"{again:%H:%M:%S}",
     )
 
 
-def _finish_sent(execution: Execution, outcome: str, message: str, error) -> None:
+def _finish_sent(execution: Execution, outcome: str, message: Promise, error) -> None:
     try:
         finish(execution, outcome, message, error)
     except Exception:
@@ -387,15 +447,18 @@ def _send_run(execution: Execution, job: Job):
         if active:
             a = active[0]
             progress = f", {a.progress}%" if a.progress is not None else ""
-            return Outcome.ALREADY_RUNNING, (
-                f"IPS reports “{job.name}” already running (state {a.state}{progress}). "
-                "Wait for it to finish before running it again."
+            return Outcome.ALREADY_RUNNING, format_lazy(
+                _(
+                    "IPS reports “{job}” already running (state {state}{progress}). "
+                    "Wait for it to finish before running it again."
+                ),
+                job=job.name, state=a.state, progress=progress,
             ), None
         acted = True
         _mark_sent(execution)
         client.execute_job(job.company.handle, job.handle)
         _identify_run(client, job, execution, before={a.job_handle for a in listed})
-        return Outcome.ACCEPTED, f"IPS accepted “{job.name}” and is running it now.", None
+        return Outcome.ACCEPTED, format_lazy(_("IPS accepted “{job}” and is running it now."), job=job.name), None
     except ips.IpsError as exc:
         return *describe_error(exc, job, RUN, acted), exc
 
@@ -406,15 +469,21 @@ def _send_stop(execution: Execution, job: Job):
         client = job.company.connection.client()
         active = [a for a in _listed_runs(client, job) if a.state != "Done"]
         if not active:
-            return Outcome.NOT_RUNNING, f"IPS reports no run of “{job.name}” to stop. Nothing was sent.", None
+            return Outcome.NOT_RUNNING, format_lazy(
+                _("IPS reports no run of “{job}” to stop. Nothing was sent."), job=job.name
+            ), None
         run = active[0]
         execution.ips_run_handle, execution.ips_run_name = run.job_handle or "", run.name or ""
         if run.state == "Stopping":
-            return Outcome.NOT_RUNNING, f"IPS is already stopping “{job.name}” ({run.name}).", None
+            return Outcome.NOT_RUNNING, format_lazy(
+                _("IPS is already stopping “{job}” ({run})."), job=job.name, run=run.name
+            ), None
         acted = True
         _mark_sent(execution)
         client.stop_job(job.company.handle, run.job_handle)
-        return Outcome.ACCEPTED, f"IPS is stopping “{job.name}” (run {run.name}).", None
+        return Outcome.ACCEPTED, format_lazy(
+            _("IPS is stopping “{job}” (run {run})."), job=job.name, run=run.name
+        ), None
     except ips.IpsError as exc:
         return *describe_error(exc, job, STOP, acted), exc
 
@@ -452,17 +521,27 @@ class SyncResult:
     created: int = 0
     updated: int = 0
     gone: int = 0
-    error: str = ""
-    #: "field of job …" for each value cut to fit its column.
+    error: str | Promise = ""
+    #: "field of job …" (lazy) for each value cut to fit its column.
     cut: list = field(default_factory=list)
 
     def __str__(self):
+        # Said in the language active when shown; the log line asks for English (_english).
         if self.error:
             return f"{self.company}: {self.error}"
-        text = f"{self.company}: {self.created} new, {self.updated} updated, {self.gone} gone from IPS"
+        text = gettext("{company}: {created} new, {updated} updated, {gone} gone from IPS").format(
+            company=self.company, created=self.created, updated=self.updated, gone=self.gone
+        )
         if self.cut:
-            shown = "; ".join(self.cut[:3]) + (f"; and {len(self.cut) - 3} more" if len(self.cut) > 3 else "")
-            text += f". {len(self.cut)} value{'s' if len(self.cut) != 1 else ''} too long for the dashboard, shortened (the jobs still run): {shown}"
+            shown = "; ".join(str(c) for c in self.cut[:3])
+            if len(self.cut) > 3:
+                shown = gettext("{shown}; and {count} more").format(shown=shown, count=len(self.cut) - 3)
+            cut = ngettext(
+                "{count} value too long for the dashboard, shortened (the jobs still run): {shown}",
+                "{count} values too long for the dashboard, shortened (the jobs still run): {shown}",
+                len(self.cut),
+            ).format(count=len(self.cut), shown=shown)
+            text = f"{text}. {cut}"
         return text
 
 
@@ -472,7 +551,10 @@ def _fit(values: dict, handle: str, cut: list) -> dict:
         limit = getattr(Job._meta.get_field(name), "max_length", None)
         if limit and isinstance(value, str) and len(value) > limit:
             values[name] = value[: limit - 1] + "…"
-            cut.append(f"{name} of {handle[:60]}{'…' if len(handle) > 60 else ''} ({len(value)} characters)")
+            cut.append(format_lazy(
+                _("{field} of {job} ({count} characters)"),
+                field=name, job=f"{handle[:60]}{'…' if len(handle) > 60 else ''}", count=len(value),
+            ))
     return values
 
 
@@ -495,7 +577,7 @@ def sync_company(company: Company) -> SyncResult:
     try:
         scheduled = company.connection.client().get_scheduled_jobs(company.handle)
     except ips.IpsError as error:
-        result.error = f"sync failed: {error}"
+        result.error = format_lazy(_("sync failed: {error}"), error=str(error))
         log.warning("sync of company %s failed: %s", company.handle, error)
         return result
     now = timezone.now()
@@ -535,7 +617,7 @@ def sync_company(company: Company) -> SyncResult:
                 job.is_gone, job.gone_at = True, now
                 job.save(update_fields=["is_gone", "gone_at"])
                 result.gone += 1
-    log.info("sync: %s", result)
+    log.info("sync: %s", _english(lambda: result))
     return result
 
 
@@ -620,8 +702,9 @@ class RunStatus:
 
     active: ips.ActiveJob | None = None
     log: ips.JobLog | None = None
-    #: This poll failed; the next one tries again. Never taken for the end.
-    error: str = ""
+    #: This poll failed; the next one tries again. Never taken for the end. Lazy: shown
+    #: to the user in their language, kept on the follow in English (follow_step).
+    error: str | Promise = ""
 
     @property
     def finished(self) -> bool:
@@ -644,7 +727,7 @@ def run_status(execution: Execution, log_pages: int | None = None) -> RunStatus:
     """getActiveJobs for the run, then its own log (found by handle in a date window)."""
     job = execution.job
     if job is None:
-        return RunStatus(error="The job of this run was deleted from the dashboard.")
+        return RunStatus(error=_("The job of this run was deleted from the dashboard."))
     try:
         client = job.company.connection.client()
         listed = [
@@ -663,7 +746,9 @@ def run_status(execution: Execution, log_pages: int | None = None) -> RunStatus:
             if log_ is not None and not log_.is_final and (active is None or active.state == "Done"):
                 log_ = _log_by_handle(client, execution.company_handle, log_.job_handle) or log_
     except ips.IpsError as error:
-        return RunStatus(error=f"IPS could not say how the run is doing this time ({error}); asking again.")
+        return RunStatus(error=format_lazy(
+            _("IPS could not say how the run is doing this time ({error}); asking again."), error=str(error)
+        ))
     return RunStatus(active=active, log=log_)
 
 
@@ -787,7 +872,7 @@ def follow_step(execution_id: int, token: str, schedule, now: dt.datetime | None
             began = dt.datetime.now(dt.timezone.utc)
             status = run_status(execution)
             record_status(execution, status)
-            error = status.error
+            error = _english(lambda: status.error)
             # Inside the lease (taken above, released below): two of these never overlap for one run.
             log.info("follow of execution %s: asked IPS from %s to %s", execution_id,
                      began.isoformat(timespec="microseconds"),
@@ -947,12 +1032,14 @@ class ActiveRun:
     job: Job | None
 
 
-def active_runs(company: Company) -> tuple[list[ActiveRun], str]:
-    """getActiveJobs for the company, whoever started the runs: (runs, error)."""
+def active_runs(company: Company) -> tuple[list[ActiveRun], str | Promise]:
+    """getActiveJobs for the company, whoever started the runs: (runs, error, lazy: only shown)."""
     try:
         listed = company.connection.client().get_active_jobs(company.handle)
     except ips.IpsError as error:
-        return [], f"IPS could not say what it is running this time ({error}); asking again."
+        return [], format_lazy(
+            _("IPS could not say what it is running this time ({error}); asking again."), error=str(error)
+        )
     names = {a.original_name for a in listed}
     by_name = {j.name: j for j in Job.objects.filter(company=company, name__in=names).select_related("company")}
     return [ActiveRun(a, by_name.get(a.original_name)) for a in listed], ""
@@ -985,7 +1072,7 @@ class LogDetails:
     log: ips.JobLog | None = None
     page: int = 1
     pages: int = 1
-    error: str = ""
+    error: str | Promise = ""  # lazy: only shown
 
     @property
     def rows(self) -> list[ips.JobLogDetail]:
@@ -996,9 +1083,9 @@ def log_details(execution: Execution, page: int = 1, problems_only: bool = False
     """The run's log details, a page at a time, optionally only its warnings and errors."""
     handle = execution.ips_run_handle
     if not handle:
-        return LogDetails(error="IPS has not named this run, so its log details cannot be asked for.")
+        return LogDetails(error=_("IPS has not named this run, so its log details cannot be asked for."))
     if execution.company is None:
-        return LogDetails(error="The company of this run was deleted from the dashboard.")
+        return LogDetails(error=_("The company of this run was deleted from the dashboard."))
     try:
         logs = execution.company.connection.client().get_job_log_details(
             execution.company_handle,
@@ -1010,10 +1097,12 @@ def log_details(execution: Execution, page: int = 1, problems_only: bool = False
             sort_direction="Ascending",
         )
     except ips.IpsError as error:
-        return LogDetails(page=page, error=f"IPS could not give the log details ({error}).")
+        return LogDetails(
+            page=page, error=format_lazy(_("IPS could not give the log details ({error})."), error=str(error))
+        )
     log_ = next((entry for entry in logs if entry.job_handle == handle), None)
     if log_ is None:
-        return LogDetails(page=page, error="IPS has no log for this run yet.")
+        return LogDetails(page=page, error=_("IPS has no log for this run yet."))
     if log_.detail_total_rows is not None:
         pages = max(1, -(-log_.detail_total_rows // DETAILS_PER_PAGE))
     else:  # before 4.0 IPS does not say how many there are: a full page may have a next one
@@ -1067,12 +1156,12 @@ def change_membership(actor, user, company: Company, role: str | None, source: s
 
 
 class SignInRefused(Exception):
-    """The dashboard will not sign this person in: the message says why.
+    """The dashboard will not sign this person in: the message (lazy, for the login form) says why.
 
     ``final``: about the person (no other connection may sign them in either);
     else about this connection only (it does not speak HTTPS)."""
 
-    def __init__(self, message: str, *, final: bool = True):
+    def __init__(self, message: str | Promise, *, final: bool = True):
         super().__init__(message)
         self.final = final
 
@@ -1103,7 +1192,12 @@ def sign_in_with_ips(connection: Connection, email: str, password: str):
     not be asked. The password is used for these calls and never stored.
     """
     if not password_may_go_to(connection):
-        raise SignInRefused(f"Sign-in with IPS needs an HTTPS connection; “{connection}” is not.", final=False)
+        raise SignInRefused(
+            format_lazy(
+                _("Sign-in with IPS needs an HTTPS connection; “{connection}” is not."), connection=str(connection)
+            ),
+            final=False,
+        )
     service = connection.client()
     if not service.check_login(email, password):
         return None
@@ -1119,12 +1213,12 @@ def sign_in_with_ips(connection: Connection, email: str, password: str):
         person.close()
     now = timezone.now()
     if info is not None and info.password_expires is not None and info.password_expires <= now:
-        raise SignInRefused(
-            f"Your IPS password expired on {timezone.localtime(info.password_expires):%Y-%m-%d}: "
-            "change it in IPS, then sign in again."
-        )
+        raise SignInRefused(format_lazy(
+            _("Your IPS password expired on {date}: change it in IPS, then sign in again."),
+            date=f"{timezone.localtime(info.password_expires):%Y-%m-%d}",
+        ))
     if info is not None and info.is_valid is False:
-        raise SignInRefused("IPS says your IPS account is not valid any more.")
+        raise SignInRefused(_("IPS says your IPS account is not valid any more."))
     User = get_user_model()
     username = email.strip().lower()
     with transaction.atomic():
@@ -1136,18 +1230,18 @@ def sign_in_with_ips(connection: Connection, email: str, password: str):
         else:
             identity = IpsIdentity.objects.filter(user=user).first()
             if identity is None:
-                raise SignInRefused(
+                raise SignInRefused(_(
                     "A local dashboard account already has this name: log in with its own password, "
                     "or ask an administrator."
-                )
+                ))
             if identity.connection_id != connection.pk:
                 # The same email on another IPS is another person as far as we know.
-                raise SignInRefused(
-                    f"This email signs in with IPS through “{identity.connection}”, not “{connection}”: "
-                    "ask an administrator."
-                )
+                raise SignInRefused(format_lazy(
+                    _("This email signs in with IPS through “{other}”, not “{connection}”: ask an administrator."),
+                    other=str(identity.connection), connection=str(connection),
+                ))
         if not user.is_active:
-            raise SignInRefused("Your dashboard account is switched off: ask an administrator.")
+            raise SignInRefused(_("Your dashboard account is switched off: ask an administrator."))
         if info is not None:
             user.first_name, user.last_name = (info.first_name or "")[:150], (info.last_name or "")[:150]
             user.save(update_fields=["first_name", "last_name"])

@@ -561,7 +561,8 @@ def history_export(request):
     """The filtered history as CSV, streamed in constant memory; the export itself is recorded (HistoryExport)."""
     companies, refused = _get_history_for_user(request)
     if not (request.user.is_superuser or companies):
-        reason = " ".join(refused) or gettext(
+        # The reasons are lazy: str.join takes only str.
+        reason = " ".join(str(r) for r in refused) or gettext(
             "You have no role in any company, so you cannot see job history (getJobLogs)."
         )
         return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")

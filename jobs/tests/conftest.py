@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection as db_connection
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from conftest import free_port, wait_for  # noqa: F401  (the root conftest's, shared with bench/)
 from jobs import ips, services
@@ -36,6 +36,15 @@ ALL_ACTORS = [t.value for t in UserType] + [NO_MEMBERSHIP, OTHER_COMPANY_ONLY, S
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _english_unless_asked():
+    # A request activates its language for the rest of the thread (LocaleMiddleware
+    # never deactivates): without this, a test after an Italian request reads Italian.
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

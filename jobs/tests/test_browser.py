@@ -251,9 +251,10 @@ def test_an_italian_browser_runs_a_job_in_italian_and_can_switch_to_english(
     row.get_by_role("button", name="Esegui").click()
     expect(row).to_contain_text("accettato")
     assert dialogs == ["Eseguire “My Test Job” nell'azienda 47 (Demo Company) ora?"]
-    # What was recorded reads as recorded: the audit message is English.
-    expect(page.locator("#messages")).to_contain_text("IPS accepted “My Test Job” and is running it now.")
-    assert Execution.objects.get().outcome == "accepted"
+    expect(page.locator("#messages")).to_contain_text("IPS ha accettato “My Test Job” e lo sta eseguendo ora.")
+    # The record stays English.
+    row = Execution.objects.get()
+    assert row.outcome == "accepted" and row.message == "IPS accepted “My Test Job” and is running it now."
 
     # The header's switch: English from now on, on the same page, whatever the browser asks.
     page.get_by_role("button", name="English").click()

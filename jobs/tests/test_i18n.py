@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from jobs.models import Execution
 
-from .conftest import make_execution
+from .conftest import executes, make_execution
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "locale" / "it" / "LC_MESSAGES"
@@ -146,6 +146,8 @@ def test_a_run_press_answers_in_italian_and_records_in_english(client, users, jo
     assert answer.status_code == 200
     body = answer.content.decode()
     assert "accettato" in body  # the row's outcome label
+    assert "IPS ha accettato “My Test Job” e lo sta eseguendo ora." in body
+    assert "IPS accepted" not in body
     row = Execution.objects.get()
     assert row.outcome == "accepted"
     assert row.message == "IPS accepted “My Test Job” and is running it now."
@@ -173,3 +175,29 @@ def test_a_number_machines_read_stays_a_number_in_italian(client, users, job, ip
     assert "Avanzamento" in page
     assert '<progress max="100" value="50' in page
     assert not re.search(r'<progress max="100" value="\d+,', page)
+
+
+def test_a_refusal_reads_in_italian_and_is_recorded_in_english(client, users, job, ips_emulator):
+    from .conftest import HTMX
+
+    client.force_login(users["IpsCompanyAdmin"])
+    page = client.get(reverse("jobs:list"), **ITALIAN).content.decode()
+    why = "Il tuo ruolo IpsCompanyAdmin nell&#x27;azienda 47 non consente di eseguire processi (executeJob)."
+    assert why in page
+    answer = client.post(reverse("jobs:run", args=[job.pk]), **HTMX, **ITALIAN)
+    assert answer.status_code == 403
+    assert why in answer.content.decode()
+    row = Execution.objects.get()
+    assert row.outcome == "denied"
+    assert row.message == "Your role IpsCompanyAdmin in company 47 cannot run jobs (executeJob)."
+    assert not executes(ips_emulator)
+
+
+def test_an_ips_fault_reads_in_italian_with_the_fault_as_ips_said_it(client, users, job, ips_emulator):
+    from .conftest import HTMX
+
+    ips_emulator.state.inject("soap_fault", operation="executeJob", fault="ipsApiFault", code=30000, reason="Disk full")
+    client.force_login(users["IpsUser"])
+    body = client.post(reverse("jobs:run", args=[job.pk]), **HTMX, **ITALIAN).content.decode()
+    assert "IPS ha rifiutato di eseguire il processo: 30000 EXCEPTION — Disk full." in body
+    assert Execution.objects.get().message == "IPS refused to run the job: 30000 EXCEPTION — Disk full."
