@@ -63,14 +63,26 @@ document.addEventListener("click", function (e) {
 })();
 
 
-// Back pressed twice quickly: htmx asks the server for both pages and swaps
-// each answer as it arrives, so the older one could land last and show rows
-// that the address no longer names. Only the newest restore may swap.
+// Back asks the server for the page (History keeps no snapshot), and htmx
+// swaps the answer whenever it arrives: after a second Back, a restore from
+// the browser's copy, or a change that pushes a new address, a late answer
+// would show rows the address no longer names. Whatever comes later wins:
+// the pending restore is dropped.
 (function () {
   var pending = null;
-  document.addEventListener("htmx:historyCacheMiss", function (e) {
+  function drop() {
     if (pending && pending.readyState !== XMLHttpRequest.DONE) pending.abort();
+    pending = null;
+  }
+  document.addEventListener("htmx:historyCacheMiss", function (e) {
+    drop();
     pending = e.detail.xhr;
+  });
+  document.addEventListener("htmx:historyCacheHit", drop);
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    // Only requests that put a new address in the history (not polls, not suggestions).
+    var pusher = e.detail.elt && e.detail.elt.closest && e.detail.elt.closest("[hx-push-url]");
+    if (pusher && pusher.getAttribute("hx-push-url") !== "false") drop();
   });
 })();
 

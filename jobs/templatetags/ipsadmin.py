@@ -1,7 +1,7 @@
 import datetime as dt
 
 from django import template
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from jobs.schedules import describe
@@ -38,9 +38,9 @@ def percent(value: float | None) -> str:
     """A rate in whole percent ("97 %"), a tenth below 10 % or above 90 % where it matters ("99.5 %")."""
     if value is None:
         return ""
-    if value in (0, 100) or 10 <= value <= 90:
-        return f"{value:.0f} %"
-    return f"{value:.1f} %"
+    places = 0 if value in (0, 100) or 10 <= value <= 90 else 1
+    # In the page's language: 99,5 % in Italian.
+    return f"{formats.number_format(round(value, places), places)} %"
 
 
 @register.simple_tag

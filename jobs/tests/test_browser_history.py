@@ -164,3 +164,50 @@ def test_a_late_answer_to_an_earlier_back_never_replaces_the_page_back_reached(p
     expect(page.locator("#results")).to_contain_text("12 executions", timeout=WAIT)
     expect(page.locator("#id_outcome")).to_have_value("", timeout=WAIT)
     assert page.console_errors == [], page.console_errors
+
+
+def test_a_late_answer_to_back_never_replaces_a_filter_changed_meanwhile(page, live_server, transactional_db, runs):  # noqa: F811
+    """Back, then a filter changed before Back's page arrived: the filter's rows stay, with their address."""
+    from playwright.sync_api import Error, expect
+
+    base = live_server.url
+    _log_in(page, base, "ipsuser")
+    page.wait_for_load_state("networkidle")
+    page.goto(f"{base}/history/")
+    expect(page.locator("#results")).to_contain_text("12 executions", timeout=WAIT)
+    page.select_option("#id_outcome", "refused")
+    expect(page).to_have_url(re.compile(r"\?outcome=refused$"), timeout=WAIT)
+    expect(page.locator("#results")).to_contain_text("4 executions", timeout=WAIT)
+    page.evaluate("""() => {
+        window.restores = [];
+        document.body.addEventListener("htmx:historyCacheMiss", e => window.restores.push(e.detail.xhr));
+    }""")
+    held = []
+
+    def hold_the_restore(route):
+        if route.request.headers.get("hx-history-restore-request"):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/history/$"), hold_the_restore)
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"/history/$"), timeout=WAIT)
+    page.wait_for_function("() => window.restores.length === 1", timeout=WAIT)
+    # Before Back's page arrives, the user narrows what is still shown.
+    page.select_option("#id_who", "mine")
+    expect(page).to_have_url(re.compile(r"who=mine&outcome=refused$"), timeout=WAIT)
+    mine = {r.pk for r in runs if r.outcome == "refused" and r.username == "ipsuser"}
+    expect(page.locator("#results")).to_contain_text(f"{len(mine)} executions", timeout=WAIT)
+
+    assert len(held) == 1
+    try:
+        held[0].continue_()  # Back's page arrives now, late
+    except Error:
+        pass  # already dropped by the page
+    page.wait_for_function("() => window.restores.every(x => x.readyState === 4 || x.readyState === 0)", timeout=WAIT)
+    expect(page).to_have_url(re.compile(r"who=mine&outcome=refused$"), timeout=WAIT)
+    expect(page.locator("#results")).to_contain_text(f"{len(mine)} executions", timeout=WAIT)
+    assert set(_rows(page)) == mine
+    expect(page.locator("#id_outcome")).to_have_value("refused", timeout=WAIT)
+    assert page.console_errors == [], page.console_errors

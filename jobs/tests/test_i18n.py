@@ -201,3 +201,15 @@ def test_an_ips_fault_reads_in_italian_with_the_fault_as_ips_said_it(client, use
     body = client.post(reverse("jobs:run", args=[job.pk]), **HTMX, **ITALIAN).content.decode()
     assert "IPS ha rifiutato di eseguire il processo: 30000 EXCEPTION — Disk full." in body
     assert Execution.objects.get().message == "IPS refused to run the job: 30000 EXCEPTION — Disk full."
+
+
+@pytest.mark.parametrize("value, english, italian", [(99.54, "99.5 %", "99,5 %"), (97, "97.0 %", "97,0 %"), (50, "50 %", "50 %")])
+def test_a_rate_reads_in_the_pages_language(value, english, italian):
+    from django.utils import translation
+
+    from jobs.templatetags.ipsadmin import percent
+
+    with translation.override("en"):
+        assert percent(value) == english
+    with translation.override("it"):
+        assert percent(value) == italian
