@@ -117,50 +117,71 @@ def test_back_and_forward_restore_rows_and_filters_together(page, live_server, t
     assert page.console_errors == [], page.console_errors
 
 
-def test_a_late_answer_to_an_earlier_back_never_replaces_the_page_back_reached(page, live_server, transactional_db, runs):  # noqa: F811
-    """Back twice quickly: the first page's answer, held until the second has been
-    shown, is dropped instead of swapped over it (CI once saw 4 rows under /history/)."""
-    from playwright.sync_api import Error, expect
+class HeldRestores:
+    """Back's requests for pages matching ``address`` held until release(); every restore htmx
+    asks the server for is watched, to wait until each has settled (answered or dropped)."""
 
-    base = live_server.url
+    def __init__(self, page, address):
+        self.page, self.held = page, []
+        page.evaluate("""() => {
+            window.restores = [];
+            document.body.addEventListener("htmx:historyCacheMiss", e => window.restores.push(e.detail.xhr));
+        }""")
+        page.route(address, self._hold)
+
+    def _hold(self, route):
+        if route.request.headers.get("hx-history-restore-request"):
+            self.held.append(route)
+        else:
+            route.continue_()
+
+    def asked(self, n):
+        self.page.wait_for_function(f"() => window.restores.length === {n}", timeout=WAIT)
+
+    def release(self):
+        """The held answers arrive now, late; then everything has settled (a swap runs in the task that ends a request)."""
+        from playwright.sync_api import Error
+
+        assert len(self.held) == 1
+        try:
+            self.held[0].continue_()
+        except Error:
+            pass  # already dropped by the page: nothing left to answer
+        self.page.wait_for_function(
+            "() => window.restores.every(x => x.readyState === 4 || x.readyState === 0)", timeout=WAIT)
+
+
+def _history_as_ipsuser(page, base):
+    from playwright.sync_api import expect
+
     _log_in(page, base, "ipsuser")
     page.wait_for_load_state("networkidle")
     page.goto(f"{base}/history/")
     expect(page.locator("#results")).to_contain_text("12 executions", timeout=WAIT)
     page.select_option("#id_outcome", "refused")
+    expect(page).to_have_url(re.compile(r"\?outcome=refused$"), timeout=WAIT)
     expect(page.locator("#results")).to_contain_text("4 executions", timeout=WAIT)
+
+
+def test_a_late_answer_to_an_earlier_back_never_replaces_the_page_back_reached(page, live_server, transactional_db, runs):  # noqa: F811
+    """Back twice quickly: the first page's answer, held until the second has been
+    shown, is dropped instead of swapped over it (CI once saw 4 rows under /history/)."""
+    from playwright.sync_api import expect
+
+    _history_as_ipsuser(page, live_server.url)
     page.select_option("#id_who", "mine")
     expect(page).to_have_url(re.compile(r"who=mine&outcome=refused"), timeout=WAIT)
     expect(page.locator("#results")).to_contain_text("2 executions", timeout=WAIT)
 
-    # Every restore htmx asks the server for, to wait until each has settled.
-    page.evaluate("""() => {
-        window.restores = [];
-        document.body.addEventListener("htmx:historyCacheMiss", e => window.restores.push(e.detail.xhr));
-    }""")
-    held = []
-
-    def hold_the_filtered_restore(route):
-        if route.request.headers.get("hx-history-restore-request"):
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route(re.compile(r"/history/\?outcome=refused$"), hold_the_filtered_restore)
+    restores = HeldRestores(page, re.compile(r"/history/\?outcome=refused$"))
     page.go_back()
     expect(page).to_have_url(re.compile(r"\?outcome=refused$"), timeout=WAIT)
-    page.wait_for_function("() => window.restores.length === 1", timeout=WAIT)
+    restores.asked(1)
     page.go_back()
     expect(page).to_have_url(re.compile(r"/history/$"), timeout=WAIT)
     expect(page.locator("#results")).to_contain_text("12 executions", timeout=WAIT)
 
-    assert len(held) == 1
-    try:
-        held[0].continue_()  # the earlier answer arrives now, late
-    except Error:
-        pass  # already dropped by the page: nothing left to answer
-    # Settled: answered (DONE) or dropped (UNSENT); a swap runs within the same task as DONE.
-    page.wait_for_function("() => window.restores.every(x => x.readyState === 4 || x.readyState === 0)", timeout=WAIT)
+    restores.release()
     expect(page.locator("#results")).to_contain_text("12 executions", timeout=WAIT)
     expect(page.locator("#id_outcome")).to_have_value("", timeout=WAIT)
     assert page.console_errors == [], page.console_errors
@@ -168,44 +189,20 @@ def test_a_late_answer_to_an_earlier_back_never_replaces_the_page_back_reached(p
 
 def test_a_late_answer_to_back_never_replaces_a_filter_changed_meanwhile(page, live_server, transactional_db, runs):  # noqa: F811
     """Back, then a filter changed before Back's page arrived: the filter's rows stay, with their address."""
-    from playwright.sync_api import Error, expect
+    from playwright.sync_api import expect
 
-    base = live_server.url
-    _log_in(page, base, "ipsuser")
-    page.wait_for_load_state("networkidle")
-    page.goto(f"{base}/history/")
-    expect(page.locator("#results")).to_contain_text("12 executions", timeout=WAIT)
-    page.select_option("#id_outcome", "refused")
-    expect(page).to_have_url(re.compile(r"\?outcome=refused$"), timeout=WAIT)
-    expect(page.locator("#results")).to_contain_text("4 executions", timeout=WAIT)
-    page.evaluate("""() => {
-        window.restores = [];
-        document.body.addEventListener("htmx:historyCacheMiss", e => window.restores.push(e.detail.xhr));
-    }""")
-    held = []
-
-    def hold_the_restore(route):
-        if route.request.headers.get("hx-history-restore-request"):
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route(re.compile(r"/history/$"), hold_the_restore)
+    _history_as_ipsuser(page, live_server.url)
+    restores = HeldRestores(page, re.compile(r"/history/$"))
     page.go_back()
     expect(page).to_have_url(re.compile(r"/history/$"), timeout=WAIT)
-    page.wait_for_function("() => window.restores.length === 1", timeout=WAIT)
+    restores.asked(1)
     # Before Back's page arrives, the user narrows what is still shown.
     page.select_option("#id_who", "mine")
     expect(page).to_have_url(re.compile(r"who=mine&outcome=refused$"), timeout=WAIT)
     mine = {r.pk for r in runs if r.outcome == "refused" and r.username == "ipsuser"}
     expect(page.locator("#results")).to_contain_text(f"{len(mine)} executions", timeout=WAIT)
 
-    assert len(held) == 1
-    try:
-        held[0].continue_()  # Back's page arrives now, late
-    except Error:
-        pass  # already dropped by the page
-    page.wait_for_function("() => window.restores.every(x => x.readyState === 4 || x.readyState === 0)", timeout=WAIT)
+    restores.release()
     expect(page).to_have_url(re.compile(r"who=mine&outcome=refused$"), timeout=WAIT)
     expect(page.locator("#results")).to_contain_text(f"{len(mine)} executions", timeout=WAIT)
     assert set(_rows(page)) == mine
