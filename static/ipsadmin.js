@@ -97,3 +97,12 @@ document.addEventListener("click", function (e) {
   document.addEventListener("htmx:replacedInHistory", follow);
   window.addEventListener("popstate", follow);
 })();
+
+// Active in IPS refreshes every job's Run/Stop cell (out of band) every few
+// seconds. A cell whose press is still on its way is left alone: replaced,
+// its form would leave the page, and htmx would then find neither #messages
+// nor anything else for the press's answer (the answer replaces the row anyway).
+document.addEventListener("htmx:oobBeforeSwap", function (e) {
+  var target = e.detail.target;
+  if (target && target.querySelector && target.querySelector(".htmx-request")) e.detail.shouldSwap = false;
+});

@@ -175,6 +175,39 @@ def test_an_ips_refusal_shows_its_fault_code(page, live_server, transactional_db
     assert Execution.objects.get().fault_code == 30000
 
 
+def test_a_refresh_of_active_in_ips_during_a_press_keeps_the_press_answer(
+    page, live_server, transactional_db, users, job, ips_emulator
+):
+    """Active in IPS re-draws every Run cell while a press is on its way: the press's
+    message still arrives (it was lost, htmx:oobErrorNoTarget, about one press in ten)."""
+    from playwright.sync_api import expect
+
+    ips_emulator.state.inject(
+        "soap_fault", operation="executeJob", fault="ipsApiFault", code=30000, reason="Disk <full>"
+    )
+    _log_in(page, live_server.url, "ipsuser")
+    page.wait_for_load_state("networkidle")
+    held = []
+    page.route(re.compile(r"/jobs/\d+/run$"), lambda route: held.append(route))
+    page.on("dialog", lambda d: d.accept())
+    page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
+    page.wait_for_function("() => document.querySelector('form.htmx-request') !== null")
+    # The panel asks again (as after any press, or every 5 s) and re-draws the cells.
+    page.evaluate("""() => {
+        window.panelDrawn = false;
+        document.body.addEventListener("htmx:afterSettle", e => {
+            if (e.detail.pathInfo && e.detail.pathInfo.requestPath.includes("/active")) window.panelDrawn = true;
+        });
+        htmx.trigger(document.body, "ips-changed");
+    }""")
+    page.wait_for_function("() => window.panelDrawn")
+    assert len(held) == 1
+    held[0].continue_()
+    expect(page.locator("#messages")).to_contain_text("30000 EXCEPTION — Disk <full>")
+    expect(page.locator(f"#job-{job.pk}")).to_contain_text("refused by IPS")
+    assert page.console_errors == [], page.console_errors
+
+
 def test_cancelling_the_confirmation_runs_nothing(page, live_server, transactional_db, users, job, ips_emulator):
     _log_in(page, live_server.url, "ipsuser")
     dialogs = []
