@@ -39,11 +39,8 @@ document.addEventListener("click", function (e) {
   var button = e.target.closest("button.copy[data-copy]");
   if (!button || !navigator.clipboard) return;
   navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
-    // Labels from the button's data-copied-label / data-copy-label, else base.html's.
-    button.textContent = button.getAttribute("data-copied-label") || ipsadminText("copied", "Copied");
-    setTimeout(function () {
-      button.textContent = button.getAttribute("data-copy-label") || ipsadminText("copy", "Copy");
-    }, 1500);
+    button.textContent = ipsadminText("copied", "Copied");
+    setTimeout(function () { button.textContent = ipsadminText("copy", "Copy"); }, 1500);
   });
 });
 
