@@ -346,11 +346,7 @@ class EmulatorApp:
 
     # ----------------------------------------------------------------- SOAP
     def soap(self, environ) -> Response:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        raw = environ["wsgi.input"].read(length) if length > 0 else b""
+        raw = _read_body(environ)
         req = SoapRequest()
         use_gzip = _accepts_gzip(environ)
         try:
@@ -407,94 +403,138 @@ class EmulatorApp:
 
     # -------------------------------------------------------------- control
     def control(self, environ, method: str, name: str) -> Response:
-        state = self.state
-        if name == "calls" and method == "GET":
-            return _json(200, [
-                {"operation": c["operation"], "user": c["user"],
-                 "companyHandle": c["company_handle"], "jobHandle": c["job_handle"],
-                 "time": c["time"], "namespace": c["namespace"], "injected": c["injected"]}
-                for c in state.calls])
-        if name == "injections" and method == "GET":
-            return _json(200, state.injections)
-        if name == "clock" and method == "GET":
-            return _json(200, _clock_info(state))
+        handler = CONTROL_HANDLERS.get((method, name))
         if method != "POST":
-            if name in ("reset", "inject", "config", "clock", "fire", "users"):
+            if handler is not None:
+                return handler(self.state, None)
+            if ("POST", name) in CONTROL_HANDLERS:
                 return _json(405, {"error": f"use POST /_emulator/{name}"})
             return _json(404, {"error": f"unknown control endpoint {name!r}"})
+        # Bad JSON is a 400 whatever the endpoint, so it is read before the lookup.
         try:
             data = _read_json(environ)
         except ValueError as exc:
             return _json(400, {"error": f"invalid JSON: {exc}"})
-        if name == "reset":
-            state.reset()
-            return _json(200, {"ok": True})
-        if name == "inject":
-            if not isinstance(data, dict) or "kind" not in data:
-                return _json(400, {"error": "send a JSON object with at least 'kind'"})
-            data = dict(data)
-            kind = data.pop("kind")
-            try:
-                injection = state.inject(kind, **data)
-            except (TypeError, ValueError) as exc:
-                return _json(400, {"error": str(exc)})
-            return _json(200, {"ok": True, "injection": injection.describe()})
-        if name == "config":
-            if not isinstance(data, dict):
-                return _json(400, {"error": "send a JSON object"})
-            if "job_duration" in data:
-                try:
-                    duration = float(data["job_duration"])
-                except (TypeError, ValueError):
-                    return _json(400, {"error": "job_duration must be a number of seconds"})
-                if duration < 0:
-                    return _json(400, {"error": "job_duration must not be negative"})
-                state.job_duration = duration
-            return _json(200, {"ok": True, "job_duration": state.job_duration})
-        if name == "users":
-            if not isinstance(data, dict) or not isinstance(data.get("email"), str):
-                return _json(400, {"error": 'send {"email": ..., and any of "default_role", "memberships", '
-                                            '"password_expires", "is_valid", "password"}'})
-            changes = {k: v for k, v in data.items() if k != "email"}
-            unknown = set(changes) - {"default_role", "memberships", "password_expires", "is_valid", "password"}
-            if unknown:
-                return _json(400, {"error": f"unknown fields {sorted(unknown)}"})
-            if "memberships" in changes:
-                if not isinstance(changes["memberships"], dict):
-                    return _json(400, {"error": "memberships maps company handles to a role, [role, active] or null"})
-                changes["memberships"] = {str(k): (tuple(v) if isinstance(v, list) else v)
-                                          for k, v in changes["memberships"].items()}
-            if "password_expires" in changes:
-                try:
-                    changes["password_expires"] = to_datetime(changes["password_expires"])
-                except ValueError:
-                    return _json(400, {"error": "password_expires must be an ISO date-time or null"})
-            try:
-                user = state.change_user(data["email"], **changes)
-            except ValueError as exc:
-                return _json(400, {"error": str(exc)})
-            return _json(200, {"ok": True, "email": user.email, "default_role": user.default_role,
-                               "memberships": {c: [m.role, m.active] for c, m in user.memberships.items()}})
-        if name == "fire":
-            if not isinstance(data, dict) or not isinstance(data.get("job_handle"), str):
-                return _json(400, {"error": 'send {"job_handle": "<scheduled job handle>"}'})
-            try:
-                run = state.fire_schedule(data["job_handle"])
-            except ValueError as exc:
-                return _json(409, {"error": str(exc)})
-            return _json(200, {"ok": True, "run_handle": run})
-        if name == "clock":
-            if not isinstance(data, dict) or set(data) - {"advance"}:
-                return _json(400, {"error": 'send {"advance": seconds}'})
-            try:
-                seconds = float(data.get("advance", 0))
-                if seconds < 0 or seconds != seconds:
-                    raise ValueError
-            except (TypeError, ValueError):
-                return _json(400, {"error": "advance must be a non-negative number of seconds"})
-            state.advance(seconds)
-            return _json(200, {"ok": True, **_clock_info(state)})
-        return _json(404, {"error": f"unknown control endpoint {name!r}"})
+        if handler is None:
+            return _json(404, {"error": f"unknown control endpoint {name!r}"})
+        return handler(self.state, data)
+
+
+# ------------------------------------------------------------ control endpoints
+# handler(state, data) -> Response, as operations.HANDLERS is for SOAP; data is
+# the POSTed JSON (None for a GET).
+def _get_calls(state: EmulatorState, data) -> Response:
+    return _json(200, [
+        {"operation": c["operation"], "user": c["user"],
+         "companyHandle": c["company_handle"], "jobHandle": c["job_handle"],
+         "time": c["time"], "namespace": c["namespace"], "injected": c["injected"]}
+        for c in state.calls])
+
+
+def _get_injections(state: EmulatorState, data) -> Response:
+    return _json(200, state.injections)
+
+
+def _get_clock(state: EmulatorState, data) -> Response:
+    return _json(200, _clock_info(state))
+
+
+def _post_reset(state: EmulatorState, data) -> Response:
+    state.reset()
+    return _json(200, {"ok": True})
+
+
+def _post_inject(state: EmulatorState, data) -> Response:
+    if not isinstance(data, dict) or "kind" not in data:
+        return _json(400, {"error": "send a JSON object with at least 'kind'"})
+    data = dict(data)
+    kind = data.pop("kind")
+    try:
+        injection = state.inject(kind, **data)
+    except (TypeError, ValueError) as exc:
+        return _json(400, {"error": str(exc)})
+    return _json(200, {"ok": True, "injection": injection.describe()})
+
+
+def _post_config(state: EmulatorState, data) -> Response:
+    if not isinstance(data, dict):
+        return _json(400, {"error": "send a JSON object"})
+    if "job_duration" in data:
+        try:
+            duration = float(data["job_duration"])
+        except (TypeError, ValueError):
+            return _json(400, {"error": "job_duration must be a number of seconds"})
+        if duration < 0:
+            return _json(400, {"error": "job_duration must not be negative"})
+        state.job_duration = duration
+    return _json(200, {"ok": True, "job_duration": state.job_duration})
+
+
+# The keyword arguments of EmulatorState.change_user besides the email.
+_USER_FIELDS = ("default_role", "memberships", "password_expires", "is_valid", "password")
+
+
+def _post_users(state: EmulatorState, data) -> Response:
+    if not isinstance(data, dict) or not isinstance(data.get("email"), str):
+        fields = ", ".join(f'"{f}"' for f in _USER_FIELDS)
+        return _json(400, {"error": f'send {{"email": ..., and any of {fields}}}'})
+    changes = {k: v for k, v in data.items() if k != "email"}
+    unknown = set(changes) - set(_USER_FIELDS)
+    if unknown:
+        return _json(400, {"error": f"unknown fields {sorted(unknown)}"})
+    if "memberships" in changes:
+        if not isinstance(changes["memberships"], dict):
+            return _json(400, {"error": "memberships maps company handles to a role, [role, active] or null"})
+        changes["memberships"] = {str(k): (tuple(v) if isinstance(v, list) else v)
+                                  for k, v in changes["memberships"].items()}
+    if "password_expires" in changes:
+        try:
+            changes["password_expires"] = to_datetime(changes["password_expires"])
+        except ValueError:
+            return _json(400, {"error": "password_expires must be an ISO date-time or null"})
+    try:
+        user = state.change_user(data["email"], **changes)
+    except ValueError as exc:
+        return _json(400, {"error": str(exc)})
+    return _json(200, {"ok": True, "email": user.email, "default_role": user.default_role,
+                       "memberships": {c: [m.role, m.active] for c, m in user.memberships.items()}})
+
+
+def _post_fire(state: EmulatorState, data) -> Response:
+    if not isinstance(data, dict) or not isinstance(data.get("job_handle"), str):
+        return _json(400, {"error": 'send {"job_handle": "<scheduled job handle>"}'})
+    try:
+        run = state.fire_schedule(data["job_handle"])
+    except ValueError as exc:
+        return _json(409, {"error": str(exc)})
+    return _json(200, {"ok": True, "run_handle": run})
+
+
+def _post_clock(state: EmulatorState, data) -> Response:
+    if not isinstance(data, dict) or set(data) - {"advance"}:
+        return _json(400, {"error": 'send {"advance": seconds}'})
+    try:
+        seconds = float(data.get("advance", 0))
+        if seconds < 0 or seconds != seconds:
+            raise ValueError
+    except (TypeError, ValueError):
+        return _json(400, {"error": "advance must be a non-negative number of seconds"})
+    state.advance(seconds)
+    return _json(200, {"ok": True, **_clock_info(state)})
+
+
+#: (HTTP method, path after /_emulator/) -> handler.
+CONTROL_HANDLERS = {
+    ("GET", "calls"): _get_calls,
+    ("GET", "injections"): _get_injections,
+    ("GET", "clock"): _get_clock,
+    ("POST", "reset"): _post_reset,
+    ("POST", "inject"): _post_inject,
+    ("POST", "config"): _post_config,
+    ("POST", "users"): _post_users,
+    ("POST", "fire"): _post_fire,
+    ("POST", "clock"): _post_clock,
+}
 
 
 def _clock_info(state: EmulatorState) -> dict:
@@ -523,12 +563,16 @@ def _wsdl_parser() -> etree.XMLParser:
     return etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
 
 
-def _read_json(environ):
+def _read_body(environ) -> bytes:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
-    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+    return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+def _read_json(environ):
+    raw = _read_body(environ)
     if not raw.strip():
         return {}
     return json.loads(raw.decode("utf-8"))

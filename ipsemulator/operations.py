@@ -104,7 +104,8 @@ def company_of(st, handle: str) -> str | None:
     return None
 
 
-def _root(st, company: str) -> str:
+def root_of(st, company: str) -> str:
+    """The root path of a company ("" when unknown)."""
     c = st.companies.get(company)
     return c.root_path if c else ""
 
@@ -178,7 +179,7 @@ def getScheduledJobs(st, user: User, p: dict):
             if j.company == company
             and (not p.get("jobHandle") or j.handle == p["jobHandle"])
             and (not p.get("originalName") or j.name == p["originalName"])]
-    return {"jobArray": [j.wire(_root(st, company)) for j in jobs]}
+    return {"jobArray": [j.wire(root_of(st, company)) for j in jobs]}
 
 
 def getActiveJobs(st, user: User, p: dict):
@@ -192,7 +193,7 @@ def getActiveJobs(st, user: User, p: dict):
             continue
         if p.get("originalName") and p["originalName"] != r.job.name:
             continue
-        out.append(r.active_job(now, st.server_name, _root(st, r.job.company)))
+        out.append(r.active_job(now, st.server_name, root_of(st, r.job.company)))
     return {"jobArray": out}
 
 
@@ -231,7 +232,7 @@ def getJobLogs(st, user: User, p: dict):
             and (email is None or r.submit_user_email.lower() == email)
             and (start is None or r.start >= start)
             and (end is None or r.start <= end)]
-    logs = [r.log(now, _root(st, r.job.company), st.server_name) for r in runs]
+    logs = [r.log(now, root_of(st, r.job.company), st.server_name) for r in runs]
     logs.sort(key=lambda log: _LOG_SORT[sort_by](st, log), reverse=descending)
     if num_rows is not None and num_rows > 0:
         logs = logs[:num_rows]
@@ -261,7 +262,7 @@ def getJobLogDetails(st, user: User, p: dict):
             and (not p.get("originalName") or r.job.name == p["originalName"])]
     if handle and not runs and company_of(st, handle) != company:
         raise IpsFault(30001, f"Invalid job handle '{handle}' for company '{company}'")
-    logs = sorted((r.log(now, _root(st, company), st.server_name) for r in runs),
+    logs = sorted((r.log(now, root_of(st, company), st.server_name) for r in runs),
                   key=lambda log: log.start, reverse=True)
     out = []
     for log in logs:

@@ -156,10 +156,6 @@ class EmulatorState:
             self._injections.append(injection)
         return injection
 
-    def clear_injections(self) -> None:
-        with self._lock:
-            self._injections.clear()
-
     @property
     def injections(self) -> list[dict]:
         with self._lock:
@@ -218,8 +214,8 @@ class EmulatorState:
         """The logs as they stand now (unfinished runs' too), oldest first."""
         with self._lock:
             now = self.now()
-            return [r.log(now, self._root(r.job.company), self.server_name) for r in self.runs
-                    if job_handle is None or job_handle in (r.handle, r.job.handle)]
+            return [r.log(now, operations.root_of(self, r.job.company), self.server_name)
+                    for r in self.runs if job_handle is None or job_handle in (r.handle, r.job.handle)]
 
     def add_user(self, email: str, password: str, default_role: str,
                  memberships: dict[str, str | tuple[str, bool]] | None = None) -> User:
@@ -290,10 +286,6 @@ class EmulatorState:
                       type=type, **values)
             self.jobs[job.handle] = job
             return job
-
-    def _root(self, company: str) -> str:
-        c = self.companies.get(company)
-        return c.root_path if c else ""
 
     def _scheduled_handle_of(self, handle: str | None) -> str | None:
         if handle is None:

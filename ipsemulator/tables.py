@@ -23,7 +23,7 @@ ROLES = (
     "ImagePortalContribUser",
 )
 
-# Authorized user types per operation: the table of shared/ips-api.md, copied
+# Authorized user types per operation: the reference's operation pages, copied
 # verbatim (a multi-operation row names each of its operations).
 _AUTHORIZATION_TABLE = """
 | operation | IpsAdmin | IpsCompanyAdmin | IpsUser | WebServiceUser | TrialSiteAdmin | TrialSiteUser | ImagePortalAdmin | ImagePortalUser | ImagePortalContrib | ImagePortalContribUser |
@@ -122,7 +122,6 @@ JOB_SUB_TYPES = {"Full": "full", "Incremental": "increment", "FullWithSearch": "
 
 TRIGGER_STATES = ("Blocked", "Complete", "Error", "None", "Normal", "Paused")
 OUTCOMES = ("success", "warnings", "errors", "fatal")
-EMAIL_SETTINGS = ("All", "Error", "ErrorAndWarning", "JobCompletion", "None")
 
 # --------------------------------------------------------------- injections
 INJECTION_KINDS = (

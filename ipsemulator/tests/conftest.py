@@ -2,13 +2,8 @@
 
 import pytest
 
-from ipsemulator.clock import ManualClock
-
 
 @pytest.fixture
-def clock(ips_emulator):
-    """A ManualClock driving the emulator's lifecycle; the next reset()
-    (the ``ips_emulator`` fixture's) puts the real clock back."""
-    manual = ManualClock(1000.0)
-    ips_emulator.state.clock = manual
-    return manual
+def clock(ips_clock):
+    """The root conftest's ``ips_clock``, under the short name these tests use."""
+    return ips_clock

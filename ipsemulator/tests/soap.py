@@ -1,6 +1,6 @@
 """Raw SOAP helpers for the emulator tests: lxml envelopes over requests.
 
-Deliberately independent of the emulator's own code (and of jobs/ips.py)."""
+Deliberately independent of the emulator's own code (and of jobs/ips/)."""
 
 from __future__ import annotations
 

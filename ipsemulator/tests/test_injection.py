@@ -9,6 +9,7 @@ import pytest
 import requests
 from lxml import etree
 
+from conftest import wait_for
 from ipsemulator import server
 
 from .soap import NS, SOAP_ENV, call, envelope, execute, fault, result
@@ -16,8 +17,11 @@ from .soap import NS, SOAP_ENV, call, envelope, execute, fault, result
 JOB = "47|My Test Job|"
 
 
-def test_latency_delays_only_the_matching_call(ips_emulator):
-    ips_emulator.state.inject("latency", operation="executeJob", seconds=0.6)
+def test_latency_delays_only_the_matching_call(ips_emulator, ips_clock):
+    # ips_clock: the run executeJob starts stays listed, so active_runs() tells
+    # whether executeJob has been executed yet.
+    state = ips_emulator.state
+    state.inject("latency", operation="executeJob", seconds=0.6)
     timings = {}
 
     def slow():
@@ -27,15 +31,19 @@ def test_latency_delays_only_the_matching_call(ips_emulator):
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(0.05)
+    # A call is recorded just before its latency starts.
+    wait_for(lambda: state.calls, "executeJob to reach the emulator")
     t0 = time.monotonic()
-    result(call(ips_emulator, "getUserInfo"), "getUserInfo")  # served meanwhile
+    result(call(ips_emulator, "getUserInfo"), "getUserInfo")
     fast = time.monotonic() - t0
+    assert state.active_runs() == []  # served meanwhile: executeJob is still in its latency
     thread.join()
     result(timings["resp"], "executeJob")  # then answers normally
+    assert [r["job_handle"] for r in state.active_runs()] == [JOB]
     assert timings["slow"] >= 0.6
     assert fast < 0.5
-    assert ips_emulator.state.calls[0]["injected"] == "latency"
+    assert [(c["operation"], c["injected"]) for c in state.calls] == [
+        ("executeJob", "latency"), ("getUserInfo", None)]
 
 
 def test_soap_fault_has_the_chosen_family_code_and_reason(ips_emulator):
