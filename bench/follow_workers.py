@@ -3,7 +3,7 @@
 The scenario of jobs/tests/test_workers.py, measured: the IPS emulator in this
 process (demo data and N more jobs in company 47; its clock moved by this
 script, never waited for), a fresh database (migrate, load_demo), N presses of
-Run through services.run_job (as the view makes them: each accepted run gets
+Run through actions.run_job (as the view makes them: each accepted run gets
 its RunFollow and a first follow step in the task queue), then W
 ``manage.py db_worker`` processes started together on the backlog, polling
 fast (IPS_FOLLOW_FIRST_POLL=0.05, IPS_FOLLOW_MAX_INTERVAL=0.2):
@@ -132,7 +132,7 @@ def main():
 
     from ipsemulator import server as emulator_server
     from ipsemulator.clock import ManualClock
-    from jobs import services, tasks
+    from jobs.services import actions, base
     from jobs.models import Company, Execution, Job, RunFollow
 
     emulator = emulator_server.start(port=0, job_duration=RUN_SECONDS)
@@ -150,8 +150,7 @@ def main():
         jobs = list(Job.objects.filter(company=company, name__startswith="Bench follow "))
         assert len(jobs) == args.runs, len(jobs)
         for n, job in enumerate(jobs):
-            result = services.run_job(job, access, user, services.RequestInfo(f"bench-follow-{n:03d}"),
-                                      schedule=tasks.schedule_follow)
+            result = actions.run_job(job, access, user, base.RequestInfo(f"bench-follow-{n:03d}"))
             assert result.outcome == "accepted", result.execution.message
             clock.advance(0.005)  # IPS's time moves between presses (all stay New: the first tenth of a run)
         executions = set(Execution.objects.filter(outcome="accepted").values_list("pk", flat=True))

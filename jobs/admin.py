@@ -6,7 +6,8 @@ from django.contrib.auth.admin import UserAdmin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
-from . import ips, services
+from . import ips
+from .services import connections, people, sync
 from .history import capped_count
 from .models import Company, Connection, Execution, HistoryExport, IpsIdentity, Job, Membership, MembershipChange
 
@@ -49,7 +50,7 @@ class ConnectionForm(forms.ModelForm):
 @admin.action(description="Test connection (checkLogin, getUserInfo, getCompanyMembership)")
 def test_connections(modeladmin, request, queryset):
     for connection in queryset:
-        ok, text = services.check_connection(connection)
+        ok, text = connections.check_connection(connection)
         modeladmin.message_user(request, text, messages.SUCCESS if ok else messages.ERROR)
 
 
@@ -57,7 +58,7 @@ def test_connections(modeladmin, request, queryset):
 def add_companies_from_ips(modeladmin, request, queryset):
     for connection in queryset:
         try:
-            added = services.add_service_account_companies(connection)
+            added = connections.add_service_account_companies(connection)
         except ips.IpsError as error:
             modeladmin.message_user(request, f"{connection}: {error}", messages.ERROR)
             continue
@@ -75,18 +76,18 @@ def _report_sync(modeladmin, request, results):
 
 @admin.action(description="Sync jobs from IPS (getScheduledJobs)")
 def sync_connection_jobs(modeladmin, request, queryset):
-    _report_sync(modeladmin, request, services.sync_companies(Company.objects.filter(connection__in=queryset)))
+    _report_sync(modeladmin, request, sync.sync_companies(Company.objects.filter(connection__in=queryset)))
 
 
 @admin.action(description="Sync jobs from IPS (getScheduledJobs)")
 def sync_company_jobs(modeladmin, request, queryset):
-    _report_sync(modeladmin, request, services.sync_companies(queryset.select_related("connection")))
+    _report_sync(modeladmin, request, sync.sync_companies(queryset.select_related("connection")))
 
 
 @admin.action(description="Sync these jobs' companies from IPS")
 def sync_job_companies(modeladmin, request, queryset):
     companies = Company.objects.filter(jobs__in=queryset).distinct().select_related("connection")
-    _report_sync(modeladmin, request, services.sync_companies(companies))
+    _report_sync(modeladmin, request, sync.sync_companies(companies))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -180,11 +181,11 @@ class CompanyMembershipInline(MembershipInline):
 
 
 def _save_membership_formset(request, formset) -> None:
-    """Every membership change of an inline goes through services.change_membership (recorded)."""
+    """Every membership change of an inline goes through people.change_membership (recorded)."""
     for obj in formset.save(commit=False):
-        services.change_membership(request.user, obj.user, obj.company, obj.role, MembershipChange.Source.ADMIN)
+        people.change_membership(request.user, obj.user, obj.company, obj.role, MembershipChange.Source.ADMIN)
     for obj in formset.deleted_objects:
-        services.change_membership(request.user, obj.user, obj.company, None, MembershipChange.Source.ADMIN)
+        people.change_membership(request.user, obj.user, obj.company, None, MembershipChange.Source.ADMIN)
 
 
 class MembershipsByServiceMixin:
@@ -238,11 +239,11 @@ class MembershipAdmin(_GrantsRoles, admin.ModelAdmin):
         return form
 
     def save_model(self, request, obj, form, change):
-        services.change_membership(request.user, obj.user, obj.company, obj.role, MembershipChange.Source.ADMIN)
+        people.change_membership(request.user, obj.user, obj.company, obj.role, MembershipChange.Source.ADMIN)
         obj.pk = Membership.objects.get(user=obj.user, company=obj.company).pk
 
     def delete_model(self, request, obj):
-        services.change_membership(request.user, obj.user, obj.company, None, MembershipChange.Source.ADMIN)
+        people.change_membership(request.user, obj.user, obj.company, None, MembershipChange.Source.ADMIN)
 
     def delete_queryset(self, request, queryset):
         for obj in queryset.select_related("user", "company"):

@@ -6,4 +6,6 @@ class JobsConfig(AppConfig):
     verbose_name = "IPS jobs"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers the system checks)
+        # Django's idiom: what registers itself is imported once the app is ready.
+        from . import checks  # noqa: F401  (the system checks)
+        from . import tasks  # noqa: F401  (how jobs/events.py enqueues background work)

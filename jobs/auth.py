@@ -14,7 +14,8 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 
-from . import ips, services
+from . import ips
+from .services import people
 from .models import Connection
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,12 @@ class IpsBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if not username or not password or "@" not in username:
             return None  # local accounts are ModelBackend's
-        if services.is_local_account(username):
+        if people.is_local_account(username):
             return None  # its password never goes to IPS
         for connection in Connection.objects.filter(ips_sign_in=True).order_by("pk"):
             try:
-                user = services.sign_in_with_ips(connection, username.strip(), password)
-            except services.SignInRefused as refusal:
+                user = people.sign_in_with_ips(connection, username.strip(), password)
+            except people.SignInRefused as refusal:
                 _say(request, str(refusal))
                 if refusal.final:
                     return None

@@ -1,6 +1,6 @@
-from .views import htmx_config
+from .responses import htmx_config
 
 
 def htmx(request):
-    """base.html's htmx-config, from the one table of answer statuses in views.py."""
+    """base.html's htmx-config, from the one table of answer statuses (jobs/responses.py)."""
     return {"htmx_config": htmx_config()}

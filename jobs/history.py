@@ -36,8 +36,8 @@ STATS_WINDOW = 100
 #: A company's summary on the jobs page covers this much time.
 SUMMARY_PERIOD = dt.timedelta(hours=24)
 
-R = Execution.IpsResult
-SUCCEEDED_RESULTS = (R.OK, R.WARNINGS)
+IpsResult = Execution.IpsResult
+SUCCEEDED_RESULTS = (IpsResult.OK, IpsResult.WARNINGS)
 
 
 @dataclass(frozen=True)
@@ -343,7 +343,7 @@ _FIGURES = dict(
     runs=Count("id"),
     ended=Count("id", filter=_ENDED),
     succeeded=Count("id", filter=_SUCCEEDED),
-    warnings=Count("id", filter=Q(ips_result=R.WARNINGS)),
+    warnings=Count("id", filter=Q(ips_result=IpsResult.WARNINGS)),
     failed=Count("id", filter=_FAILED),
     timed=Count("ips_runtime_ms"),
     avg_runtime_ms=Avg("ips_runtime_ms"),

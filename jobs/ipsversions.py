@@ -2,8 +2,10 @@
 
 One table: the bundled WSDLs are generated from it (``scripts/build_wsdl.py``),
 the emulator answers in the shapes those WSDLs declare, and the client
-(``jobs/ips.py``) reads replies by it. Sources of each fact:
-``docs/ips-versions.md`` (the reference's type pages and change log).
+(``jobs/ips/``) reads replies by it. Sources of each fact:
+``docs/ips-versions.md`` (the reference's type pages and change log). The
+other IPS facts that are plain data live here too: the fault codes and the
+regions' service hosts.
 
 A field lives in the versions ``since <= version < until``. Version keys are
 the namespace dates; the unversioned namespace (pre-4.0) is ``""`` and sorts
@@ -49,8 +51,6 @@ VERSIONS = (
     Version("2014-04-03", "6.8 / 2014R1"),
 )
 DEFAULT_VERSION = "2014-04-03"
-BY_KEY = {v.key: v for v in VERSIONS}
-BY_NAMESPACE = {v.namespace: v for v in VERSIONS}
 
 
 @dataclass(frozen=True)
@@ -419,3 +419,40 @@ def fields(type_name: str, key: str) -> tuple[Field, ...]:
 
 def returns(operation: str, key: str) -> tuple[Field, ...]:
     return tuple(f for f in OPERATION_BY_NAME[operation].returns if f.in_version(key))
+
+
+#: The codes of IPS faults (ips-api.md), by number.
+FAULT_NAMES = {
+    10000: "NO_CREDENTIALS",
+    10001: "INVALID_CREDENTIALS",
+    10002: "INVALID_USER",
+    20000: "INVALID_COMPANY",
+    20001: "INVALID_REQUEST_USERNAME",
+    20002: "INVALID_REQUEST_USER",
+    20003: "NO_OPERATION_PERMISSION",
+    20004: "NO_IMPERSONATION_PERMISSION",
+    20005: "ILLEGAL_PARAMETER_VALUE",
+    20006: "ILLEGAL_COMPANY",
+    20007: "ILLEGAL_REQUEST_USER",
+    20008: "ILLEGAL_ACCESS_GROUP",
+    20009: "MISSING_PERMISSION",
+    30000: "EXCEPTION",
+    30001: "INVALID_PARAMETER",
+    30002: "MISSING_PARAMETER",
+    30003: "INVALID_REQUEST_XML",
+}
+
+#: The IpsApiService host of each Adobe region.
+REGION_HOSTS = {
+    "na": "s7sps1apissl.scene7.com",
+    "na-staging": "s7sps1apissl-staging.scene7.com",
+    "emea": "s7sps3apissl.scene7.com",
+    "emea-staging": "s7sps3apissl-staging.scene7.com",
+    "apac": "s7sps5apissl.scene7.com",
+    "apac-staging": "s7sps5apissl-staging.scene7.com",
+}
+
+
+def region_service_url(region: str, webapp: str = "scene7") -> str:
+    """The IpsApiService address of an Adobe region (see ips-api.md)."""
+    return f"https://{REGION_HOSTS[region]}/{webapp}/services/IpsApiService"

@@ -1,7 +1,8 @@
 """IPS user types and which of them each IPS operation authorizes.
 
 The table is copied from the "Authorized user types" sections of the IPS API
-reference (shared/ips-api.md). Every permission of the dashboard is one of
+reference (AdobeDocs dynamic-media-developer-resources, help/aem-ips-api/operations/,
+one page per operation). Every permission of the dashboard is one of
 these operations, checked in the job's company: the dashboard mirrors IPS.
 """
 
@@ -32,10 +33,9 @@ class UserType(models.TextChoices):
     IMAGE_PORTAL_CONTRIB_USER = "ImagePortalContribUser"
 
 
-T = UserType
-_ALL_BUT_WEB_SERVICE = frozenset(T) - {T.WEB_SERVICE_USER}
-_JOB_CONTROL = _ALL_BUT_WEB_SERVICE - {T.IMAGE_PORTAL_USER}
-_RUN = _JOB_CONTROL - {T.IPS_COMPANY_ADMIN}
+_ALL_BUT_WEB_SERVICE = frozenset(UserType) - {UserType.WEB_SERVICE_USER}
+_JOB_CONTROL = _ALL_BUT_WEB_SERVICE - {UserType.IMAGE_PORTAL_USER}
+_RUN = _JOB_CONTROL - {UserType.IPS_COMPANY_ADMIN}
 
 AUTHORIZED: dict[str, frozenset[str]] = {
     "executeJob": _RUN,
@@ -48,11 +48,11 @@ AUTHORIZED: dict[str, frozenset[str]] = {
     "deleteJob": _JOB_CONTROL,
     "getJobLogs": _ALL_BUT_WEB_SERVICE,
     # The reference leaves TrialSiteAdmin out of getJobLogDetails.
-    "getJobLogDetails": _ALL_BUT_WEB_SERVICE - {T.TRIAL_SITE_ADMIN},
+    "getJobLogDetails": _ALL_BUT_WEB_SERVICE - {UserType.TRIAL_SITE_ADMIN},
     "checkLogin": _ALL_BUT_WEB_SERVICE,
     "getUserInfo": _ALL_BUT_WEB_SERVICE,
     "getCompanyMembership": _ALL_BUT_WEB_SERVICE,
-    "getCompanyInfo": _ALL_BUT_WEB_SERVICE - {T.IPS_COMPANY_ADMIN},
+    "getCompanyInfo": _ALL_BUT_WEB_SERVICE - {UserType.IPS_COMPANY_ADMIN},
 }
 
 #: What a dashboard action means in IPS terms, for messages (lazy: said in the message's language).
@@ -128,7 +128,7 @@ class Access:
 
     @property
     def reason(self) -> Promise:
-        """Why not, lazy: shown in the request's language, stored (services.finish) in English."""
+        """Why not, lazy: shown in the request's language, stored (services.press.finish) in English."""
         if is_authorized(self.role, self.operation) and self.stale:
             if self.read_at is None:
                 return format_lazy(

@@ -1,21 +1,23 @@
 from django.urls import path
 
-from . import views
+from .services.actions import ACTIONS
+from .views import common, history, jobs, preferences, runs
 
 app_name = "jobs"
 urlpatterns = [
-    path("", views.job_list, name="list"),
-    path("jobs/<int:pk>/run", views.run_job, name="run"),
-    path("jobs/<int:pk>/status", views.job_status, name="status"),
-    path("jobs/<int:pk>/stop", views.stop_job, name="stop"),
-    path("runs/<int:pk>/", views.run_detail, name="run_detail"),
-    path("companies/<int:pk>/active", views.active_runs, name="active"),
-    path("companies/<int:pk>/sync", views.sync_company, name="sync"),
-    path("jobs/<int:pk>/", views.job_detail, name="job_detail"),
-    path("history/", views.history, name="history"),
-    path("history/export.csv", views.history_export, name="history_export"),
-    path("history/job-names", views.history_job_names, name="history_job_names"),
-    path("settings/", views.preferences, name="preferences"),
-    path("history/memberships/", views.membership_history, name="membership_history"),
-    path("healthz", views.health, name="health"),
+    path("", jobs.job_list, name="list"),
+    path("jobs/<int:pk>/status", jobs.job_status, name="status"),
+    # Each job action by its own name (jobs:run, jobs:stop), and any row of the table by jobs:press.
+    *(path(f"jobs/<int:pk>/{name}", jobs.press, {"action": name}, name=name) for name in ACTIONS),
+    path("jobs/<int:pk>/<slug:action>", jobs.press, name="press"),
+    path("runs/<int:pk>/", runs.run_detail, name="run_detail"),
+    path("companies/<int:pk>/active", jobs.active_runs, name="active"),
+    path("companies/<int:pk>/sync", jobs.sync_company, name="sync"),
+    path("jobs/<int:pk>/", jobs.job_detail, name="job_detail"),
+    path("history/", history.history, name="history"),
+    path("history/export.csv", history.history_export, name="history_export"),
+    path("history/job-names", history.history_job_names, name="history_job_names"),
+    path("settings/", preferences.preferences, name="preferences"),
+    path("history/memberships/", history.membership_history, name="membership_history"),
+    path("healthz", common.health, name="health"),
 ]

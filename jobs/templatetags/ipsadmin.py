@@ -2,7 +2,8 @@ import datetime as dt
 
 from django import template
 from django.utils import formats, timezone
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import mark_safe
 
 from jobs.schedules import describe
 
@@ -31,6 +32,13 @@ def duration(value: dt.timedelta | None) -> str:
 def schedule_words(job) -> str:
     """The job's IPS schedule in words ("every day at 00:00 PST"); "" when not understood (show it raw)."""
     return describe(job.exec_schedule, job.time_zone) or ""
+
+
+@register.filter
+def confirm_for(action, job) -> str:
+    """A job action's confirm question about ``job``: its words as translated, the job's values escaped."""
+    values = {"job": job.name, "handle": job.company.handle, "company": job.company.name}
+    return mark_safe(str(action.confirm) % {k: conditional_escape(v) for k, v in values.items()})
 
 
 @register.filter

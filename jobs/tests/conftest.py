@@ -18,7 +18,8 @@ from django.db import connection as db_connection
 from django.utils import timezone, translation
 
 from conftest import free_port, wait_for  # noqa: F401  (the root conftest's, shared with bench/)
-from jobs import ips, services
+from jobs import ips
+from jobs.services import actions, base, press, sync
 from jobs.models import Company, Connection, Execution, Job, Membership
 from jobs.roles import UserType
 
@@ -82,7 +83,7 @@ def other_company(connection):
 def synced(company, other_company):
     """Both companies' jobs, fetched from the emulator."""
     for c in (company, other_company):
-        result = services.sync_company(c)
+        result = sync.sync_company(c)
         assert not result.error, result.error
     return company
 
@@ -124,7 +125,7 @@ def login(client, users):
 def press_run(job, user, request_id="press-0001"):
     """A press of Run as the view makes it (the user's access resolved first); the audit row."""
     access = job.company.access(user, "executeJob")
-    return services.run_job(job, access, user, services.RequestInfo(request_id=request_id)).execution
+    return actions.run_job(job, access, user, base.RequestInfo(request_id=request_id)).execution
 
 
 def make_execution(job, user, outcome="accepted", **values):
@@ -149,7 +150,7 @@ def make_execution(job, user, outcome="accepted", **values):
         return Execution.objects.create(**defaults)
     # Any other outcome is reached the one way there is: born 'sending', then finished.
     execution = Execution.objects.create(**{**defaults, "outcome": "sending"})
-    services.finish(execution, outcome, "")
+    press.finish(execution, outcome, "")
     return execution
 
 

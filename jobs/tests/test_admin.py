@@ -11,7 +11,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import services
 from jobs.models import Company, Connection, Execution, Job, Membership
 
 from .conftest import HTMX, press_run

@@ -13,7 +13,10 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from ipsemulator.clock import ManualClock
-from jobs import services
+from jobs import events, ips
+from jobs.services import actions, base
+from jobs.services import status as run_state
+from jobs.services import follow as following
 from jobs.models import Execution, RunFollow
 
 from .conftest import press_run
@@ -23,12 +26,12 @@ RUN_SECONDS = 10.0
 
 
 class Scheduler:
-    """Records schedule(execution_id, token, when) calls, as a task backend would get them."""
+    """Records the follow steps scheduled through jobs/events.py, as a task backend would get them."""
 
     def __init__(self):
         self.calls = []
 
-    def __call__(self, execution_id, token, when):
+    def __call__(self, execution_id, token, *, when):
         self.calls.append((execution_id, token, when))
 
     @property
@@ -45,15 +48,17 @@ def clock(ips_emulator):
 
 
 @pytest.fixture
-def schedule():
-    return Scheduler()
+def schedule(monkeypatch):
+    recorder = Scheduler()
+    monkeypatch.setitem(events.SCHEDULERS, events.FOLLOW, recorder)
+    return recorder
 
 
 def _accepted(job, users, schedule, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        execution = services.run_job(
+        execution = actions.run_job(
             job, job.company.access(users["IpsUser"], "executeJob"), users["IpsUser"],
-            services.RequestInfo("bg-follow-1"), schedule=schedule,
+            base.RequestInfo("bg-follow-1"),
         ).execution
     assert execution.outcome == "accepted", execution.message
     return execution
@@ -61,7 +66,7 @@ def _accepted(job, users, schedule, django_capture_on_commit_callbacks):
 
 def _step(execution, schedule, django_capture_on_commit_callbacks, now=None):
     with django_capture_on_commit_callbacks(execute=True):
-        return services.follow_step(execution.pk, schedule.token, schedule, now=now)
+        return following.follow_step(execution.pk, schedule.token, now=now)
 
 
 def test_an_accepted_run_is_scheduled_for_following(job, users, schedule, django_capture_on_commit_callbacks):
@@ -76,8 +81,8 @@ def test_an_accepted_run_is_scheduled_for_following(job, users, schedule, django
 
 @pytest.mark.parametrize("actor", ["IpsCompanyAdmin", "WebServiceUser"])
 def test_a_refused_press_is_not_followed(actor, job, users, schedule):
-    result = services.run_job(job, job.company.access(users[actor], "executeJob"), users[actor],
-                              services.RequestInfo("refused-1"), schedule=schedule)
+    result = actions.run_job(job, job.company.access(users[actor], "executeJob"), users[actor],
+                              base.RequestInfo("refused-1"))
     assert result.outcome == "denied"
     assert not RunFollow.objects.exists() and schedule.calls == []
 
@@ -108,7 +113,7 @@ def test_the_run_is_followed_to_its_result_without_a_browser(
 
 def test_each_poll_waits_longer_up_to_the_maximum(settings):
     settings.IPS_FOLLOW_FIRST_POLL, settings.IPS_FOLLOW_MAX_INTERVAL = 2.0, 60.0
-    waits = [services.follow_interval(n).total_seconds() for n in range(1, 14)]
+    waits = [following.follow_interval(n).total_seconds() for n in range(1, 14)]
     assert waits[:4] == [2.0, 3.0, 4.5, 6.75]
     assert waits == sorted(waits) and waits[-1] == 60.0
 
@@ -138,7 +143,7 @@ def test_a_stale_duplicate_step_does_nothing(clock, job, users, schedule, django
     first = schedule.token
     assert _step(execution, schedule, django_capture_on_commit_callbacks) == "polled"
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.follow_step(execution.pk, first, schedule) == "stale"
+        assert following.follow_step(execution.pk, first) == "stale"
     assert RunFollow.objects.get(pk=execution.pk).polls == 1
 
 
@@ -249,13 +254,12 @@ def test_the_follow_is_started_by_a_press_of_run(client, login, job, django_capt
 
 def test_resume_follows_starts_lost_chains_again(clock, job, users, schedule, django_capture_on_commit_callbacks):
     execution = _accepted(job, users, schedule, django_capture_on_commit_callbacks)
-    lost = schedule.token
-    again = Scheduler()
+    lost, calls = schedule.token, len(schedule.calls)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.resume_follows(again) == 1
-    assert again.calls[0][0] == execution.pk and again.token != lost
+        assert following.resume_follows() == 1
+    assert schedule.calls[calls][0] == execution.pk and schedule.token != lost
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.follow_step(execution.pk, lost, again) == "stale"
+        assert following.follow_step(execution.pk, lost) == "stale"
 
 
 def test_polls_come_ever_later_from_the_first(clock, job, users, schedule, django_capture_on_commit_callbacks,
@@ -279,17 +283,17 @@ def test_a_run_polled_elsewhere_is_asked_again_soon_not_at_the_end_of_the_lease(
     follow.save()
     now = timezone.now()
     assert _step(execution, schedule, django_capture_on_commit_callbacks, now=now) == "leased"
-    assert schedule.calls[-1][2] == now + services.follow_interval(1)
+    assert schedule.calls[-1][2] == now + following.follow_interval(1)
 
 
 def test_a_named_runs_log_is_found_by_its_handle_whatever_started_with_it(clock, job, users, ips_emulator):
     """More runs started in the same second than a page of getJobLogs holds: a named run still finds its log."""
     for n in range(12):
         ips_emulator.state.add_job("47", f"Burst {n}")
-        job.company.connection.client().execute_job("47", f"47|Burst {n}|")
+        ips.client_for(job.company.connection).execute_job("47", f"47|Burst {n}|")
     execution = press_run(job, users["IpsUser"])
     clock.advance(RUN_SECONDS * 2)
-    status = services.run_status(execution)
+    status = run_state.run_status(execution)
     assert status.finished and status.log.job_handle == execution.ips_run_handle
     ops = [c["operation"] for c in ips_emulator.state.calls]
     assert ops[-1] == "getJobLogDetails" and "getJobLogs" not in ops[-2:]

@@ -31,7 +31,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ipsemulator.clock import ManualClock
-from jobs import services
+from jobs.services import sync
 from jobs.models import Company, Connection, Execution, Job, Membership
 
 from .conftest import HTMX, database_url_for_subprocess, executes, free_port, press_run, wait_for
@@ -181,7 +181,7 @@ def _company_on(emulator, handle, name="Company") -> Company:
     c.set_password("demo")
     c.save()
     company = Company.objects.create(connection=c, handle=handle, name=name)
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert not result.error, result.error
     return company
 
@@ -323,12 +323,12 @@ def test_fifty_concurrent_runs_of_fifty_jobs_are_all_accepted(live_server, start
 
 KILLED_RUN = """
 from django.contrib.auth import get_user_model
-from jobs import services
+from jobs.services import actions, base, sync
 from jobs.models import Job
 
 job = Job.objects.select_related("company__connection").get(pk={job_pk})
 user = get_user_model().objects.get(pk={user_pk})
-services.run_job(job, job.company.access(user, "executeJob"), user, services.RequestInfo("{request_id}"))
+actions.run_job(job, job.company.access(user, "executeJob"), user, base.RequestInfo("{request_id}"))
 print("the run finished: it should have been killed", flush=True)
 """
 
@@ -528,7 +528,7 @@ def test_an_accepted_run_whose_row_cannot_be_updated_is_logged_with_its_request_
 
     assert response.status_code == 500
     assert len(executes(ips_emulator)) == 1, "IPS did get the run"
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "jobs.services"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "jobs.services.press"]
     assert len(errors) == 1
     line = errors[0].getMessage()
     assert request_id in line

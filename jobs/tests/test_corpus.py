@@ -167,7 +167,7 @@ def company(handle, name, root, expires):
 
 
 def membership(company_, role, active):
-    return obj(ips.Membership, company=company_, role=role, is_active=active)
+    return obj(ips.CompanyMembership, company=company_, role=role, is_active=active)
 
 
 def user(handle, first, last, email, role, valid, expires):

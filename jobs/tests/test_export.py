@@ -10,7 +10,9 @@ from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import history, services, views
+from jobs import history
+from jobs.views import history as history_views
+from jobs.services import base, exports
 from jobs.models import Execution, HistoryExport, Job, Profile
 
 from .conftest import ALL_ACTORS, ANONYMOUS, make_execution
@@ -114,8 +116,8 @@ def test_the_export_is_recorded_with_who_what_and_how_many(client, login, two_ro
 
 def test_a_download_that_breaks_off_is_recorded_so(users):
     """The server closes the response when the client goes away: the stream's end records it."""
-    record = services.start_export(users["IpsUser"], {}, services.RequestInfo("req-12345678"))
-    stream = views._export_stream(record, ["id"], iter([[1], [2], [3]]), batch=2)
+    record = exports.start_export(users["IpsUser"], {}, base.RequestInfo("req-12345678"))
+    stream = history_views._export_stream(record, ["id"], iter([[1], [2], [3]]), batch=2)
     assert next(stream) == "\ufeffid\r\n"
     assert next(stream) == "1\r\n2\r\n"
     stream.close()
@@ -124,8 +126,8 @@ def test_a_download_that_breaks_off_is_recorded_so(users):
 
 
 def test_a_whole_download_is_recorded_complete(users):
-    record = services.start_export(users["IpsUser"], {}, services.RequestInfo("req-12345678"))
-    assert "".join(views._export_stream(record, ["id"], iter([[1], [2], [3]]), batch=2)).count("\r\n") == 4
+    record = exports.start_export(users["IpsUser"], {}, base.RequestInfo("req-12345678"))
+    assert "".join(history_views._export_stream(record, ["id"], iter([[1], [2], [3]]), batch=2)).count("\r\n") == 4
     record = HistoryExport.objects.get()
     assert (record.row_count, record.completed) == (3, True)
 
@@ -171,15 +173,15 @@ def test_it_reads_the_rows_a_chunk_at_a_time(client, login, users, job, django_a
 
 @pytest.fixture
 def export(users):
-    record = services.start_export(users["IpsUser"], {"outcome": "accepted"}, services.RequestInfo("req-12345678"))
+    record = exports.start_export(users["IpsUser"], {"outcome": "accepted"}, base.RequestInfo("req-12345678"))
     return HistoryExport.objects.get(pk=record.pk)
 
 
 def test_an_export_record_is_completed_once(export):
-    services.finish_export(export, 12, True)
+    exports.finish_export(export, 12, True)
     export = HistoryExport.objects.get(pk=export.pk)
     with pytest.raises(PermissionError):
-        services.finish_export(export, 13, True)
+        exports.finish_export(export, 13, True)
     export.filters = {}
     with pytest.raises(PermissionError):
         export.save()
@@ -205,7 +207,7 @@ def test_deleting_the_user_keeps_the_record(export, users):
 @pytest.mark.postgres
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: its trigger guards the record")
 def test_postgresql_refuses_to_change_or_delete_an_export_record(export):
-    services.finish_export(export, 5, True)
+    exports.finish_export(export, 5, True)
     for sql in (
         "UPDATE jobs_historyexport SET row_count = 1",
         "UPDATE jobs_historyexport SET filters = '{}'",

@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from ipsemulator.clock import ManualClock
 from ipsemulator.records import Membership
-from jobs import services
+from jobs import ips
+from jobs.services import connections, follow, sync
+from jobs.services import status as run_state
 from jobs.models import Company, Connection, Execution, Job
 
 from .conftest import make_execution, press_run
@@ -61,7 +63,7 @@ def test_a_run_is_followed_to_its_own_final_log(version, clock, client, login, u
     assert execution.ips_run_handle not in earlier
 
     clock.advance(RUN_SECONDS / 2)
-    status = services.run_status(execution)
+    status = run_state.run_status(execution)
     assert status.active is not None and status.active.state == "Running"
     assert status.log is not None and status.log.job_handle == execution.ips_run_handle
     assert not status.log.is_final and not status.finished
@@ -70,7 +72,7 @@ def test_a_run_is_followed_to_its_own_final_log(version, clock, client, login, u
     assert code == 200 and "Running" in body and "so far" in body
 
     clock.advance(RUN_SECONDS / 2 + 0.01)  # over, but still listed as Done for a while
-    status = services.run_status(execution)
+    status = run_state.run_status(execution)
     assert status.active is not None and status.active.state == "Done"
     assert status.finished
     assert status.log.job_handle == execution.ips_run_handle
@@ -80,7 +82,7 @@ def test_a_run_is_followed_to_its_own_final_log(version, clock, client, login, u
     assert f"{status.log.file_success_count} ok" in body and "ended" in body
 
     clock.advance(RUN_SECONDS)  # gone from getActiveJobs: still this run's log
-    status = services.run_status(execution)
+    status = run_state.run_status(execution)
     assert status.active is None and status.finished
     assert status.log.job_handle == execution.ips_run_handle
 
@@ -89,7 +91,7 @@ def test_a_run_is_never_called_finished_while_ips_lists_it_active(version, clock
     execution = press_run(job, users["IpsUser"])
     seen = []
     for _ in range(12):
-        status = services.run_status(execution)
+        status = run_state.run_status(execution)
         active = status.active is not None and status.active.state != "Done"
         seen.append((active, status.finished))
         assert not (active and status.finished)
@@ -102,29 +104,29 @@ def test_the_log_of_a_run_is_found_among_more_than_fifty_newer_ones(clock, users
     service = ips_emulator.state.users["service@example.com"]
     service.memberships["60"] = Membership("60", "IpsUser")
     busy = Company.objects.create(connection=connection, handle="60", name="Busy Bee Studio")
-    assert not services.sync_company(busy).error
+    assert not sync.sync_company(busy).error
     ours = Job.objects.get(company=busy, handle="60|Quarterly Archive|")
     others = list(Job.objects.filter(company=busy).exclude(pk=ours.pk))
     users["IpsUser"].memberships.create(company=busy, role="IpsUser")
     execution = press_run(ours, users["IpsUser"])
     assert execution.outcome == "accepted", execution.message
     clock.advance(RUN_SECONDS * 2)
-    client = connection.client()
+    client = ips.client_for(connection)
     for i in range(60):
         other = others[i % len(others)]
         client.execute_job("60", other.handle)
         clock.advance(RUN_SECONDS * 2)
     newest = client.get_job_logs("60", sort_by="StartDate", sort_direction="Descending", num_rows=50)
     assert execution.ips_run_handle not in {log.job_handle for log in newest}
-    status = services.run_status(execution)
+    status = run_state.run_status(execution)
     assert status.finished
     assert status.log.job_handle == execution.ips_run_handle
 
 
 def test_logs_are_paged_by_start_date(clock, users, job, ips_emulator, monkeypatch):
     """More runs started in the window than one page holds: the next page starts where the last ended."""
-    monkeypatch.setattr(services, "LOG_PAGE_ROWS", 2)
-    client = job.company.connection.client()
+    monkeypatch.setattr(run_state, "LOG_PAGE_ROWS", 2)
+    client = ips.client_for(job.company.connection)
     execution = make_execution(job, users["IpsUser"], "accepted", sent_at=timezone.now())
     # Three runs of other jobs start first, then ours.
     for handle in ("47|Nightly | Publish|", "47|<b>Bold</b> Upload|", "47|Übersicht Publish|"):
@@ -133,20 +135,20 @@ def test_logs_are_paged_by_start_date(clock, users, job, ips_emulator, monkeypat
     client.execute_job("47", job.handle)
     ours = next(a for a in client.get_active_jobs("47") if a.original_name == job.name)
     execution = Execution.objects.get(pk=execution.pk)
-    status = services.run_status(execution)  # not named: matched by name and start
+    status = run_state.run_status(execution)  # not named: matched by name and start
     assert status.log is not None and status.log.job_handle == ours.job_handle
 
 
 def test_an_unnamed_run_is_matched_by_its_name_and_start_never_an_earlier_run(version, clock, users, job):
     """Without a run handle (IPS could not name it at press time), earlier runs' logs never stand in."""
     execution = make_execution(job, users["IpsUser"], "accepted", sent_at=timezone.now())
-    status = services.run_status(execution)
+    status = run_state.run_status(execution)
     assert status.log is None and not status.finished  # only earlier runs have logs
-    job.company.connection.client().execute_job("47", job.handle)
+    ips.client_for(job.company.connection).execute_job("47", job.handle)
     clock.advance(RUN_SECONDS * 3)
-    status = services.run_status(execution)
+    status = run_state.run_status(execution)
     assert status.finished
-    assert status.log.start_date >= execution.sent_at - services.LOG_WINDOW_SKEW
+    assert status.log.start_date >= execution.sent_at - run_state.LOG_WINDOW_SKEW
 
 
 @pytest.mark.parametrize("operation", ["getActiveJobs", "getJobLogDetails"])
@@ -169,10 +171,10 @@ def test_before_4_0_the_end_of_a_run_comes_from_get_job_log_details(clock, users
     connection.save()
     execution = press_run(job, users["IpsUser"])
     clock.advance(RUN_SECONDS * 3)
-    client = connection.client()
+    client = ips.client_for(connection)
     [summary] = [log for log in client.get_job_logs("47") if log.job_handle == execution.ips_run_handle]
     assert summary.end_date is None  # pre-4.0 getJobLogs never says
-    status = services.run_status(execution)
+    status = run_state.run_status(execution)
     assert status.finished and status.log.end_date is not None
     ops = [c["operation"] for c in ips_emulator.state.calls]
     assert ops[-1] == "getJobLogDetails"
@@ -182,7 +184,7 @@ def test_a_job_name_of_1500_characters_syncs_and_runs(version, clock, client, lo
     name = "Ä" * 1200 + " | <b>long</b> " + "x" * 285
     assert len(name) == 1500
     ips_emulator.state.add_job("47", name, exec_schedule="0 " * 150, time_zone="Z" * 70)
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert not result.error, result.error
     job = Job.objects.get(company=company, handle=f"47|{name}|")
     assert job.name == name  # whole: IPS is called with it
@@ -196,7 +198,7 @@ def test_a_job_name_of_1500_characters_syncs_and_runs(version, clock, client, lo
     assert execution.job_handle == job.handle and execution.job_name == name
     assert [c["job_handle"] for c in ips_emulator.state.calls if c["operation"] == "executeJob"] == [job.handle]
     clock.advance(RUN_SECONDS * 3)
-    status = services.run_status(execution)
+    status = run_state.run_status(execution)
     assert status.finished and status.log.job_handle == execution.ips_run_handle
 
 
@@ -221,7 +223,7 @@ def test_the_demo_loads_syncs_runs_and_follows_in_each_version(api_version, db, 
     call_command("load_demo", service_url=ips_emulator.service_url, api_version=api_version, stdout=io.StringIO())
     connection = Connection.objects.get(name="Local IPS emulator")
     assert connection.api_version == api_version
-    ok, text = services.check_connection(connection)
+    ok, text = connections.check_connection(connection)
     assert ok, text
     job = Job.objects.get(company__handle="47", handle="47|Nightly | Publish|")
     client.force_login(get_user_model().objects.get(username="ipsuser"))
@@ -241,7 +243,7 @@ def test_a_recorded_result_stops_the_browsers_poll_without_asking_ips(clock, cli
     assert client.post(reverse("jobs:run", args=[job.pk]), **HTMX).status_code == 200
     execution = Execution.objects.get()
     clock.advance(RUN_SECONDS * 3)
-    services.record_status(execution, services.run_status(execution))  # a worker recorded it
+    follow.record_status(execution, run_state.run_status(execution))  # a worker recorded it
     calls = len(ips_emulator.state.calls)
     code, body = _status(client, job)
     assert code == 286 and "IPS log:" in body and "ended" in body

@@ -1,4 +1,4 @@
-"""jobs/ips.py over real HTTP against the IPS emulator (ipsemulator/).
+"""jobs/ips/ over real HTTP against the IPS emulator (ipsemulator/).
 
 No database, no mocks of the wire: every test builds an ``ips.Endpoint`` that
 points at the session's emulator (``ips_emulator`` fixture, root conftest.py)
@@ -26,12 +26,16 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import zeep
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 from lxml import etree
 
 from ipsemulator import app as emulator_app
 from ipsemulator.clock import ManualClock
 from ipsemulator.state import Job as EmulatorJob
 from jobs import ips
+from jobs.models import Connection
 
 SERVICE = "service@example.com"
 DEMO_PASSWORD = "demo"
@@ -125,18 +129,6 @@ def assert_secret_absent(exc: BaseException, *secrets):
 
 def by_handle(items):
     return {i.job_handle: i for i in items}
-
-
-def wait_for(predicate, timeout=5.0, interval=0.05):
-    """Poll ``predicate`` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def log_of(client: ips.IpsClient, run: ips.ActiveJob) -> ips.JobLog:
@@ -875,7 +867,7 @@ def test_it_reads_company_memberships(client, api, replies):
 
     memberships = client.get_company_membership()
 
-    assert all(isinstance(m, ips.Membership) for m in memberships)
+    assert all(isinstance(m, ips.CompanyMembership) for m in memberships)
     assert all(isinstance(m.company, ips.CompanyInfo) for m in memberships)
     # Before 6.0: a companyArray of Company, no role per company (the user's one role applies).
     role = "IpsUser" if version else None
@@ -947,13 +939,13 @@ def test_it_parses_each_wsdl_once_per_process(ips_emulator, api, monkeypatch):
     parses = ips.stats["wsdl_parses"]
     # Count zeep's WSDL documents too, not only the module's own counter.
     documents = []
-    real_init = ips.zeep.wsdl.Document.__init__
+    real_init = zeep.wsdl.Document.__init__
 
     def counting_init(self, *args, **kwargs):
         documents.append(args[0] if args else kwargs.get("location"))
         real_init(self, *args, **kwargs)
 
-    monkeypatch.setattr(ips.zeep.wsdl.Document, "__init__", counting_init)
+    monkeypatch.setattr(zeep.wsdl.Document, "__init__", counting_init)
 
     for n in range(5):
         ips.clear_clients()
@@ -986,6 +978,53 @@ def test_it_returns_the_same_client_for_equal_endpoints(ips_emulator):
     assert other_timeout.endpoint.read_timeout == 1.0
     ips.clear_clients()
     assert ips.get_client(make_endpoint(ips_emulator)) is not a
+
+
+def _unsaved_connection(emulator, **fields) -> Connection:
+    # Never saved: client_for reads only the connection's fields and the settings.
+    c = Connection(name="Emulator", region=Connection.Region.CUSTOM, service_url=emulator.service_url,
+                   username=SERVICE, **fields)
+    c.set_password(DEMO_PASSWORD)
+    return c
+
+
+def test_client_for_a_connection_is_the_cached_client_of_its_endpoint(ips_emulator, settings):
+    settings.IPS_READ_TIMEOUT = 4.5
+    settings.IPS_APP_NAME = "ipsadmin-tests"
+    conn = _unsaved_connection(ips_emulator, api_version="2014-04-03")
+    expected = ips.Endpoint(
+        service_url=ips_emulator.service_url,
+        user=SERVICE,
+        password=DEMO_PASSWORD,
+        api_version="2014-04-03",
+        wsdl_url="",
+        connect_timeout=settings.IPS_CONNECT_TIMEOUT,
+        read_timeout=4.5,
+        app_name="ipsadmin-tests",
+        app_version=settings.IPS_APP_VERSION,
+    )
+
+    client = ips.client_for(conn)
+
+    assert ips.endpoint_for(conn) == expected
+    assert client is ips.get_client(expected)
+    assert client is ips.client_for(conn)
+    assert client.get_user_info().email == SERVICE
+
+
+def test_client_for_a_connection_whose_password_cannot_be_decrypted_is_an_ips_error(ips_emulator, settings):
+    settings.IPSADMIN_ENCRYPTION_KEY = Fernet.generate_key().decode()
+    conn = _unsaved_connection(ips_emulator)
+    settings.IPSADMIN_ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+    with pytest.raises(ImproperlyConfigured) as cause:
+        ips.endpoint_for(conn)
+    with pytest.raises(ips.IpsError) as info:
+        ips.client_for(conn)
+
+    assert str(info.value) == f"connection “Emulator”: {cause.value}"
+    assert "cannot be decrypted" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 # ------------------------------------------------------------ authHeader

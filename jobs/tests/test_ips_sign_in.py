@@ -12,7 +12,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import roles, services
+from jobs import events, roles
+from jobs.services import chores, people
 from jobs.models import Company, Connection, Execution, IpsIdentity, Membership, MembershipChange
 
 from .conftest import HTMX, executes
@@ -83,7 +84,7 @@ def test_the_refresh_reads_everyone_again_through_an_ipsadmin_service_account(
     assert _login(client, "trialsiteuser@example.com").status_code == 302
     ips_emulator.state.change_user("service@example.com", default_role="IpsAdmin")
     ips_emulator.state.change_user("trialsiteuser@example.com", memberships={"47": ["TrialSiteUser", False]})
-    assert services.refresh_ips_memberships(sign_in_connection) == (1, "")
+    assert people.refresh_ips_memberships(sign_in_connection) == (1, "")
     user = get_user_model().objects.get(username="trialsiteuser@example.com")
     assert not user.memberships.exists()  # deactivated in IPS: no rights here
     change = MembershipChange.objects.first()
@@ -95,7 +96,7 @@ def test_the_refresh_reads_everyone_again_through_an_ipsadmin_service_account(
 
 def test_without_an_ipsadmin_service_account_the_refresh_says_why(sign_in_connection, client):
     _login(client, "ipsuser@example.com")
-    count, why = services.refresh_ips_memberships(sign_in_connection)
+    count, why = people.refresh_ips_memberships(sign_in_connection)
     assert count == 0 and "not an IpsAdmin" in why
 
 
@@ -184,7 +185,7 @@ def test_a_plain_http_connection_refuses_for_itself_only(sign_in_connection, cli
 def test_a_role_typed_in_the_admin_is_manual(sign_in_connection, client, users, company):
     _login(client, "ipsuser@example.com")
     person = get_user_model().objects.get(username="ipsuser@example.com")
-    services.change_membership(users["admin"], person, company, "TrialSiteUser", MembershipChange.Source.ADMIN)
+    people.change_membership(users["admin"], person, company, "TrialSiteUser", MembershipChange.Source.ADMIN)
     membership = Membership.objects.get(user=person, company=company)
     assert (membership.role, membership.from_ips, membership.read_at) == ("TrialSiteUser", False, None)
 
@@ -235,17 +236,18 @@ def test_test_connection_lists_the_service_accounts_companies_and_adds_them(admi
     assert set(Company.objects.values_list("handle", "name")) >= {("48", "Café Zürich"), ("52", "Nordlicht & Søn")}
 
 
-def test_the_refresh_chore_runs_one_chain(sign_in_connection, django_capture_on_commit_callbacks):
+def test_the_refresh_chore_runs_one_chain(sign_in_connection, django_capture_on_commit_callbacks, monkeypatch):
     calls = []
+    monkeypatch.setitem(events.SCHEDULERS, events.CHORE, lambda *a, when: calls.append(a))
     with django_capture_on_commit_callbacks(execute=True):
-        services.start_chore(services.REFRESH_MEMBERSHIPS, lambda *a: calls.append(a))
-    [(_, first, _)] = calls
+        chores.start_chore(chores.REFRESH_MEMBERSHIPS)
+    [(_, first)] = calls
     with django_capture_on_commit_callbacks(execute=True):
-        services.start_chore(services.REFRESH_MEMBERSHIPS, lambda *a: calls.append(a))
+        chores.start_chore(chores.REFRESH_MEMBERSHIPS)
     second = calls[-1][1]
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.refresh_memberships_chore(first, lambda *a: calls.append(a)) == "stale"
-        assert "not an IpsAdmin" in services.refresh_memberships_chore(second, lambda *a: calls.append(a))
+        assert chores.refresh_memberships_chore(first) == "stale"
+        assert "not an IpsAdmin" in chores.refresh_memberships_chore(second)
     assert len(calls) == 3  # the replaced chain stopped; the live one scheduled its next run
 
 

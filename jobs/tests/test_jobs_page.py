@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import views
+from jobs.views import jobs as job_views
 from jobs.models import Job
 
 from .conftest import HTMX, make_execution
@@ -32,7 +32,7 @@ def many_jobs(synced):
 
 
 def test_jobs_come_a_page_at_a_time_per_company(client, login, many_jobs, monkeypatch):
-    monkeypatch.setattr(views, "JOBS_PER_PAGE", 20)
+    monkeypatch.setattr(job_views, "JOBS_PER_PAGE", 20)
     login("admin")
     body = client.get(LIST).content.decode()
     in_47 = list(Job.objects.filter(company=many_jobs).order_by("name", "pk").values_list("pk", flat=True))
@@ -48,7 +48,7 @@ def test_jobs_come_a_page_at_a_time_per_company(client, login, many_jobs, monkey
 
 
 def test_htmx_pages_one_company_only(client, login, many_jobs, monkeypatch):
-    monkeypatch.setattr(views, "JOBS_PER_PAGE", 20)
+    monkeypatch.setattr(job_views, "JOBS_PER_PAGE", 20)
     login("IpsUser")
     response = client.get(LIST, {f"p{many_jobs.pk}": 2}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET=f"company-{many_jobs.pk}")
     body = response.content.decode()
@@ -89,7 +89,7 @@ def test_each_company_says_what_its_last_24_hours_did(client, login, users, job)
 
 
 def test_the_active_poller_asks_for_the_jobs_of_its_page(client, login, many_jobs, monkeypatch):
-    monkeypatch.setattr(views, "JOBS_PER_PAGE", 20)
+    monkeypatch.setattr(job_views, "JOBS_PER_PAGE", 20)
     login("IpsUser")
     body = client.get(LIST, {"q": "bulk", f"p{many_jobs.pk}": 2}).content.decode()
     url = reverse("jobs:active", args=[many_jobs.pk]) + "?q=bulk&amp;page=2"

@@ -3,7 +3,6 @@
 import pytest
 from django.urls import reverse
 
-from jobs import services
 from jobs.models import Execution, Job
 
 from .conftest import ALL_ACTORS, HTMX, press_run

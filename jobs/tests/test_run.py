@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from jobs import services
+from jobs.services import press
 from jobs.models import Execution, Job
 
 from .conftest import ALL_ACTORS, HTMX, executes, make_execution, press_run
@@ -326,9 +326,9 @@ def test_a_run_finishing_after_it_was_taken_for_dead_keeps_the_final_row(job, us
     execution = make_execution(
         job, users["IpsUser"], "sending", requested_at=timezone.now() - dt.timedelta(minutes=10), request_id="late-1"
     )
-    assert services.reconcile_stale(job) == 1
+    assert press.reconcile_stale(job) == 1
     # IPS answers after all (this in-memory row still thinks it is sending).
-    assert services.finish(execution, "accepted", "IPS accepted it.") is False
+    assert press.finish(execution, "accepted", "IPS accepted it.") is False
     execution.refresh_from_db()
     assert execution.outcome == "interrupted"
     assert "late-1" in caplog.text and "was marked interrupted" in caplog.text
@@ -350,16 +350,16 @@ def test_a_run_ips_lists_as_done_does_not_block_the_next(client, login, job, ips
 def test_a_row_finished_by_another_process_is_not_overwritten(users, job):
     mine = make_execution(job, users["IpsUser"], "sending", requested_at=timezone.now() - dt.timedelta(minutes=10))
     theirs = Execution.objects.get(pk=mine.pk)
-    assert services.finish(theirs, "accepted", "IPS accepted it.") is True
+    assert press.finish(theirs, "accepted", "IPS accepted it.") is True
     # reconcile_stale() read the row while it was still 'sending'.
-    assert services.finish(mine, "interrupted", "taken for dead") is False
+    assert press.finish(mine, "interrupted", "taken for dead") is False
     mine.refresh_from_db()
     assert mine.outcome == "accepted"
 
 
 def test_reconcile_leaves_a_row_alone_that_its_run_just_finished(users, job, monkeypatch):
     stale = make_execution(job, users["IpsUser"], "sending", requested_at=timezone.now() - dt.timedelta(minutes=10))
-    real_finish = services.finish
+    real_finish = press.finish
 
     def finish_first(execution, *args, **kwargs):
         # The live run writes its outcome between reconcile's read and its write.
@@ -368,8 +368,8 @@ def test_reconcile_leaves_a_row_alone_that_its_run_just_finished(users, job, mon
         other.save()
         return real_finish(execution, *args, **kwargs)
 
-    monkeypatch.setattr(services, "finish", finish_first)
-    assert services.reconcile_stale(job) == 0
+    monkeypatch.setattr(press, "finish", finish_first)
+    assert press.reconcile_stale(job) == 0
     stale.refresh_from_db()
     assert stale.outcome == "accepted"
 
@@ -482,7 +482,7 @@ def test_a_press_taken_for_dead_before_it_acts_sends_nothing(
     thread.start()
     hold.wait()
     dashboard_clock.advance(Execution.stale_after() + dt.timedelta(seconds=1))
-    assert services.reconcile_stale(job) == 1  # "interrupted"
+    assert press.reconcile_stale(job) == 1  # "interrupted"
     hold.release()
     thread.join(timeout=30)
     row = Execution.objects.get(request_id="slow-1")
@@ -493,14 +493,14 @@ def test_a_press_taken_for_dead_before_it_acts_sends_nothing(
 def test_a_finish_that_fails_leaves_no_row_sending(users, job, ips_emulator, monkeypatch):
     from django.db import DatabaseError
 
-    real = services._finish_sent
+    real = press._finish_sent
 
     def fail(execution, outcome, message, error):
         execution.outcome = outcome  # as finish() does before it writes
         raise DatabaseError("database is locked")
 
-    monkeypatch.setattr(services, "_finish_sent", fail)
+    monkeypatch.setattr(press, "_finish_sent", fail)
     with pytest.raises(DatabaseError):
         press_run(job, users["IpsUser"], "locked-1")
-    monkeypatch.setattr(services, "_finish_sent", real)
+    monkeypatch.setattr(press, "_finish_sent", real)
     assert Execution.objects.get(request_id="locked-1").outcome == "interrupted"

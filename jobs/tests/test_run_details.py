@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from ipsemulator.clock import ManualClock
-from jobs import services
+from jobs.services import activity, follow, press
 from jobs.models import Execution
 
 from .conftest import ALL_ACTORS, ANONYMOUS, HTMX, NO_MEMBERSHIP, OTHER_COMPANY_ONLY, press_run, soap_calls
@@ -81,7 +81,7 @@ def test_the_stopped_run_ends_stopped(clock, client, login, job, running, ips_em
     login("IpsUser")
     assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
     clock.advance(RUN_SECONDS)
-    status = services.observe_run(running)
+    status = follow.observe_run(running)
     assert status.finished
     running.refresh_from_db()
     assert running.ips_result == "stopped" and running.ips_result_label == "stopped"
@@ -177,7 +177,7 @@ def test_run_details_show_a_failed_runs_errors_file_by_file(clock, client, login
     ips_emulator.state.jobs[job.handle].outcome = "errors"
     execution = press_run(job, users["IpsUser"])
     clock.advance(RUN_SECONDS * 2)
-    services.observe_run(execution)
+    follow.observe_run(execution)
     login("IpsUser")
     body = client.get(reverse("jobs:run_detail", args=[execution.pk]) + "?show=problems").content.decode()
     assert "finished: 1 error" in body
@@ -188,7 +188,7 @@ def test_run_details_show_a_failed_runs_errors_file_by_file(clock, client, login
 
 
 def test_run_details_page_through_the_log(clock, client, login, job, users, ips_emulator, monkeypatch):
-    monkeypatch.setattr(services, "DETAILS_PER_PAGE", 3)
+    monkeypatch.setattr(activity, "DETAILS_PER_PAGE", 3)
     execution = press_run(job, users["IpsUser"])
     clock.advance(RUN_SECONDS * 2)
     login("IpsUser")
@@ -223,7 +223,7 @@ def test_history_shows_the_ips_result_and_runtime(clock, client, login, job, use
     ips_emulator.state.jobs[job.handle].outcome = "fatal"
     execution = press_run(job, users["IpsUser"])
     clock.advance(RUN_SECONDS * 2)
-    services.observe_run(execution)
+    follow.observe_run(execution)
     login("IpsUser")
     body = client.get(reverse("jobs:history")).content.decode()
     assert 'class="ips-result ips-result-fatal">fatal error<' in body
@@ -298,7 +298,7 @@ def test_an_interrupted_stop_says_the_run_may_or_may_not_be_stopping(job, users)
 
     make_execution(job, users["IpsUser"], "sending", operation="stopJob",
                    requested_at=timezone.now() - dt.timedelta(hours=1))
-    assert services.reconcile_stale(job) == 1
+    assert press.reconcile_stale(job) == 1
     row = Execution.objects.get()
     assert "may or may not have stopped the run" in row.message
 
@@ -310,6 +310,6 @@ def test_stopping_a_later_run_does_not_make_an_earlier_one_stopped(clock, client
     clock.advance(RUN_SECONDS / 2)
     login("IpsUser")
     assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
-    services.observe_run(first)
+    follow.observe_run(first)
     first.refresh_from_db()
     assert first.ips_result == "ok"

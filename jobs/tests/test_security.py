@@ -32,7 +32,9 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
 
-from jobs import ips, services
+from jobs import ips
+from jobs.ips.transport import Transport
+from jobs.services import sync
 from jobs.models import Company, Connection, Execution, Job, Membership, allow_pruning
 from jobs.reporting import SecretCleansingExceptionReporterFilter
 from jobs.roles import UserType
@@ -485,7 +487,7 @@ def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, ips_
         crash,
     )
     explode = crash["post"]
-    monkeypatch.setattr(ips._Transport, "post", explode)
+    monkeypatch.setattr(Transport, "post", explode)
     settings.DEBUG = True
     response = keep(dashboard.post(run_url, **HTMX))
     settings.DEBUG = False
@@ -763,7 +765,7 @@ def test_hostile_job_names_are_escaped_and_run_with_their_exact_handles(client, 
     conn.set_password("demo")
     conn.save()
     company = Company.objects.create(connection=conn, handle="47", name="<i>Evil</i> & Co")
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert not result.error, result.error
     jobs = {j.name: j for j in Job.objects.filter(company=company)}
     assert set(jobs) == {*HOSTILE_NAMES, "Custom handle"}

@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ipsemulator.state import Job as EmulatedJob
-from jobs import services
+from jobs import ips
+from jobs.services import sync
 from jobs.models import Execution, Job
 
 from .conftest import ALL_ACTORS, HTMX, executes, press_run, soap_calls
@@ -53,11 +54,11 @@ def _state(company):
     }
 
 
-# --- services.sync_company ----------------------------------------------------
+# --- sync.sync_company ----------------------------------------------------
 
 
 def test_it_creates_the_companys_jobs(company, ips_emulator):
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert not result.error
     assert (result.created, result.updated, result.gone) == (5, 0, 0)
     assert str(result) == "Demo Company (47): 5 new, 0 updated, 0 gone from IPS"
@@ -69,7 +70,7 @@ def test_it_creates_the_companys_jobs(company, ips_emulator):
 
 @pytest.mark.parametrize("handle", list(COMPANY_47_JOBS))
 def test_it_stores_each_jobs_fields(company, ips_emulator, handle):
-    services.sync_company(company)
+    sync.sync_company(company)
     job = Job.objects.get(company=company, handle=handle)
     assert _row(job) == COMPANY_47_JOBS[handle]
     assert timezone.is_aware(job.next_fire_time)
@@ -80,14 +81,14 @@ def test_it_stores_each_jobs_fields(company, ips_emulator, handle):
 
 
 def test_it_stores_descriptions_as_text(company, ips_emulator):
-    services.sync_company(company)
+    sync.sync_company(company)
     job = Job.objects.get(company=company, handle="47|<b>Bold</b> Upload|")
     assert job.description == "Name with <markup> & an ampersand"
     assert job.submit_user_email == "ipsuser@example.com"
 
 
 def test_a_second_sync_updates_and_creates_no_duplicates(company, ips_emulator):
-    services.sync_company(company)
+    sync.sync_company(company)
     first = {j.handle: j.pk for j in Job.objects.filter(company=company)}
 
     emulated = ips_emulator.state.jobs["47|My Test Job|"]
@@ -96,9 +97,9 @@ def test_a_second_sync_updates_and_creates_no_duplicates(company, ips_emulator):
     emulated.next_fire_time = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=-8)))
     emulated.time_zone = "EST"
     emulated.description = "changed"
-    company.connection.client().pause_job("47", "47|Video Sync|")  # over HTTP
+    ips.client_for(company.connection).pause_job("47", "47|Video Sync|")  # over HTTP
 
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert not result.error
     assert (result.created, result.updated, result.gone) == (0, 5, 0)
     assert Job.objects.count() == 5
@@ -114,13 +115,13 @@ def test_a_second_sync_updates_and_creates_no_duplicates(company, ips_emulator):
 
 
 def test_a_job_added_in_ips_is_created(company, ips_emulator):
-    services.sync_company(company)
+    sync.sync_company(company)
     ips_emulator.state.jobs["47|Fresh Job|"] = EmulatedJob(
         company="47", handle="47|Fresh Job|", name="Fresh Job", type="Cleanup",
         exec_schedule="00 00 05 * * ", time_zone="UTC", trigger_state="Normal",
         next_fire_time=dt.datetime(2026, 12, 2, 5, 0, tzinfo=UTC),
     )
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert (result.created, result.updated, result.gone) == (1, 5, 0)
     fresh = Job.objects.get(company=company, handle="47|Fresh Job|")
     assert _row(fresh) == (
@@ -130,7 +131,7 @@ def test_a_job_added_in_ips_is_created(company, ips_emulator):
 
 
 def test_it_keeps_companies_apart(company, other_company, ips_emulator):
-    services.sync_company(other_company)
+    sync.sync_company(other_company)
     assert not Job.objects.filter(company=company).exists()
     assert sorted(Job.objects.filter(company=other_company).values_list("name", flat=True)) == [
         "Menü Bilder Upload", "Metadaten Import", "Template Publish",
@@ -138,15 +139,15 @@ def test_it_keeps_companies_apart(company, other_company, ips_emulator):
 
 
 def test_a_job_deleted_in_ips_is_marked_gone_never_deleted(company, users, ips_emulator):
-    services.sync_company(company)
+    sync.sync_company(company)
     job = Job.objects.get(company=company, handle="47|My Test Job|")
     execution = press_run(job, users["IpsUser"], "before-delete")
     assert execution.outcome == "accepted"
 
-    company.connection.client().delete_job("47", "47|My Test Job|")
+    ips.client_for(company.connection).delete_job("47", "47|My Test Job|")
     assert "47|My Test Job|" not in ips_emulator.state.jobs
 
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert (result.created, result.updated, result.gone) == (0, 4, 1)
     job.refresh_from_db()
     assert job.is_gone is True
@@ -159,7 +160,7 @@ def test_a_job_deleted_in_ips_is_marked_gone_never_deleted(company, users, ips_e
 
     # Still gone after another sync: counted once, gone_at unchanged.
     gone_at = job.gone_at
-    again = services.sync_company(company)
+    again = sync.sync_company(company)
     assert (again.created, again.updated, again.gone) == (0, 4, 0)
     job.refresh_from_db()
     assert job.is_gone and job.gone_at == gone_at
@@ -171,14 +172,14 @@ def test_a_job_deleted_in_ips_is_marked_gone_never_deleted(company, users, ips_e
 
 
 def test_a_job_back_in_ips_is_no_longer_gone(company, ips_emulator):
-    services.sync_company(company)
+    sync.sync_company(company)
     emulated = ips_emulator.state.jobs["47|Video Sync|"]
-    company.connection.client().delete_job("47", "47|Video Sync|")
-    services.sync_company(company)
+    ips.client_for(company.connection).delete_job("47", "47|Video Sync|")
+    sync.sync_company(company)
     assert Job.objects.get(handle="47|Video Sync|").is_gone
 
     ips_emulator.state.jobs[emulated.handle] = emulated
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert (result.created, result.updated, result.gone) == (0, 5, 0)
     job = Job.objects.get(handle="47|Video Sync|")
     assert job.is_gone is False and job.gone_at is None
@@ -198,14 +199,14 @@ FAILURES = [
 
 @pytest.mark.parametrize("injection, words", FAILURES)
 def test_a_failed_sync_changes_nothing(company, ips_emulator, injection, words):
-    services.sync_company(company)
+    sync.sync_company(company)
     before = _state(company)
     # IPS has changed meanwhile, but the sync cannot see it.
     ips_emulator.state.jobs["47|My Test Job|"].name = "Renamed"
-    company.connection.client().delete_job("47", "47|Video Sync|")
+    ips.client_for(company.connection).delete_job("47", "47|Video Sync|")
 
     ips_emulator.state.inject(operation="getScheduledJobs", **injection)
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert result.error
     for word in words:
         assert word in result.error, result.error
@@ -218,7 +219,7 @@ def test_a_failed_sync_changes_nothing(company, ips_emulator, injection, words):
 def test_a_failed_first_sync_creates_nothing(company, unused_url):
     company.connection.service_url = unused_url
     company.connection.save()
-    result = services.sync_company(company)
+    result = sync.sync_company(company)
     assert "refused the connection" in result.error
     assert not Job.objects.exists()
 

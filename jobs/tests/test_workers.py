@@ -34,7 +34,7 @@ from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
 from conftest import REDIS_TEST_URL
-from jobs import services, tasks
+from jobs.services import actions, base, follow, sync
 from jobs.models import Execution, Job, RunFollow
 from jobs.templatetags.ipsadmin import duration
 
@@ -48,7 +48,7 @@ FAST_FOLLOW = {"IPS_FOLLOW_FIRST_POLL": "0.05", "IPS_FOLLOW_MAX_INTERVAL": "0.2"
 #: How long a run lasts on the emulator's clock.
 RUN_SECONDS = 10.0
 
-#: The worker's INFO line of every poll (services.follow_step), written inside its lease.
+#: The worker's INFO line of every poll (follow.follow_step), written inside its lease.
 POLL_LINE = re.compile(r"follow of execution (\d+): asked IPS from (\S+) to (\S+)$")
 #: The worker's line of every follow step (jobs/tasks.py).
 STEP_LINE = re.compile(r"follow of execution (\d+): (finished|polled|leased|stale|done|failed poll)$")
@@ -317,7 +317,7 @@ def test_a_worker_killed_mid_poll_loses_no_run(client, login, job, ips_emulator,
 
     The dead worker's lease keeps everyone off the run until it ends: short
     IPS timeouts make it a few seconds (lease = 7 calls x (connect + read) +
-    margin, services.follow_lease), the only real time this test waits."""
+    margin, follow.follow_lease), the only real time this test waits."""
     short_lease = {"IPS_CONNECT_TIMEOUT": "0.1", "IPS_READ_TIMEOUT": "0.5", "IPS_STALE_MARGIN": "0.1"}
     ips_emulator.state.job_duration = RUN_SECONDS
     login("IpsUser")
@@ -434,7 +434,7 @@ def test_two_db_workers_follow_two_hundred_runs_none_twice_at_once_none_lost(
     state.job_duration = RUN_SECONDS * 2
     for n in range(RUNS):
         state.add_job("47", f"Follow {n:03d}")
-    assert not services.sync_company(company).error
+    assert not sync.sync_company(company).error
     jobs = list(Job.objects.filter(company=company, name__startswith="Follow "))
     assert len(jobs) == RUNS
     user = users["IpsUser"]
@@ -442,8 +442,7 @@ def test_two_db_workers_follow_two_hundred_runs_none_twice_at_once_none_lost(
 
     # 200 presses; IPS's clock moves 5 ms between them (every run stays New: its first tenth).
     for n, job in enumerate(jobs):
-        result = services.run_job(job, access, user, services.RequestInfo(f"bulk-{n:03d}"),
-                                  schedule=tasks.schedule_follow)
+        result = actions.run_job(job, access, user, base.RequestInfo(f"bulk-{n:03d}"))
         assert result.outcome == "accepted", result.execution.message
         ips_clock.advance(0.005)
     executions = list(Execution.objects.filter(outcome="accepted").values_list("pk", flat=True))
@@ -453,7 +452,7 @@ def test_two_db_workers_follow_two_hundred_runs_none_twice_at_once_none_lost(
 
     started = time.monotonic()
     # A lease of 9 s (7 calls x 1.25 s + 0.25 s) instead of 2 min: a step that
-    # meets another's lease comes back when it ends (services.follow_step).
+    # meets another's lease comes back when it ends (follow.follow_step).
     lease = {"IPS_CONNECT_TIMEOUT": "0.25", "IPS_READ_TIMEOUT": "1", "IPS_STALE_MARGIN": "0.25"}
     pair = [workers.db("db-worker-a", **lease), workers.db("db-worker-b", **lease)]
 
@@ -467,7 +466,7 @@ def test_two_db_workers_follow_two_hundred_runs_none_twice_at_once_none_lost(
     # A second chain for every run while the workers poll (an operator's
     # resume_follows after a false alarm): the old chains' steps must go stale,
     # and a new step must not poll while an old one does.
-    assert services.resume_follows(tasks.schedule_follow) == RUNS
+    assert follow.resume_follows() == RUNS
     wait_for(lambda: all_follows(execution__ips_state="Running"), "every run seen Running", timeout=60)
     ips_clock.advance(RUN_SECONDS * 3)  # every run is over
     wait_for(lambda: all_follows(done_at__isnull=False), "every follow done", timeout=60)
@@ -511,7 +510,7 @@ def test_the_overlap_check_finds_two_polls_of_one_run_at_once():
         message = (f"follow of execution {execution}: asked IPS "
                    f"from 2026-11-29T10:00:00.{began}+00:00 to 2026-11-29T10:00:00.{ended}+00:00")
         return json.dumps({"time": "2026-11-29 10:00:00,100", "level": "INFO", "request_id": "-",
-                           "logger": "jobs.services", "message": message}) + "\n"
+                           "logger": "jobs.services.follow", "message": message}) + "\n"
 
     logs = {"a": line(7, "000000", "050000"), "b": line(7, "040000", "060000") + line(8, "040000", "060000")}
     [(first, second)] = polls_at_once(polls_in(logs))

@@ -3,7 +3,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from jobs import demo, ips, ipsversions, services
+from jobs import demo, ips, ipsversions
+from jobs.services import connections, people, sync
 from jobs.models import Company, Connection, MembershipChange
 
 
@@ -41,14 +42,14 @@ class Command(BaseCommand):
         connection.set_password(demo.DEMO_PASSWORD)
         connection.save()
         try:
-            memberships = connection.client().get_company_membership()
+            listed = connections.service_account_companies(connection)
         except ips.IpsError as error:
             raise CommandError(f"Cannot read the companies from the emulator at {service_url}: {error}") from None
         with transaction.atomic():
             companies = {}
-            for m in memberships:
+            for handle, name, _role, _known in listed:
                 company, _ = Company.objects.update_or_create(
-                    connection=connection, handle=m.company.company_handle, defaults={"name": m.company.name or ""}
+                    connection=connection, handle=handle, defaults={"name": name}
                 )
                 companies[company.handle] = company
             if demo.DEMO_COMPANY not in companies:
@@ -58,7 +59,7 @@ class Command(BaseCommand):
                 user, _ = User.objects.update_or_create(username=username, defaults={"is_active": True})
                 user.set_password(demo.DEMO_PASSWORD)
                 user.save()
-                services.change_membership(
+                people.change_membership(
                     None, user, companies[demo.DEMO_COMPANY], role, MembershipChange.Source.DEMO
                 )
             admin, _ = User.objects.update_or_create(
@@ -68,5 +69,5 @@ class Command(BaseCommand):
             admin.save()
         self.stdout.write(f"Demo data: {len(companies)} companies, {len(demo.DEMO_USERS) + 1} users.")
         if not no_sync:
-            for result in services.sync_companies(companies.values()):
+            for result in sync.sync_companies(companies.values()):
                 self.stdout.write(str(result))

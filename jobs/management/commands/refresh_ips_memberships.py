@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from jobs import services
+from jobs.services import people
 from jobs.models import Connection
 
 
@@ -9,5 +9,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         for connection in Connection.objects.filter(ips_sign_in=True):
-            count, why = services.refresh_ips_memberships(connection)
+            count, why = people.refresh_ips_memberships(connection)
             self.stdout.write(why or f"{connection}: {count} {'person' if count == 1 else 'people'} refreshed from IPS.")

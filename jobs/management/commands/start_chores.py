@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from jobs import services, tasks
+from jobs.services import chores
 
 
 class Command(BaseCommand):
@@ -10,6 +10,6 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        for name in tasks.CHORES:
-            services.start_chore(name, tasks.schedule_chore)
+        for name in chores.NAMES:
+            chores.start_chore(name)
             self.stdout.write(f"{name}: started.")

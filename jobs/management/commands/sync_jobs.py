@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import services
+from jobs.services import sync
 from jobs.models import Company
 
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         if not companies:
             raise CommandError("No company matches.")
         failed = 0
-        for result in services.sync_companies(companies):
+        for result in sync.sync_companies(companies):
             self.stdout.write(str(result))
             failed += bool(result.error)
         if failed:

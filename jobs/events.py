@@ -1,0 +1,66 @@
+"""Background work and after-commit events: the one seam between the use cases and the task backend.
+
+Services schedule background work here (``schedule(FOLLOW, …)``) and never
+know which backend runs it: jobs/tasks.py registers how each kind is
+enqueued when the app is ready. What services announce (``run_ended``) is
+sent after the transaction that recorded it commits, and never for one that
+rolls back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.dispatch import Signal
+
+log = logging.getLogger(__name__)
+
+#: Kinds of background work: one follow step of a run (execution id, token), one run of a chore (name, token).
+FOLLOW = "follow"
+CHORE = "chore"
+
+#: kind -> enqueue(*args, when): filled by jobs/tasks.py (JobsConfig.ready imports it).
+SCHEDULERS: dict[str, Callable[..., None]] = {}
+
+#: Sent once per run, after the commit that recorded its IPS result (by a worker's
+#: follow step or a browser's poll alike), with ``execution_id`` and ``result``.
+run_ended = Signal()
+
+
+def register(kind: str, enqueue: Callable[..., None]) -> None:
+    SCHEDULERS[kind] = enqueue
+
+
+def schedule(kind: str, *args, when: dt.datetime) -> None:
+    """Enqueue background work to run at ``when``, once the current transaction commits.
+
+    A kind nobody registered fails here, loudly, not later in silence: an
+    accepted run must never be left unfollowed."""
+    try:
+        enqueue = SCHEDULERS[kind]
+    except KeyError:
+        raise ImproperlyConfigured(f"no task backend registered for {kind!r} work (jobs/tasks.py)") from None
+
+    def send():
+        try:
+            enqueue(*args, when=when)
+        except Exception:
+            # The row stands; its chain waits for `manage.py resume_follows` (or start_chores).
+            log.exception("could not schedule %s work %r", kind, args)
+
+    transaction.on_commit(send)
+
+
+def announce_run_ended(execution_id: int, result: str) -> None:
+    """``run_ended``, after the current transaction commits; a receiver's failure is logged, not raised."""
+
+    def send():
+        for receiver, error in run_ended.send_robust(sender=None, execution_id=execution_id, result=result):
+            if isinstance(error, Exception):
+                log.error("run_ended receiver %r failed for execution %s: %r", receiver, execution_id, error)
+
+    transaction.on_commit(send)

@@ -1,0 +1,319 @@
+"""The client: one per endpoint over a WSDL parsed once per process, an
+authHeader on every call, and whatever zeep or requests raise turned into the
+project's exceptions."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import zeep
+import zeep.exceptions
+
+from .. import ipsversions
+from .errors import IpsError, IpsHttpError, IpsMalformedReply, IpsTimeout, IpsUnavailable
+from .replies import ActiveJob, CompanyInfo, CompanyMembership, JobLog, ScheduledJob, UserInfo, read_reply
+from .transport import Transport
+
+IPS_NS = "http://www.scene7.com/IpsApi/xsd"
+BUNDLED_WSDL_DIR = Path(__file__).resolve().parents[2] / "wsdl"
+# API versions with a bundled WSDL: "" is the unversioned namespace.
+BUNDLED_VERSIONS = {v.key: v.wsdl_file for v in ipsversions.VERSIONS}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to call IPS. The password never shows in a repr."""
+
+    service_url: str
+    user: str
+    password: str = field(repr=False)
+    api_version: str = ""
+    wsdl_url: str = ""  # empty: the bundled WSDL of api_version
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    app_name: str = "ipsadmin"
+    app_version: str = "0"
+    locale: str = ""
+
+    def cache_key(self):
+        secret = hashlib.sha256(self.password.encode()).hexdigest()
+        return dataclasses.replace(self, password=secret)
+
+
+_wsdl_lock = threading.Lock()
+_wsdl_source_locks: dict[str, threading.Lock] = {}
+_wsdl_cache: dict[str, zeep.Client] = {}
+_client_lock = threading.Lock()
+_clients: dict[Endpoint, IpsClient] = {}
+#: Counts WSDL parses, so a test can prove it happens once per process.
+stats = {"wsdl_parses": 0}
+
+
+def _wsdl_source(endpoint: Endpoint) -> str:
+    if endpoint.wsdl_url:
+        return endpoint.wsdl_url
+    try:
+        return str(BUNDLED_WSDL_DIR / BUNDLED_VERSIONS[endpoint.api_version])
+    except KeyError:
+        raise IpsError(
+            f"No bundled WSDL for API version {endpoint.api_version!r}; "
+            f"configure a WSDL URL or use one of {sorted(BUNDLED_VERSIONS)}."
+        ) from None
+
+
+def _parsed_wsdl(source: str, connect_timeout: float, read_timeout: float) -> zeep.Client:
+    # One lock per source: a slow remote WSDL holds up only its own connections.
+    with _wsdl_lock:
+        lock = _wsdl_source_locks.setdefault(source, threading.Lock())
+    with lock:
+        client = _wsdl_cache.get(source)
+        if client is None:
+            try:
+                transport = Transport(connect_timeout=connect_timeout, read_timeout=read_timeout)
+                client = zeep.Client(source, transport=transport)
+            except requests.RequestException as exc:
+                error = IpsUnavailable(f"Could not load the IPS WSDL ({type(exc).__name__})", url=source)
+                raise error from None
+            except Exception as exc:
+                # An HTML page, broken XML, a schema zeep cannot read: not cached.
+                error = IpsError(f"The configured WSDL is not a usable IPS WSDL ({type(exc).__name__})")
+                error.url = source
+                raise error from None
+            if not client.wsdl.bindings or f"{{{IPS_NS}}}authHeader" not in _element_names(client):
+                error = IpsError("The configured WSDL is not an IPS WSDL (no SOAP binding or no authHeader)")
+                error.url = source
+                raise error
+            stats["wsdl_parses"] += 1
+            _wsdl_cache[source] = client
+        return client
+
+
+def _element_names(client) -> set[str]:
+    return {str(e.qname) for e in client.wsdl.types.elements}
+
+
+def get_client(endpoint: Endpoint) -> IpsClient:
+    """The process-wide client of an endpoint (built on first use)."""
+    key = endpoint.cache_key()
+    with _client_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = IpsClient(endpoint)
+        return client
+
+
+def clear_clients() -> None:
+    """Forget built clients (the parsed WSDLs stay: they never change)."""
+    with _client_lock:
+        _clients.clear()
+
+
+class IpsClient:
+    def __init__(self, endpoint: Endpoint):
+        self.endpoint = endpoint
+        source = _wsdl_source(endpoint)
+        parsed = _parsed_wsdl(source, endpoint.connect_timeout, endpoint.read_timeout)
+        self._operation = threading.local()
+        transport = Transport(
+            connect_timeout=endpoint.connect_timeout,
+            read_timeout=endpoint.read_timeout,
+            operation=self._operation,
+        )
+        # One zeep client per endpoint over the shared parsed WSDL: the
+        # transport (session, timeouts) is the per-connection part. zeep builds
+        # and sends requests; replies are read by read_reply().
+        self._zeep = zeep.Client(
+            wsdl=parsed.wsdl, transport=transport, settings=zeep.Settings(raw_response=True)
+        )
+        binding = next(iter(parsed.wsdl.bindings))
+        self._service = self._zeep.create_service(binding, endpoint.service_url)
+        self._header_type = self._zeep.get_element(f"{{{IPS_NS}}}authHeader")
+
+    def __repr__(self):
+        return f"<IpsClient {self.endpoint.user} at {self.endpoint.service_url}>"
+
+    def close(self) -> None:
+        """Close the connections of a client made for one use (not one of get_client's)."""
+        self._zeep.transport.session.close()
+
+    def _auth_header(self):
+        e = self.endpoint
+        return self._header_type(
+            user=e.user,
+            password=e.password,
+            locale=e.locale or None,
+            appName=e.app_name,
+            appVersion=e.app_version,
+        )
+
+    def call(self, operation: str, **params):
+        """Call an operation; returns its reply as ``read_reply`` reads it."""
+        try:
+            return self._call(operation, **params)
+        except IpsError as error:
+            error.url = error.url or self.endpoint.service_url
+            raise
+
+    def _call(self, operation: str, **params):
+        params = {k: v for k, v in params.items() if v is not None}
+        method = getattr(self._service, operation)
+        e = self.endpoint
+        self._operation.name = operation
+        try:
+            response = method(**params, _soapheaders=[self._auth_header()])
+        except IpsError:
+            raise
+        except requests.exceptions.ConnectTimeout:
+            error = IpsTimeout(f"IPS did not accept a connection within {e.connect_timeout:g} s", request_sent=False)
+            error.url = e.service_url
+            raise error from None
+        except requests.exceptions.Timeout:
+            raise IpsTimeout(
+                f"IPS did not answer {operation} within {e.read_timeout:g} s", request_sent=True
+            ) from None
+        except requests.exceptions.ConnectionError as exc:
+            raise _connection_error(operation, e.service_url, exc) from None
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+            requests.exceptions.TooManyRedirects,
+        ) as exc:
+            # The request went out; the answer broke off or could not be decoded.
+            raise IpsUnavailable(
+                f"IPS broke off its answer to {operation} ({type(exc).__name__})", request_sent=True
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise IpsUnavailable(f"IPS request failed: {type(exc).__name__}") from None
+        except (zeep.exceptions.ValidationError, zeep.exceptions.Error, TypeError, ValueError) as exc:
+            # zeep refused to build the request: nothing was sent.
+            raise IpsError(f"Could not build the {operation} request: {getattr(exc, 'message', exc)}") from None
+        return _reply_of(operation, response)
+
+    # The operations, by their IPS names in snake case.
+
+    def execute_job(self, company_handle: str, job_handle: str) -> None:
+        self.call("executeJob", companyHandle=company_handle, jobHandle=job_handle)
+
+    def pause_job(self, company_handle: str, job_handle: str) -> None:
+        self.call("pauseJob", companyHandle=company_handle, jobHandle=job_handle)
+
+    def resume_job(self, company_handle: str, job_handle: str) -> None:
+        self.call("resumeJob", companyHandle=company_handle, jobHandle=job_handle)
+
+    def stop_job(self, company_handle: str, job_handle: str) -> None:
+        self.call("stopJob", companyHandle=company_handle, jobHandle=job_handle)
+
+    def delete_job(self, company_handle: str, job_handle: str) -> None:
+        self.call("deleteJob", companyHandle=company_handle, jobHandle=job_handle)
+
+    def get_scheduled_jobs(self, company_handle, *, job_handle=None, original_name=None) -> list[ScheduledJob]:
+        return self.call(
+            "getScheduledJobs", companyHandle=company_handle, jobHandle=job_handle, originalName=original_name
+        )
+
+    def get_active_jobs(self, company_handle=None, *, job_handle=None, original_name=None) -> list[ActiveJob]:
+        return self.call(
+            "getActiveJobs", companyHandle=company_handle, jobHandle=job_handle, originalName=original_name
+        )
+
+    def get_job_logs(
+        self,
+        company_handle=None,
+        *,
+        user_handle=None,
+        sort_by=None,
+        sort_direction=None,
+        start_date=None,
+        end_date=None,
+        num_rows=None,
+    ) -> list[JobLog]:
+        return self.call(
+            "getJobLogs",
+            companyHandle=company_handle,
+            userHandle=user_handle,
+            sortBy=sort_by,
+            sortDirection=sort_direction,
+            startDate=start_date,
+            endDate=end_date,
+            numRows=num_rows,
+        )
+
+    def get_job_log_details(
+        self,
+        company_handle,
+        *,
+        job_handle=None,
+        original_name=None,
+        log_types=None,
+        records_per_page=None,
+        results_page=None,
+        sort_by=None,
+        sort_direction=None,
+    ) -> list[JobLog]:
+        return self.call(
+            "getJobLogDetails",
+            companyHandle=company_handle,
+            jobHandle=job_handle,
+            originalName=original_name,
+            logTypeArray={"items": list(log_types)} if log_types else None,
+            recordsPerPage=records_per_page,
+            resultsPage=results_page,
+            sortBy=sort_by,
+            sortDirection=sort_direction,
+        )
+
+    def check_login(self, email: str, password: str, company_handle: str | None = None) -> bool:
+        return self.call("checkLogin", companyHandle=company_handle, email=email, password=password)
+
+    def get_company_info(self, company_handle=None, *, company_name=None) -> CompanyInfo:
+        return self.call("getCompanyInfo", companyHandle=company_handle, companyName=company_name)
+
+    def get_user_info(self, user_handle=None, *, email=None) -> UserInfo:
+        return self.call("getUserInfo", userHandle=user_handle, email=email)
+
+    def get_company_membership(self, user_handle=None) -> list[CompanyMembership]:
+        """Each company with the user's role there; ``role`` is None before 6.0."""
+        return self.call("getCompanyMembership", userHandle=user_handle)
+
+
+def _reply_of(operation: str, response):
+    """The value of an HTTP reply: SOAP results and faults, or why it is neither."""
+    ctype = response.headers.get("Content-Type", "").lower()
+    if response.status_code != 200 and "xml" not in ctype:
+        raise IpsHttpError(
+            f"IPS answered HTTP {response.status_code} ({ctype or 'no content type'}), not SOAP",
+            status=response.status_code,
+        )
+    try:
+        return read_reply(operation, response.content)
+    except IpsMalformedReply:
+        if response.status_code != 200:
+            raise IpsHttpError(
+                f"IPS answered HTTP {response.status_code} to {operation}, not SOAP", status=response.status_code
+            ) from None
+        raise
+
+
+def _connection_error(operation, url, exc) -> IpsUnavailable:
+    text = repr(exc)
+    if (
+        "Connection aborted" in text  # urllib3: failed after connecting, while sending or reading
+        or "RemoteDisconnected" in text
+        or "ConnectionResetError" in text
+        or "BrokenPipe" in text
+    ):
+        return IpsUnavailable(
+            f"IPS closed the connection during {operation} without answering", request_sent=True
+        )
+    if "NameResolution" in text or "getaddrinfo" in text:
+        return IpsUnavailable("IPS's host name could not be resolved", url=url)
+    if "SSLError" in text or isinstance(exc, requests.exceptions.SSLError):
+        return IpsUnavailable("the TLS handshake with IPS failed", url=url)
+    if "refused" in text.lower():
+        return IpsUnavailable("IPS refused the connection", url=url)
+    return IpsUnavailable(f"IPS could not be reached ({type(exc).__name__})", url=url)

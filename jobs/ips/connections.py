@@ -1,0 +1,39 @@
+"""The client of a dashboard connection: its Endpoint from the connection's
+fields and the Django settings. The connection is duck-typed (a
+``jobs.models.Connection`` or anything with the same methods), so the
+package never imports the models."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from .client import Endpoint, IpsClient, get_client
+from .errors import IpsError
+
+
+def endpoint_for(connection) -> Endpoint:
+    """Where and as whom ``connection`` calls IPS.
+
+    Raises ImproperlyConfigured when its password cannot be decrypted."""
+    return Endpoint(
+        service_url=connection.resolved_service_url(),
+        user=connection.username,
+        password=connection.get_password(),
+        api_version=connection.api_version,
+        wsdl_url=connection.wsdl_url,
+        connect_timeout=settings.IPS_CONNECT_TIMEOUT,
+        read_timeout=settings.IPS_READ_TIMEOUT,
+        app_name=settings.IPS_APP_NAME,
+        app_version=settings.IPS_APP_VERSION,
+    )
+
+
+def client_for(connection) -> IpsClient:
+    """The process-wide client of ``connection`` (``get_client`` of its endpoint)."""
+    try:
+        endpoint = endpoint_for(connection)
+    except ImproperlyConfigured as error:
+        # A password stored under another encryption key: say so, not a 500.
+        raise IpsError(f"connection “{connection}”: {error}") from None
+    return get_client(endpoint)

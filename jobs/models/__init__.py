@@ -1,0 +1,41 @@
+"""The models of jobs/, one module per subject; every public name is importable from here."""
+
+from .background import Chore, RunFollow
+from .catalogue import Job, JobQuerySet
+from .connections import Company, CompanyQuerySet, Connection
+from .executions import (
+    FAILED_IPS_RESULTS,
+    FAILED_OUTCOMES,
+    FAILED_RUN,
+    FOLLOW_FOR,
+    IPS_CALLS_PER_RUN,
+    Execution,
+    ExecutionQuerySet,
+    allow_pruning,
+)
+from .exports import HistoryExport, HistoryExportQuerySet
+from .people import IpsIdentity, Membership, MembershipChange, Profile
+
+__all__ = [
+    "Chore",
+    "Company",
+    "CompanyQuerySet",
+    "Connection",
+    "Execution",
+    "ExecutionQuerySet",
+    "FAILED_IPS_RESULTS",
+    "FAILED_OUTCOMES",
+    "FAILED_RUN",
+    "FOLLOW_FOR",
+    "HistoryExport",
+    "HistoryExportQuerySet",
+    "IPS_CALLS_PER_RUN",
+    "IpsIdentity",
+    "Job",
+    "JobQuerySet",
+    "Membership",
+    "MembershipChange",
+    "Profile",
+    "RunFollow",
+    "allow_pruning",
+]

@@ -1,0 +1,425 @@
+"""Executions: the audit trail of every press of Run, and the one door to pruning it."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+
+from django.conf import settings
+from django.db import connections, models, transaction
+from django.db.models import BooleanField, F, Q
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from .. import ipsversions
+from .background import RunFollow
+from .connections import Company
+
+# The job by name ("jobs.Job"): .catalogue imports this module, its
+# JobQuerySet reads the executions.
+
+
+class _Pruning(threading.local):
+    active = False
+
+
+_pruning = _Pruning()
+
+
+@contextlib.contextmanager
+def allow_pruning():
+    """The one door through which executions may be deleted (prune_executions)."""
+    _pruning.active = True
+    try:
+        yield
+    finally:
+        _pruning.active = False
+
+
+#: IPS calls one Run may wait on in turn: getActiveJobs, executeJob, then
+#: getActiveJobs again to name the run it started. Each has a whole-reply
+#: deadline of connect + read timeout (jobs/ips/).
+IPS_CALLS_PER_RUN = 3
+#: How long after its acceptance a run is followed in IPS again after a reload.
+FOLLOW_FOR = dt.timedelta(minutes=15)
+
+
+class ExecutionQuerySet(models.QuerySet):
+    def delete(self):
+        if not _pruning.active:
+            raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
+        return super().delete()
+
+    def update(self, **kwargs):
+        # Bulk updates would bypass save()'s checks; services.py saves rows one by one.
+        # The one exception: deleting a job, company or user sets its key NULL
+        # (on_delete=SET_NULL), and the snapshots keep the history.
+        if kwargs and all(k in ("job", "company", "user") and v is None for k, v in kwargs.items()):
+            return super().update(**kwargs)
+        raise PermissionError("Executions change only through services.py, one row at a time.")
+
+    def sent(self):
+        """Presses of Run that reached IPS (or tried to): a job's runs, not refusals made here, nor stops."""
+        return self.filter(operation="executeJob").exclude(outcome__in=Execution.NOT_SENT)
+
+    def stale(self, now=None):
+        """'sending' rows older than stale_after(): their process died mid-call."""
+        cutoff = (now or timezone.now()) - Execution.stale_after()
+        return self.filter(outcome=Execution.Outcome.SENDING, requested_at__lt=cutoff)
+
+    def _raw_delete(self, using):
+        if not _pruning.active:
+            raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
+        return super()._raw_delete(using)
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for obj in objs:
+            obj.check_insert()
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def prune(self, before) -> int:
+        """Delete finished rows requested before ``before``: the only deletion of audit rows.
+
+        On PostgreSQL through ipsadmin_prune_executions() (migration 0007), a
+        function owned by a role the application does not hold; it keeps at
+        least PRUNE_MIN_DAYS of history whoever calls it."""
+        connection = connections[self.db]
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT ipsadmin_prune_executions(%s)", [before])
+                return cursor.fetchone()[0]
+        old = self.filter(requested_at__lt=before).exclude(outcome=Execution.Outcome.SENDING)
+        with transaction.atomic(using=self.db), allow_pruning():
+            RunFollow.objects.filter(execution__in=old).delete()
+            count, _ = old.delete()
+        return count
+
+    def last_run_of(self, job):
+        """The job's latest run sent to IPS, or None."""
+        return self.filter(job=job).sent().order_by("-requested_at", "-id").first()
+
+    def failures(self):
+        """Runs that failed: IPS never started them (refused, unreachable, ...) or ended them with errors.
+
+        The condition of the partial index execution_job_failures, word for word."""
+        return self.filter(FAILED_RUN)
+
+    def by_usernames(self, names):
+        """Rows of these user names, in any case (index execution_user_recent)."""
+        names = list(names)
+        if len(names) == 1:
+            return self.alias(username_lower=Lower("username")).filter(username_lower=Lower(models.Value(names[0])))
+        return self.alias(username_lower=Lower("username")).filter(
+            username_lower__in=[Lower(models.Value(n)) for n in names]
+        )
+
+
+#: Runs that failed, for "last failure" and failure counts: never started by
+#: IPS (whatever went wrong on the way), or ended by IPS with errors or a
+#: fatal error. Not failures: refusals made here (the run was never sent),
+#: warnings, a run stopped on purpose.
+FAILED_OUTCOMES = ("refused", "unreachable", "timed_out", "bad_reply", "interrupted", "error", "ips_error")
+FAILED_IPS_RESULTS = ("errors", "fatal")
+# Literal SQL, not parameters: SQLite uses a partial index only when the
+# query repeats the index's WHERE terms, and a bound parameter never matches
+# a literal. The same expression is the index's condition and the filter.
+FAILED_RUN = RawSQL(
+    "operation = 'executeJob' AND (outcome IN ({}) OR ips_result IN ({}))".format(
+        ", ".join(f"'{o}'" for o in FAILED_OUTCOMES), ", ".join(f"'{r}'" for r in FAILED_IPS_RESULTS)
+    ),
+    (),
+    output_field=BooleanField(),
+)
+
+
+class Execution(models.Model):
+    """One press of Run, whatever happened: the audit trail.
+
+    Snapshots keep the handles, username and role, so that deleting a job or
+    a user never erases history. Outcome fields are written by services.py.
+    """
+
+    class Outcome(models.TextChoices):
+        DENIED = "denied", _("denied")
+        ALREADY_RUNNING = "already_running", _("already running")
+        JOB_GONE = "job_gone", _("job gone from IPS")
+        SENDING = "sending", _("sending")
+        ACCEPTED = "accepted", _("accepted")
+        REFUSED = "refused", _("refused by IPS")
+        UNREACHABLE = "unreachable", _("IPS unreachable")
+        TIMED_OUT = "timed_out", _("timed out")
+        BAD_REPLY = "bad_reply", _("bad reply from IPS")
+        INTERRUPTED = "interrupted", _("interrupted")
+        ERROR = "error", _("dashboard error")
+        NOT_RUNNING = "not_running", _("not running in IPS")
+        IPS_ERROR = "ips_error", _("IPS error page")
+
+    class IpsResult(models.TextChoices):
+        """What IPS did with an accepted run, from its final log (empty: not known yet)."""
+
+        OK = "ok", _("finished")
+        WARNINGS = "warnings", _("finished with warnings")
+        ERRORS = "errors", _("finished with errors")
+        FATAL = "fatal", _("fatal error")
+        STOPPED = "stopped", _("stopped")
+        NO_RESULT = "no_result", _("no result from IPS")
+
+    #: Refused here, never sent: history, not a job's "last run".
+    NOT_SENT = (Outcome.DENIED, Outcome.ALREADY_RUNNING, Outcome.JOB_GONE, Outcome.NOT_RUNNING)
+
+    #: What following the run writes on an accepted row, until ``ips_result`` is set;
+    #: then the row is final like any other.
+    IPS_FIELDS = frozenset(
+        {
+            "ips_run_handle",
+            "ips_run_name",
+            "ips_state",
+            "ips_progress",
+            "ips_log_type",
+            "ips_success_count",
+            "ips_warning_count",
+            "ips_error_count",
+            "ips_duplicate_count",
+            "ips_update_count",
+            "ips_total_count",
+            "ips_fatal",
+            "ips_started_at",
+            "ips_ended_at",
+            "ips_runtime_ms",
+            "ips_result",
+            "ips_result_at",
+        }
+    )
+
+    IDENTITY_FIELDS = frozenset(
+        {
+            "operation",
+            "company_handle",
+            "job_handle",
+            "job_name",
+            "username",
+            "role",
+            "role_from_ips",
+            "role_read_at",
+            "requested_at",
+            "client_ip",
+            "user_agent",
+            "request_id",
+        }
+    )
+
+    operation = models.CharField(max_length=40, default="executeJob")
+    job = models.ForeignKey("jobs.Job", null=True, on_delete=models.SET_NULL, related_name="executions")
+    company = models.ForeignKey(Company, null=True, on_delete=models.SET_NULL, related_name="executions")
+    company_handle = models.CharField(max_length=255)
+    job_handle = models.TextField()
+    job_name = models.TextField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="executions"
+    )
+    username = models.CharField(max_length=150)
+    role = models.CharField(max_length=30, blank=True, help_text="The user's IPS user type at the time.")
+    role_from_ips = models.BooleanField("role read from IPS", default=False)
+    role_read_at = models.DateTimeField(
+        "role read from IPS at", null=True, blank=True, help_text="When IPS last said so, for a role read from IPS."
+    )
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    message = models.TextField(blank=True, help_text="What the user was told.")
+    fault_family = models.CharField(max_length=40, blank=True)
+    fault_code = models.IntegerField(null=True, blank=True)
+    fault_reason = models.TextField(blank=True)
+    requested_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Big: a row left 'sending' for weeks gets its (long) time when reconciled.
+    duration_ms = models.PositiveBigIntegerField(
+        "request time (ms)", null=True, blank=True, help_text="How long the dashboard's calls to IPS took."
+    )
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    request_id = models.CharField(max_length=64)
+    # The run IPS started, as getActiveJobs named it right after executeJob:
+    # following the run looks for exactly this one, never the job's latest.
+    ips_run_handle = models.TextField("IPS run handle", blank=True)
+    ips_run_name = models.TextField("IPS run name", blank=True)
+    # What IPS did with the run, written by following it (jobs/tasks.py and
+    # the browser's polls alike), final once ips_result is set.
+    ips_state = models.CharField("IPS state", max_length=20, blank=True, help_text="While the run goes on.")
+    ips_progress = models.PositiveSmallIntegerField("IPS progress (%)", null=True, blank=True)
+    ips_log_type = models.CharField("IPS log type", max_length=64, blank=True)
+    ips_success_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_warning_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_error_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_duplicate_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_update_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_total_count = models.PositiveIntegerField(null=True, blank=True)
+    ips_fatal = models.BooleanField("IPS fatal error", null=True, blank=True)
+    ips_started_at = models.DateTimeField("IPS start", null=True, blank=True)
+    ips_ended_at = models.DateTimeField("IPS end", null=True, blank=True)
+    ips_runtime_ms = models.PositiveBigIntegerField("IPS runtime (ms)", null=True, blank=True)
+    ips_result = models.CharField("IPS result", max_length=20, choices=IpsResult.choices, blank=True)
+    ips_result_at = models.DateTimeField("IPS result recorded", null=True, blank=True)
+
+    objects = ExecutionQuerySet.as_manager()
+
+    class Meta:
+        # Related-object access and Model.delete() go through the guarded queryset too.
+        base_manager_name = "objects"
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            # At most one run in flight per job, across workers and servers.
+            models.UniqueConstraint(
+                fields=["job"],
+                condition=Q(outcome="sending"),
+                name="execution_one_in_flight_per_job",
+            ),
+        ]
+        # History pages by keyset (jobs/history.py): each filter has an index
+        # that hands its rows over already in the page's order, (requested_at,
+        # id) newest first, read backwards for oldest first; id breaks ties, so
+        # a page starts exactly after the last row of the one before. No page
+        # ever sorts or counts what it does not show.
+        indexes = [
+            # History newest (or oldest) first: everything (superuser), a date
+            # range, and on SQLite several companies at once (their filter is
+            # checked along this scan, see history.visible_to); the admin's changelist.
+            models.Index(fields=["-requested_at", "-id"], name="execution_recent"),
+            # History of one company.
+            models.Index(fields=["company", "-requested_at", "-id"], name="execution_company_recent"),
+            # History of one job, its page's recent runs and stats, and "last
+            # execution" per job on the jobs page.
+            models.Index(fields=["job", "-requested_at", "-id"], name="execution_job_recent"),
+            # History by user, in any case ("Mine" too): the username snapshot outlives the user.
+            models.Index(Lower("username"), F("requested_at").desc(), F("id").desc(), name="execution_user_recent"),
+            # History by outcome, and by IPS result.
+            models.Index(fields=["outcome", "-requested_at", "-id"], name="execution_outcome_recent"),
+            models.Index(fields=["ips_result", "-requested_at", "-id"], name="execution_ips_result_recent"),
+            # History sorted by IPS runtime or by request time, longest (or shortest) first.
+            models.Index(fields=["-ips_runtime_ms", "-id"], name="execution_ips_runtime"),
+            models.Index(fields=["-duration_ms", "-id"], name="execution_request_time"),
+            # The admin's search by request id (the id a failed page tells its user).
+            models.Index(fields=["request_id"], name="execution_request_id"),
+            # A job's last failure: the first entry, however many runs succeeded since.
+            models.Index(
+                fields=["job", "-requested_at", "-id"], condition=Q(FAILED_RUN), name="execution_job_failures"
+            ),
+            # reconcile_executions: stale in-flight rows by age.
+            models.Index(
+                fields=["requested_at"], condition=Q(outcome="sending"), name="execution_inflight_age"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.job_name} by {self.username} at {self.requested_at:%Y-%m-%d %H:%M:%S}: {self.outcome}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._stored = dict(zip(field_names, values))
+        return instance
+
+    #: A row is born 'sending' (then finished once by services.press.finish()), or
+    #: as a refusal that never reached IPS.
+    INSERTABLE = (Outcome.SENDING, *NOT_SENT)
+
+    def check_insert(self) -> None:
+        if self.pk is not None:
+            raise PermissionError("An execution is inserted as a new row, without a primary key of its own.")
+        if self.outcome not in self.INSERTABLE:
+            raise PermissionError(
+                f"An execution starts 'sending' or as a refusal made here, not {self.outcome!r}: "
+                "services.press.finish() gives it its outcome."
+            )
+        if self.ips_result:
+            raise PermissionError("An execution gets its IPS result by following the run.")
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
+    def save(self, *args, **kwargs):
+        stored = getattr(self, "_stored", None)
+        if stored is None:
+            # Never an UPDATE of a row this instance was not loaded from.
+            self.check_insert()
+            kwargs["force_insert"] = True
+        else:
+            changed = {f for f in self.IDENTITY_FIELDS if f in stored and getattr(self, f) != stored[f]}
+            if changed:
+                raise PermissionError(f"The identity of an execution cannot change: {sorted(changed)}")
+            if stored.get("outcome") not in (None, self.Outcome.SENDING):
+                changed = {f for f in stored if getattr(self, f, stored[f]) != stored[f]}
+                if changed - self.IPS_FIELDS:
+                    raise PermissionError("A finished execution cannot change.")
+                if changed and (stored.get("outcome") != self.Outcome.ACCEPTED or stored.get("ips_result")):
+                    raise PermissionError("The IPS result of this execution is final.")
+                if "ips_run_handle" in changed and stored.get("ips_run_handle"):
+                    raise PermissionError("The IPS run of an execution cannot change once named.")
+        super().save(*args, **kwargs)
+        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
+    def delete(self, *args, **kwargs):
+        if not _pruning.active:
+            raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
+        return super().delete(*args, **kwargs)
+
+    @staticmethod
+    def stale_after() -> dt.timedelta:
+        """Age after which a 'sending' row belongs to a process that died mid-call.
+
+        A live run may wait out the whole-reply deadline of each of its IPS
+        calls: only past all of them (plus the margin) is its process taken for dead."""
+        per_call = settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
+        return dt.timedelta(seconds=IPS_CALLS_PER_RUN * per_call + settings.IPS_STALE_MARGIN)
+
+    def is_in_flight(self, now=None) -> bool:
+        """Being started by a live process (a stale 'sending' row is not: Run is offered again)."""
+        now = now or timezone.now()
+        return self.outcome == self.Outcome.SENDING and self.requested_at > now - self.stale_after()
+
+    def is_followed(self, now=None) -> bool:
+        """Followed by the browser too: still going in IPS, or ended lately."""
+        now = now or timezone.now()
+        if self.operation != "executeJob" or self.outcome != self.Outcome.ACCEPTED:
+            return False
+        return self.is_following or self.requested_at > now - FOLLOW_FOR
+
+    @property
+    def is_following(self) -> bool:
+        """An accepted run, and IPS has not said how it ended yet."""
+        return self.operation == "executeJob" and self.outcome == self.Outcome.ACCEPTED and not self.ips_result
+
+    @property
+    def ips_result_label(self) -> str:
+        """The result in a few words: "finished: 205 warnings", "fatal error"."""
+        R = self.IpsResult
+        if not self.ips_result:
+            return ""
+        if self.ips_result == R.WARNINGS:
+            count = self.ips_warning_count or 0
+            return ngettext("finished: %(count)s warning", "finished: %(count)s warnings", count) % {"count": count}
+        if self.ips_result == R.ERRORS:
+            count = self.ips_error_count or 0
+            return ngettext("finished: %(count)s error", "finished: %(count)s errors", count) % {"count": count}
+        if self.ips_result == R.NO_RESULT:
+            hours = int(settings.IPS_FOLLOW_DEADLINE.total_seconds() // 3600)
+            if hours:
+                return gettext("no result from IPS after %(hours)s h") % {"hours": hours}
+            return gettext("no result from IPS")
+        return str(self.get_ips_result_display())
+
+    @property
+    def ips_runtime(self) -> dt.timedelta | None:
+        return None if self.ips_runtime_ms is None else dt.timedelta(milliseconds=self.ips_runtime_ms)
+
+    @property
+    def fault_label(self) -> str:
+        if self.fault_code is None:
+            return ""
+        name = ipsversions.FAULT_NAMES.get(self.fault_code, "")
+        return f"{self.fault_code} {name}".strip()

@@ -1,0 +1,127 @@
+"""Dashboard users: their IPS user types per company, IPS identities, the record of changes, settings."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from ..roles import UserType
+
+# Companies and connections by name ("jobs.Company"): .connections imports
+# this module, its CompanyQuerySet reads Membership.
+
+
+class Membership(models.Model):
+    """A dashboard user's IPS user type in one company."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    company = models.ForeignKey("jobs.Company", on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField("IPS user type", max_length=30, choices=UserType.choices)
+    # Where the user type comes from: typed in the admin, or read from IPS
+    # (sign-in, refresh), when. One read longer ago than
+    # IPS_MEMBERSHIP_MAX_AGE no longer lets its holder act (roles.Access).
+    from_ips = models.BooleanField("read from IPS", default=False)
+    read_at = models.DateTimeField("read from IPS at", null=True, blank=True)
+
+    class Meta:
+        ordering = ["company", "user"]
+        constraints = [
+            # One role per user and company; also serves role_of(user, company).
+            models.UniqueConstraint(fields=["user", "company"], name="membership_unique_user_company"),
+        ]
+        permissions = [
+            # Django's add/change/delete_membership alone are not enough: giving
+            # IPS rights is its own permission (jobs/admin.py), and never to oneself.
+            ("grant_ips_roles", "Can give other users IPS user types in companies"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} is {self.role} in {self.company}"
+
+
+class IpsIdentity(models.Model):
+    """A Django user who signs in with IPS: who they are there. No password is kept."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ips_identity")
+    connection = models.ForeignKey("jobs.Connection", on_delete=models.CASCADE, related_name="identities")
+    email = models.EmailField("IPS email", max_length=254)
+    user_handle = models.CharField("IPS user handle", max_length=255, blank=True)
+    default_role = models.CharField("IPS default user type", max_length=30, blank=True)
+    password_expires = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField("read from IPS at")
+
+    class Meta:
+        constraints = [
+            # Sign-in finds the person by (connection, email).
+            models.UniqueConstraint(fields=["connection", "email"], name="ipsidentity_unique_email"),
+        ]
+
+    def __str__(self):
+        return f"{self.email} on {self.connection}"
+
+
+class MembershipChange(models.Model):
+    """Who gave whom which IPS user type where, and when: every membership change.
+
+    Snapshots keep the names, so deleting a user or a company keeps the
+    record. Rows are only ever added (services.people.change_membership)."""
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", _("Django admin")
+        DEMO = "demo", _("demo data (load_demo)")
+        IPS_SIGN_IN = "ips_sign_in", _("sign-in with IPS")
+        IPS_REFRESH = "ips_refresh", _("refresh from IPS")
+
+    at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField("changed by", max_length=150, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="membership_changes"
+    )
+    username = models.CharField(max_length=150)
+    company = models.ForeignKey("jobs.Company", null=True, on_delete=models.SET_NULL, related_name="membership_changes")
+    company_handle = models.CharField(max_length=255)
+    role_before = models.CharField("IPS user type before", max_length=30, blank=True)
+    role_after = models.CharField("IPS user type after", max_length=30, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            # The admin's list of one user's changes, newest first.
+            models.Index(fields=["user", "-at"], name="membershipchange_user_recent"),
+            # The admin's list of changes newest first.
+            models.Index(fields=["-at"], name="membershipchange_recent"),
+        ]
+
+    def __str__(self):
+        return (
+            f"{self.username} in {self.company_handle}: {self.role_before or 'none'} → "
+            f"{self.role_after or 'none'} ({self.get_source_display()}, {self.actor_name or 'system'})"
+        )
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("Membership changes are a record: they are added, never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Membership changes are a record: they are never deleted.")
+
+
+class Profile(models.Model):
+    """A dashboard user's own settings."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="profile")
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The zone every time is shown in. Empty: the browser's (jobs.timezones).",
+    )
+
+    def __str__(self):
+        return f"settings of {self.user}"

@@ -1,0 +1,248 @@
+"""People: memberships (the one way they change, recorded), sign-in with IPS, and each user's settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from urllib.parse import urlsplit
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+
+from .. import ips, roles
+from ..models import Company, Connection, IpsIdentity, Membership, MembershipChange, Profile
+from .base import english
+
+log = logging.getLogger(__name__)
+
+
+def change_membership(actor, user, company: Company, role: str | None, source: str) -> MembershipChange | None:
+    """Give ``user`` the IPS user type ``role`` in ``company`` (None: take it away), recorded.
+
+    The one way memberships change (the admin, load_demo, sign-in with IPS):
+    each change is a MembershipChange row with who, when, before and after.
+    Nobody changes their own membership by hand."""
+    if source == MembershipChange.Source.ADMIN and actor is not None and actor.pk == user.pk:
+        raise PermissionError("Nobody changes their own IPS user type: ask another administrator.")
+    with transaction.atomic():
+        current = Membership.objects.select_for_update().filter(user=user, company=company).first()
+        before = current.role if current else ""
+        after = role or ""
+        if before == after:
+            return None
+        from_ips = source in (MembershipChange.Source.IPS_SIGN_IN, MembershipChange.Source.IPS_REFRESH)
+        read_at = timezone.now() if from_ips else None
+        if role is None:
+            current.delete()
+        elif current is None:
+            Membership.objects.create(user=user, company=company, role=role, from_ips=from_ips, read_at=read_at)
+        else:
+            current.role, current.from_ips, current.read_at = role, from_ips, read_at
+            current.save(update_fields=["role", "from_ips", "read_at"])
+        change = MembershipChange.objects.create(
+            source=source,
+            actor=actor,
+            actor_name=actor.get_username() if actor is not None else "",
+            user=user,
+            username=user.get_username(),
+            company=company,
+            company_handle=company.handle,
+            role_before=before,
+            role_after=after,
+        )
+    log.info("membership changed: %s", english(lambda: str(change)))
+    return change
+
+
+
+# --- Sign in with IPS, and IPS's view of people -------------------------------------
+
+
+class SignInRefused(Exception):
+    """The dashboard will not sign this person in: the message (lazy, for the login form) says why.
+
+    ``final``: about the person (no other connection may sign them in either);
+    else about this connection only (it does not speak HTTPS)."""
+
+    def __init__(self, message: str | Promise, *, final: bool = True):
+        super().__init__(message)
+        self.final = final
+
+
+def is_local_account(username: str) -> bool:
+    """A dashboard account of that name that does not sign in with IPS: its password stays here."""
+    User = get_user_model()
+    return User.objects.filter(username=username.strip().lower(), ips_identity__isnull=True).exists() or (
+        User.objects.filter(username=username.strip(), ips_identity__isnull=True).exists()
+    )
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def password_may_go_to(connection: Connection) -> bool:
+    """A person's IPS password only ever travels over HTTPS (the local emulator excepted)."""
+    url = urlsplit(connection.resolved_service_url())
+    return url.scheme == "https" or (url.scheme == "http" and (url.hostname or "") in _LOOPBACK)
+
+
+def sign_in_with_ips(connection: Connection, email: str, password: str):
+    """The Django user for an IPS login, its memberships read from IPS as that person.
+
+    None: IPS says the email and password are not a valid login. Raises
+    SignInRefused when IPS accepts them but the dashboard will not (expired
+    password, a local account of that name) and ips.IpsError when IPS could
+    not be asked. The password is used for these calls and never stored.
+    """
+    if not password_may_go_to(connection):
+        raise SignInRefused(
+            format_lazy(
+                _("Sign-in with IPS needs an HTTPS connection; “{connection}” is not."), connection=str(connection)
+            ),
+            final=False,
+        )
+    service = ips.client_for(connection)
+    if not service.check_login(email, password):
+        return None
+    # A client of its own, not kept: the person's password lives only as long as this call.
+    person = ips.IpsClient(dataclasses.replace(ips.endpoint_for(connection), user=email, password=password))
+    try:
+        info = person.get_user_info()
+        memberships = person.get_company_membership()
+    except ips.IpsAuthorizationFault:
+        # A WebServiceUser may not read even its own user info: no rights here.
+        info, memberships = None, []
+    finally:
+        person.close()
+    now = timezone.now()
+    if info is not None and info.password_expires is not None and info.password_expires <= now:
+        raise SignInRefused(format_lazy(
+            _("Your IPS password expired on {date}: change it in IPS, then sign in again."),
+            date=f"{timezone.localtime(info.password_expires):%Y-%m-%d}",
+        ))
+    if info is not None and info.is_valid is False:
+        raise SignInRefused(_("IPS says your IPS account is not valid any more."))
+    User = get_user_model()
+    username = email.strip().lower()
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(username=username).first()
+        if user is None:
+            user = User(username=username, email=email)
+            user.set_unusable_password()
+            user.save()
+        else:
+            identity = IpsIdentity.objects.filter(user=user).first()
+            if identity is None:
+                raise SignInRefused(_(
+                    "A local dashboard account already has this name: log in with its own password, "
+                    "or ask an administrator."
+                ))
+            if identity.connection_id != connection.pk:
+                # The same email on another IPS is another person as far as we know.
+                raise SignInRefused(format_lazy(
+                    _("This email signs in with IPS through “{other}”, not “{connection}”: ask an administrator."),
+                    other=str(identity.connection), connection=str(connection),
+                ))
+        if not user.is_active:
+            raise SignInRefused(_("Your dashboard account is switched off: ask an administrator."))
+        if info is not None:
+            user.first_name, user.last_name = (info.first_name or "")[:150], (info.last_name or "")[:150]
+            user.save(update_fields=["first_name", "last_name"])
+        IpsIdentity.objects.update_or_create(
+            user=user,
+            defaults={
+                "connection": connection,
+                "email": email,
+                "user_handle": (info.user_handle if info else "") or "",
+                "default_role": (info.default_role if info else "") or "",
+                "password_expires": info.password_expires if info else None,
+                "read_at": now,
+            },
+        )
+        apply_ips_memberships(user, connection, info, memberships, MembershipChange.Source.IPS_SIGN_IN, now)
+    log.info("signed in with IPS: %s on %s", username, connection)
+    return user
+
+
+def ips_roles(connection: Connection, info: ips.UserInfo | None, memberships) -> dict[str, str]:
+    """{company handle: IPS user type} as IPS gives them, for the connection's companies."""
+    default = info.default_role if info is not None else None
+    handles = set(connection.companies.values_list("handle", flat=True))
+    if default == roles.UserType.IPS_ADMIN:  # IpsAdmin overrides per-company roles
+        return dict.fromkeys(handles, roles.UserType.IPS_ADMIN)
+    out = {}
+    for m in memberships:
+        handle = m.company.company_handle if m.company else None
+        # Before 6.0 a membership has no role of its own: the user's one role applies.
+        role = m.role or default
+        if handle in handles and m.is_active is not False and role in roles.UserType.values:
+            out[handle] = role
+    return out
+
+
+def apply_ips_memberships(user, connection: Connection, info, memberships, source: str, now=None) -> int:
+    """Make the user's memberships in the connection's companies exactly IPS's; returns the changes."""
+    now = now or timezone.now()
+    wanted = ips_roles(connection, info, memberships)
+    changes = 0
+    for company in connection.companies.all():
+        role = wanted.get(company.handle)
+        if change_membership(None, user, company, role, source):
+            changes += 1
+        if role is not None:
+            Membership.objects.filter(user=user, company=company).update(from_ips=True, read_at=now)
+    return changes
+
+
+def refresh_ips_memberships(connection: Connection) -> tuple[int, str]:
+    """Read every signed-in person's memberships from IPS again: (people refreshed, why not if none).
+
+    Only a service account of type IpsAdmin may read other users; otherwise
+    people are refreshed at their next sign-in, and their memberships age out.
+    """
+    try:
+        service = ips.client_for(connection)
+        me = service.get_user_info()
+    except ips.IpsError as error:
+        return 0, f"{connection}: IPS could not be asked ({error})."
+    if me is None or me.default_role != roles.UserType.IPS_ADMIN:
+        return 0, (
+            f"{connection}: the service account is not an IpsAdmin, so it may not read other people; "
+            "their memberships are refreshed when they sign in."
+        )
+    refreshed = 0
+    for identity in IpsIdentity.objects.filter(connection=connection).select_related("user"):
+        try:
+            info = service.get_user_info(identity.user_handle or None, email=None if identity.user_handle else identity.email)
+            memberships = service.get_company_membership(info.user_handle if info else identity.user_handle)
+        except ips.IpsFault as error:
+            if error.code in (20002, 10002):  # IPS no longer knows the person
+                info, memberships = None, []
+            else:
+                log.warning("refresh of %s failed: %s", identity.email, error)
+                continue
+        except ips.IpsError as error:
+            log.warning("refresh of %s failed: %s", identity.email, error)
+            continue
+        if info is not None and info.is_valid is False:
+            info, memberships = None, []
+        with transaction.atomic():
+            apply_ips_memberships(identity.user, connection, info, memberships, MembershipChange.Source.IPS_REFRESH)
+            identity.read_at = timezone.now()
+            if info is not None:
+                identity.default_role = info.default_role or ""
+                identity.password_expires = info.password_expires
+            identity.save(update_fields=["read_at", "default_role", "password_expires"])
+        refreshed += 1
+    return refreshed, ""
+
+
+
+def set_time_zone(user, zone: str) -> None:
+    """The user's own choice of time zone ("" for the browser's)."""
+    Profile.objects.update_or_create(user=user, defaults={"time_zone": zone})
+

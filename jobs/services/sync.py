@@ -1,0 +1,130 @@
+"""The job catalogue, kept in step with getScheduledJobs: a job gone from IPS is marked gone, never deleted."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from .. import ips
+from ..models import Company, Job
+from .base import english
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncResult:
+    company: Company
+    created: int = 0
+    updated: int = 0
+    gone: int = 0
+    error: str | Promise = ""
+    #: "field of job …" (lazy) for each value cut to fit its column.
+    cut: list = field(default_factory=list)
+
+    def __str__(self):
+        # Said in the language active when shown; the log line asks for English (_english).
+        if self.error:
+            return f"{self.company}: {self.error}"
+        text = gettext("{company}: {created} new, {updated} updated, {gone} gone from IPS").format(
+            company=self.company, created=self.created, updated=self.updated, gone=self.gone
+        )
+        if self.cut:
+            shown = "; ".join(str(c) for c in self.cut[:3])
+            if len(self.cut) > 3:
+                shown = gettext("{shown}; and {count} more").format(shown=shown, count=len(self.cut) - 3)
+            cut = ngettext(
+                "{count} value too long for the dashboard, shortened (the jobs still run): {shown}",
+                "{count} values too long for the dashboard, shortened (the jobs still run): {shown}",
+                len(self.cut),
+            ).format(count=len(self.cut), shown=shown)
+            text = f"{text}. {cut}"
+        return text
+
+
+def _fit(values: dict, handle: str, cut: list) -> dict:
+    """Cut text to its column's size, so one odd job never fails a company's sync."""
+    for name, value in values.items():
+        limit = getattr(Job._meta.get_field(name), "max_length", None)
+        if limit and isinstance(value, str) and len(value) > limit:
+            values[name] = value[: limit - 1] + "…"
+            cut.append(format_lazy(
+                _("{field} of {job} ({count} characters)"),
+                field=name, job=f"{handle[:60]}{'…' if len(handle) > 60 else ''}", count=len(value),
+            ))
+    return values
+
+
+_SYNC_FIELDS = [
+    "name",
+    "original_name",
+    "type",
+    "description",
+    "submit_user_email",
+    "exec_schedule",
+    "next_fire_time",
+    "time_zone",
+    "trigger_state",
+]
+
+
+def sync_company(company: Company) -> SyncResult:
+    """Upsert the company's jobs from getScheduledJobs; mark missing ones gone."""
+    result = SyncResult(company)
+    try:
+        scheduled = ips.client_for(company.connection).get_scheduled_jobs(company.handle)
+    except ips.IpsError as error:
+        result.error = format_lazy(_("sync failed: {error}"), error=str(error))
+        log.warning("sync of company %s failed: %s", company.handle, error)
+        return result
+    now = timezone.now()
+    with transaction.atomic():
+        # The company row serializes concurrent syncs of it (new jobs have no row to lock yet).
+        Company.objects.select_for_update().filter(pk=company.pk).exists()
+        existing = {j.handle: j for j in Job.objects.select_for_update().filter(company=company)}
+        seen = set()
+        for s in scheduled:
+            seen.add(s.job_handle)
+            values = {
+                "name": s.name or s.job_handle,
+                "original_name": s.original_name or "",
+                "type": s.type or "",
+                "description": s.description or "",
+                "submit_user_email": s.submit_user_email or "",
+                "exec_schedule": s.exec_schedule or "",
+                "next_fire_time": s.next_fire_time,
+                "time_zone": s.time_zone or "",
+                "trigger_state": s.trigger_state or "",
+            }
+            _fit(values, s.job_handle, result.cut)
+            job = existing.get(s.job_handle)
+            if job is None:
+                existing[s.job_handle] = Job.objects.create(
+                    company=company, handle=s.job_handle, last_synced_at=now, **values
+                )
+                result.created += 1
+                continue
+            for k, v in values.items():
+                setattr(job, k, v)
+            job.is_gone, job.gone_at, job.last_synced_at = False, None, now
+            job.save(update_fields=[*_SYNC_FIELDS, "is_gone", "gone_at", "last_synced_at"])
+            result.updated += 1
+        for handle, job in existing.items():
+            if handle not in seen and not job.is_gone:
+                job.is_gone, job.gone_at = True, now
+                job.save(update_fields=["is_gone", "gone_at"])
+                result.gone += 1
+    log.info("sync: %s", english(lambda: result))
+    return result
+
+
+def sync_companies(companies) -> list[SyncResult]:
+    return [sync_company(c) for c in companies]
+

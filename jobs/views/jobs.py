@@ -1,0 +1,295 @@
+"""The jobs page, a job's page, and what is pressed or polled on them: the actions, sync, run status, Active in IPS."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling, trigger_client_event
+
+from .. import roles
+from ..history import STATS_WINDOW, company_summaries, job_stats, last_failure
+from ..models import Company, Execution, Job
+from ..responses import NOT_FOUND_STATUS, RUN_STATUS, SYNC_FAILED_STATUS
+from ..services import actions, activity, follow, sync
+from ..services import press as pressing
+from .common import (
+    IPS_CHANGED,
+    NOT_FOUND,
+    _get_company_for_user,
+    _get_job_for_user,
+    _htmx_flash,
+    _request_info,
+    _said_to,
+    login_required_htmx,
+)
+
+Outcome = Execution.Outcome
+
+
+def _company_view(company: Company, access: roles.Access, with_jobs: bool = True, query: str = "",
+                  page: int = 1, summary: bool = True) -> dict:
+    """Everything the page needs to show one company and its rights (and one page of its jobs)."""
+    if with_jobs:
+        return _company_views({company.pk: access}, [company], query, {company.pk: page}, summary)[0]
+    access = access.to("getScheduledJobs")
+    run = access.to("executeJob")
+    return {
+        "company": company,
+        "role": access.role,
+        "access": access,
+        "can_list": access.allowed,
+        "can_run": run.allowed,
+        "can_follow": access.to("getActiveJobs").allowed,
+        "list_reason": access.reason,
+        "run_reason": run.reason,
+        "actions": _actions_for(access),
+        "jobs": [],
+    }
+
+
+def _actions_for(access: roles.Access) -> list[dict]:
+    """Each job action with whether this user may press it here, and why not."""
+    out = []
+    for action in actions.ACTIONS.values():
+        may = access.to(action.operation)
+        out.append({"action": action, "allowed": may.allowed, "reason": may.reason})
+    return out
+
+
+JOBS_PER_PAGE = 50
+
+
+def _company_views(accesses: dict, companies, query: str = "", pages: dict | None = None,
+                   summary: bool = True) -> list[dict]:
+    """Each company's view with one page of its jobs (by name, those matching ``query``) and
+    the summary of its last 24 hours: the same few queries for any number of companies and jobs."""
+    pages = pages or {}
+    listable = [c.pk for c in companies if accesses[c.pk].to("getScheduledJobs").allowed]
+    jobs = Job.objects.filter(company_id__in=listable)
+    if query:
+        jobs = jobs.filter(name__icontains=query)
+    totals = jobs.count_per_company() if listable else {}
+    last_page = {pk: max(1, -(-totals.get(pk, 0) // JOBS_PER_PAGE)) for pk in listable}
+    wanted = {pk: min(max(1, pages.get(pk, 1)), last_page[pk]) for pk in listable if totals.get(pk)}
+    by_company: dict[int, list] = {}
+    if wanted:
+        for job in jobs.page_per_company(wanted, JOBS_PER_PAGE).select_related("company").with_last_run():
+            by_company.setdefault(job.company_id, []).append(job)
+    readable = [pk for pk in listable if accesses[pk].to("getJobLogs").allowed]
+    summaries = company_summaries(readable) if readable and summary else {}
+    views = []
+    for company in companies:
+        view = _company_view(company, accesses[company.pk], with_jobs=False)
+        number = wanted.get(company.pk, 1)
+        view.update(
+            jobs=by_company.get(company.pk, []),
+            total=totals.get(company.pk, 0),
+            page=number,
+            pages=last_page.get(company.pk, 1),
+            first_row=(number - 1) * JOBS_PER_PAGE + 1,
+            last_row=(number - 1) * JOBS_PER_PAGE + len(by_company.get(company.pk, [])),
+            query=query,
+            summary=summaries.get(company.pk) if company.pk in readable else None,
+            can_read_history=company.pk in readable,
+            # What the Active-in-IPS poller asks for: the jobs of this page.
+            page_query=urlencode({k: v for k, v in (("q", query), ("page", number)) if v}),
+        )
+        views.append(view)
+    return views
+
+
+def _job_pages(request) -> tuple[str, dict[int, int]]:
+    """The jobs page's search and each company's page number (``p<company id>=N``)."""
+    pages = {}
+    for key, value in request.GET.items():
+        if key[:1] == "p" and key[1:].isdigit() and value.isdigit():
+            pages[int(key[1:])] = int(value)
+    return request.GET.get("q", "").strip()[:200], pages
+
+
+def _job_list_page(request, status=200):
+    query, pages = _job_pages(request)
+    by_company = Company.objects.accesses_for(request.user, "getScheduledJobs")
+    companies = list(Company.objects.filter(pk__in=by_company).select_related("connection"))
+    target = request.htmx.target if request.htmx else None
+    if status == 200 and target and target.startswith("company-") and target[8:].isdigit():
+        # One company's next page: only its section.
+        companies = [c for c in companies if c.pk == int(target[8:])]
+        sections = _company_views(by_company, companies, query, pages)
+        for section in sections:
+            section["pager"] = _pager(request, section)
+        return render(request, "jobs/job_list.html#company-section", {"section": sections[0]} if sections else {})
+    sections = _company_views(by_company, companies, query, pages)
+    for section in sections:
+        section["pager"] = _pager(request, section)
+    return render(request, "jobs/job_list.html", {"sections": sections, "query": query}, status=status)
+
+
+def _pager(request, section) -> dict:
+    """The addresses of the section's previous and next pages (the other companies' pages kept)."""
+    params = {k: v for k, v in request.GET.items() if k in ("q",) or (k[:1] == "p" and k[1:].isdigit())}
+    key = f"p{section['company'].pk}"
+    links = {}
+    for name, number in (("previous", section["page"] - 1), ("next", section["page"] + 1)):
+        if 1 <= number <= section["pages"]:
+            links[name] = reverse("jobs:list") + "?" + urlencode({**params, key: number})
+    return links
+
+
+def _refuse(request, text: str, status: int):
+    """A refusal, to htmx as a message and to a plain form post as the page."""
+    if request.htmx:
+        return _htmx_flash(request, "error", text, status)
+    messages.error(request, text)
+    return _job_list_page(request, status=status)
+
+
+@require_GET
+@login_required
+def job_list(request):
+    return _job_list_page(request)
+
+
+@require_POST
+@login_required_htmx
+def press(request, pk, action):
+    """Press one of the job actions (actions.ACTIONS: Run, Stop, …) on a job; every press is audited."""
+    chosen = actions.ACTIONS.get(action)
+    if chosen is None:
+        raise Http404(NOT_FOUND)
+    try:
+        job, access = _get_job_for_user(request, pk, chosen.operation)
+    except Http404:
+        return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
+    result = pressing.press(chosen, job, access, request.user, _request_info(request))
+    if not access.visible:
+        # Audited as denied, but the user learns nothing of the job.
+        return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
+    status = RUN_STATUS[result.outcome]
+    text = _said_to(request, result)
+    if status != 200 and (not request.htmx or not result.job_visible or not chosen.swaps_row):
+        # Who may not list the job learns only why not, never the job's row.
+        return _refuse(request, text, status)
+    if not request.htmx:
+        messages.success(request, result.message)
+        return redirect("jobs:list")
+    if chosen.swaps_row:
+        [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
+        context = {
+            "job": job,
+            "section": _company_view(job.company, access, with_jobs=False),
+            "flash": {"level": "success" if status == 200 else "error", "text": text},
+        }
+        response = render(request, "jobs/job_list.html#run-response", context, status=status)
+    else:
+        response = _htmx_flash(request, "success", text, status)
+    # The company's Active-in-IPS panel asks again now, not at its next poll.
+    return trigger_client_event(response, IPS_CHANGED)
+
+
+@require_GET
+@login_required_htmx
+def active_runs(request, pk):
+    """What IPS is running in the company now, whoever started it; polled while the page is open."""
+    try:
+        company, access = _get_company_for_user(request, pk, "getActiveJobs")
+    except Http404:
+        return HttpResponseStopPolling()
+    if not access.allowed:
+        return HttpResponseStopPolling()
+    runs, error = activity.active_runs(company)
+    busy = {r.job.pk: r.run for r in runs if r.job is not None and r.run.state != "Done"}
+    # The jobs of the page the poller is on (its search and page number).
+    query, page = _job_pages(request)[0], request.GET.get("page", "1")
+    section = _company_view(company, access, query=query, page=int(page) if page.isdigit() else 1, summary=False)
+    for job in section["jobs"]:
+        job.active_in_ips = busy.get(job.pk)
+    context = {
+        "company": company,
+        "section": section,
+        "runs": runs,
+        "error": error,
+    }
+    return render(request, "jobs/job_list.html#active-response", context)
+
+
+@require_POST
+@login_required_htmx
+def sync_company(request, pk):
+    try:
+        company, access = _get_company_for_user(request, pk, "getScheduledJobs")
+    except Http404:
+        return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
+    if not access.allowed:
+        return _refuse(request, access.reason, 403)
+    result = sync.sync_company(company)
+    level, text = ("error", str(result)) if result.error else ("success", gettext("Synced from IPS: %(result)s") % {"result": result})
+    if not request.htmx:
+        messages.add_message(request, messages.ERROR if result.error else messages.SUCCESS, text)
+        return redirect("jobs:list")
+    context = {"section": _company_view(company, access), "flash": {"level": level, "text": text}}
+    status = SYNC_FAILED_STATUS if result.error else 200
+    return render(request, "jobs/job_list.html#sync-response", context, status=status)
+
+
+@require_GET
+@login_required_htmx
+def job_status(request, pk):
+    """The job's last accepted run as IPS reports it; stops htmx polling (286) once it is over.
+
+    Polling stops, with nothing said, when the job is gone or the right lost.
+    A poll that fails says so and polls again: it is never taken for the end."""
+    try:
+        job, access = _get_job_for_user(request, pk, "getActiveJobs")
+    except Http404:
+        return HttpResponseStopPolling()
+    execution = Execution.objects.last_run_of(job) if access.visible and access.allowed else None
+    if execution is None or execution.outcome != Outcome.ACCEPTED:
+        return HttpResponseStopPolling()
+    if not execution.is_following:
+        # The result is recorded (by a worker or another tab): show it, ask IPS no more.
+        response = render(request, "jobs/job_list.html#ips-recorded", {"ex": execution})
+        response.status_code = HttpResponseStopPolling.status_code
+        return response
+    status = follow.observe_run(execution)
+    response = render(request, "jobs/job_list.html#ips-status", {"job": job, "status": status})
+    if status.finished:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+#: How many of a job's runs its page lists (all of them are in History).
+RECENT_RUNS = 20
+
+
+@require_GET
+@login_required_htmx
+def job_detail(request, pk):
+    """One job: its IPS facts, the figures of its latest runs, its last failure and its recent runs.
+
+    Seen by whoever may list the company's jobs (getScheduledJobs); the runs
+    and figures need history's right too (getJobLogs). A constant number of
+    queries, each over a bounded part of an index (history.job_stats)."""
+    job, access = _get_job_for_user(request, pk, "getScheduledJobs")
+    if not access.visible:
+        raise Http404(NOT_FOUND)
+    if not access.allowed:
+        return render(request, "jobs/job_detail.html", {"refusal": access.reason}, status=403)
+    [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
+    context = {"job": job, "section": _company_view(job.company, access, with_jobs=False)}
+    if access.to("getJobLogs").allowed:
+        context.update(
+            stats=job_stats(job),
+            window=STATS_WINDOW,
+            last_failure=last_failure(job),
+            runs=list(Execution.objects.filter(job=job).order_by("-requested_at", "-id")[:RECENT_RUNS]),
+            history_url=reverse("jobs:history") + "?" + urlencode({"job": job.pk}),
+        )
+    return render(request, "jobs/job_detail.html", context)

@@ -1,0 +1,57 @@
+"""One run: the audit facts, IPS's result, and its log details (getJobLogDetails)."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from .. import roles
+from ..models import Execution
+from ..services import actions, activity
+from .common import NOT_FOUND, login_required_htmx
+
+
+def _get_execution_for_user(request, pk, operation: str) -> tuple[Execution, roles.Access]:
+    """An audit row and what the user may do in its company; 404 without a role there.
+
+    A superuser also sees rows whose company was deleted since."""
+    execution = get_object_or_404(Execution.objects.select_related("company__connection", "job"), pk=pk)
+    if execution.company is None:
+        access = roles.Access("IpsAdmin" if request.user.is_superuser else None, operation, execution.company_handle)
+    else:
+        access = execution.company.access(request.user, operation)
+    if not access.visible:
+        raise Http404(NOT_FOUND)
+    return execution, access
+
+
+@require_GET
+@login_required_htmx
+def run_detail(request, pk):
+    """One execution: the audit facts, IPS's result, and the run's log details (getJobLogDetails)."""
+    execution, access = _get_execution_for_user(request, pk, "getJobLogDetails")
+    history_access = access.to("getJobLogs")
+    if not history_access.allowed:
+        raise Http404(NOT_FOUND)
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
+    problems = request.GET.get("show") == "problems"
+    details = activity.log_details(execution, page, problems) if access.allowed and execution.ips_run_handle else None
+    context = {
+        "ex": execution,
+        "access": access,
+        "details": details,
+        "problems": problems,
+        # The actions on a run IPS is running (Stop), offered while the run is followed.
+        "run_actions": [
+            {"action": a, "allowed": True}
+            for a in actions.ACTIONS.values()
+            if a.offered == "active" and execution.job is not None and execution.is_following
+            and access.to(a.operation).allowed
+        ],
+    }
+    template = "jobs/run_detail.html#details" if request.htmx and request.GET.get("part") == "details" else "jobs/run_detail.html"
+    return render(request, template, context)
