@@ -260,11 +260,20 @@ _TASK_BACKENDS = {
 if TASKS_BACKEND not in _TASK_BACKENDS:
     raise ImproperlyConfigured(f"TASKS_BACKEND must be one of {sorted(_TASK_BACKENDS)}, not {TASKS_BACKEND!r}.")
 TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND]}}
+#: Jobs in Redis are JSON, never pickle (unpickling a forged job runs its code); rqworker reads only this.
+RQ_SERIALIZER = "rq.serializers.JSONSerializer"
 if TASKS_BACKEND == "rq":
     INSTALLED_APPS.append("django_rq")
     # RQ must run the Tasks API's own job class (else: "'Task' object is not callable").
     RQ = {"JOB_CLASS": "django_tasks_rq.Job"}
-    RQ_QUEUES = {"default": {"URL": env_str("REDIS_URL", "redis://127.0.0.1:6379/0"), "DEFAULT_TIMEOUT": 600}}
+    RQ_QUEUES = {
+        "default": {
+            # redis://:<password>@host:6379/0 (or rediss:// for TLS): Redis must not be open to anyone.
+            "URL": env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            "DEFAULT_TIMEOUT": 600,
+            "SERIALIZER": RQ_SERIALIZER,
+        }
+    }
 IPS_APP_NAME = "ipsadmin"
 IPS_APP_VERSION = "0.1"
 

@@ -29,6 +29,10 @@ from urllib.parse import urlsplit, urlunsplit
 import django_rq
 import pytest
 import redis
+import rq
+import rq.job
+import rq.serializers
+from django.core.management import CommandError, call_command
 from django.conf import settings
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
@@ -38,7 +42,7 @@ from jobs.services import actions, base, follow, sync
 from jobs.models import Execution, Job, RunFollow
 from jobs.templatetags.ipsadmin import duration
 
-from .conftest import HTMX, database_url_for_subprocess, wait_for
+from .conftest import HTMX, database_url_for_subprocess, free_port, wait_for
 
 BASE_DIR = Path(settings.BASE_DIR)
 PYTHON = sys.executable
@@ -384,7 +388,7 @@ def redis_url():
 @pytest.fixture
 def rq_backend(settings, redis_url):
     """This process enqueues to RQ, as a web server with TASKS_BACKEND=rq does."""
-    settings.RQ_QUEUES = {"default": {"URL": redis_url, "DEFAULT_TIMEOUT": 600}}
+    settings.RQ_QUEUES = {"default": {"URL": redis_url, "DEFAULT_TIMEOUT": 600, "SERIALIZER": settings.RQ_SERIALIZER}}
     settings.TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
     return redis_url
 
@@ -413,6 +417,86 @@ def test_an_rq_worker_follows_a_run_to_the_history_page(
     assert_final_ok(execution, ips_emulator)
     assert (execution.pk, "finished") in steps_in(worker.log())
     assert not DBTaskResult.objects.exists()
+    worker.stop()
+
+
+class _Unpickled:
+    """A forged job's argument: unpickling it touches ``marker`` (any code would run as easily)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path(self.marker).touch, ())
+
+
+@pytest.mark.redis
+def test_a_pickled_job_in_redis_runs_nothing_in_the_worker(rq_backend, workers, tmp_path):
+    """Whoever can write to Redis cannot run code in the worker: it reads jobs as JSON only."""
+    marker = tmp_path / "ran"
+    conn = redis.Redis.from_url(rq_backend)
+    forged = rq.Queue("default", connection=conn, serializer=rq.serializers.DefaultSerializer)
+    job = forged.enqueue("jobs.tasks.follow_run", _Unpickled(str(marker)))
+    worker = workers.rq("rq-worker-forged", rq_backend)
+    wait_for(lambda: worker.proc.poll() is not None or forged.count == 0, "the worker to take the forged job")
+    worker.stop()
+    assert not marker.exists(), worker.log()[-2000:]
+    # The payload is live: unpickled, it runs (so the assertion above could fail).
+    rq.job.Job.fetch(job.id, connection=conn, serializer=rq.serializers.DefaultSerializer).args
+    assert marker.exists()
+
+
+def test_the_rq_worker_refuses_a_pickle_serializer(settings):
+    with pytest.raises(CommandError, match="JSONSerializer only"):
+        call_command("rqworker", "--burst", "--serializer", "rq.serializers.PickleSerializer", "default")
+
+
+@pytest.fixture
+def redis_with_password(tmp_path):
+    """A Redis server of its own that wants a password, as docs/deploy.md sets it up."""
+    password = secrets.token_urlsafe(16)
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--requirepass", password,
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    try:
+        wait_for(lambda: proc.poll() is not None or _pings(url), "the private Redis server to answer")
+        if proc.poll() is not None:
+            pytest.fail(f"redis-server exited with {proc.returncode}")
+        yield url, port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _pings(url) -> bool:
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return False
+
+
+@pytest.mark.redis
+def test_an_rq_worker_on_a_redis_with_a_password_follows_a_run(
+    redis_with_password, settings, client, login, job, ips_emulator, ips_clock, workers
+):
+    url, port = redis_with_password
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(f"redis://127.0.0.1:{port}/0").set("x", "1")
+    settings.RQ_QUEUES = {"default": {"URL": url, "DEFAULT_TIMEOUT": 600, "SERIALIZER": settings.RQ_SERIALIZER}}
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+    ips_emulator.state.job_duration = RUN_SECONDS
+    worker = workers.rq("rq-worker-password", url)
+    login("IpsUser")
+    execution = press(client, job)
+    wait_for(lambda: worker.check_alive() or recorded(execution, ips_state="New"),
+             "the RQ worker's first poll of the run (New)")
+    ips_clock.advance(RUN_SECONDS * 2)
+    execution = wait_for_history(client, execution, [worker])
+    assert_final_ok(execution, ips_emulator)
     worker.stop()
 
 
