@@ -262,7 +262,7 @@ def load_executions(rng, n: int, active, members, now) -> float:
             rows = execution_rows(rng, n, active, members, now, names, _defaults(fields), lambda d: d)
             cursor.execute("SELECT indexdef, indexname FROM pg_indexes WHERE tablename = 'jobs_execution' AND indexname NOT LIKE '%pkey'")
             indexes = cursor.fetchall()
-            cursor.execute("ALTER TABLE jobs_execution DISABLE TRIGGER jobs_execution_audit_guard")
+            cursor.execute("ALTER TABLE jobs_execution DISABLE TRIGGER jobs_execution_append_only")
             try:
                 for _, name in indexes:
                     cursor.execute(f'DROP INDEX "{name}"')
@@ -272,7 +272,7 @@ def load_executions(rng, n: int, active, members, now) -> float:
                 for definition, _ in indexes:
                     cursor.execute(definition)
             finally:
-                cursor.execute("ALTER TABLE jobs_execution ENABLE TRIGGER jobs_execution_audit_guard")
+                cursor.execute("ALTER TABLE jobs_execution ENABLE TRIGGER jobs_execution_append_only")
             # What autovacuum does to a table in steady state: statistics and the visibility map.
             cursor.execute("VACUUM ANALYZE jobs_execution")
         else:

@@ -229,6 +229,12 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 # timeout stays well below gunicorn's worker timeout.
 IPS_CONNECT_TIMEOUT = env_float("IPS_CONNECT_TIMEOUT", 3.0)
 IPS_READ_TIMEOUT = env_float("IPS_READ_TIMEOUT", 10.0)
+# The SOAP binding spoken where a WSDL has both: "" for 1.1 (the wire the reference
+# documents), "1.2" for its 1.2 binding. Replies are read in either (docs/ips-versions.md).
+IPS_SOAP_VERSION = env_str("IPS_SOAP_VERSION", "")
+# gunicorn's worker timeout (ipsadmin/gunicorn.conf.py reads the same variable): a whole
+# sign-in or admin action across connections must end inside it (services.connections.Deadline).
+GUNICORN_TIMEOUT = env_float("GUNICORN_TIMEOUT", 45.0)
 # A Run makes at most three IPS calls (getActiveJobs, executeJob, getActiveJobs
 # to name the run), each with a whole-reply deadline of connect + read timeout:
 # gunicorn refuses to start unless all fit in its worker timeout (jobs/checks.py).
@@ -296,6 +302,8 @@ AXES_IP_FAILURE_LIMIT = env_int("AXES_IP_FAILURE_LIMIT", 20)
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_HANDLER = "jobs.throttle.UserAndAddressHandler"
+# One email spelled five ways (case, blanks, compatibility forms) is one user name to count.
+AXES_USERNAME_CALLABLE = "jobs.throttle.throttle_username"
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "jobs.middleware.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"

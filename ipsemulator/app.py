@@ -1,4 +1,4 @@
-"""The IPS emulator's WSGI application: the SOAP 1.1 protocol on lxml.
+"""The IPS emulator's WSGI application: SOAP 1.1 and 1.2 on lxml.
 
 No Django and nothing from ``jobs/``. Routes:
 
@@ -23,7 +23,16 @@ Protocol choices where the IPS reference leaves room (also in README.md):
   stripped; for a URI, the part after the last ``/``, ``#`` or ``:``) must name the
   operation of the body element, else ``ipsApiFault 30003
   INVALID_REQUEST_XML``. An absent or empty SOAPAction trusts the body.
-* Not well-formed XML, no SOAP 1.1 Envelope/Body, no or several body
+* SOAP version: the request's Envelope namespace decides (1.1
+  ``http://schemas.xmlsoap.org/soap/envelope/``, 1.2
+  ``http://www.w3.org/2003/05/soap-envelope``), and every answer to it, faults
+  included, is in that version: ``text/xml`` for 1.1, ``application/soap+xml``
+  for 1.2. A 1.2 request names its action in the Content-Type's ``action``
+  parameter (checked as SOAPAction is; a SOAPAction header is ignored there).
+  A Content-Type of the other SOAP version than the Envelope's is ``30003``.
+  A 1.2 fault has env:Code/env:Value (``Sender``, or ``Receiver`` for 30000),
+  env:Reason/env:Text and env:Detail with the same fault element.
+* Not well-formed XML, no SOAP Envelope/Body, no or several body
   elements, a namespace no WSDL declares, or an operation unknown (to the
   emulator or to that namespace's WSDL): ``30003``.
 * Credentials: ``authHeader`` (namespace ``http://www.scene7.com/IpsApi/xsd``;
@@ -35,10 +44,16 @@ Protocol choices where the IPS reference leaves room (also in README.md):
   ``soapenv:Client`` except ``soapenv:Server`` for 30000 EXCEPTION.
 * gzip: SOAP replies (results and faults) are gzip-compressed when
   ``Accept-Encoding`` allows gzip, unless the authHeader says
-  ``gzipResponse`` false. Injected broken replies are never compressed.
+  ``gzipResponse`` false. Injected broken replies are never compressed,
+  except ``gzip_bomb``, which is nothing else.
+* Void operations (executeJob, pauseJob, resumeJob, stopJob, deleteJob)
+  answer an empty ``<operation>Return``; with ``state.void_empty_body`` they
+  answer an empty Body instead ("Response: None" in the reference).
 * Fault injection is matched after parsing (so it knows the operation and the
   jobHandle) and before authentication. ``trickle`` executes the call, then
   sends the reply one byte per interval (a streaming WSGI iterable).
+  ``gzip_bomb`` answers a gzip reply, small on the wire, that inflates to
+  ``inflated`` bytes, whatever ``Accept-Encoding`` says.
 """
 
 from __future__ import annotations
@@ -48,8 +63,10 @@ import binascii
 import gzip
 import json
 import re
+import struct
 import time
 import traceback
+import zlib
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
@@ -61,14 +78,24 @@ from .schema import WSDL_DIR, WsdlSchema, load_wsdls
 from .state import OPERATIONS, EmulatorState, IpsFault, StaleCall
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+#: SOAP version -> its Envelope namespace.
+ENVELOPES = {"1.1": SOAP_ENV, "1.2": SOAP12_ENV}
 # authHeader and the three fault elements live here whatever the API version.
 NS_BASE = "http://www.scene7.com/IpsApi/xsd"
 NS_LEGACY = "http://www.scene7.com/IpsApi"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+WSDL_SOAP12 = "http://schemas.xmlsoap.org/wsdl/soap12/"
 
 WSDL_PREFIX = "/scene7/webservice/"
 SERVICE_PATH = "/scene7/services/IpsApiService"
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
+SOAP12_CONTENT_TYPE = "application/soap+xml; charset=utf-8"
+#: SOAP version -> the Content-Type of its messages.
+CONTENT_TYPES = {"1.1": XML_CONTENT_TYPE, "1.2": SOAP12_CONTENT_TYPE}
+_MEDIA_VERSIONS = {"text/xml": "1.1", "application/soap+xml": "1.2"}
+#: "Response: None" in the reference: what may answer an empty Body.
+VOID_OPERATIONS = ("executeJob", "pauseJob", "resumeJob", "stopJob", "deleteJob")
 
 
 class DropConnection(Exception):
@@ -119,9 +146,10 @@ def _truthy(text: str | None) -> bool | None:
 
 
 # ------------------------------------------------------------ serialization
-def _envelope() -> tuple[etree._Element, etree._Element]:
-    env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soapenv": SOAP_ENV})
-    body = etree.SubElement(env, f"{{{SOAP_ENV}}}Body")
+def _envelope(soap_version: str = "1.1") -> tuple[etree._Element, etree._Element]:
+    ns = ENVELOPES[soap_version]
+    env = etree.Element(f"{{{ns}}}Envelope", nsmap={"soapenv": ns})
+    body = etree.SubElement(env, f"{{{ns}}}Body")
     return env, body
 
 
@@ -129,37 +157,86 @@ def _serialize(env) -> bytes:
     return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
 
 
-def result_envelope(schema: WsdlSchema, operation: str, result: dict | None) -> bytes:
+def result_envelope(schema: WsdlSchema, operation: str, result: dict | None,
+                    soap_version: str = "1.1") -> bytes:
     """The reply in the shapes ``schema`` (the request namespace's WSDL) declares."""
-    env, body = _envelope()
+    env, body = _envelope(soap_version)
     body.append(schema.reply(operation, result, nsmap={"ns1": schema.namespace}))
     return _serialize(env)
 
 
-def fault_envelope(fault: IpsFault) -> bytes:
-    env, body = _envelope()
-    el = etree.SubElement(body, f"{{{SOAP_ENV}}}Fault")
-    etree.SubElement(el, "faultcode").text = f"soapenv:{fault.faultcode}"
-    etree.SubElement(el, "faultstring").text = fault.faultstring
-    detail = etree.SubElement(el, "detail")
+# SOAP 1.1 faultcode -> SOAP 1.2 env:Code/env:Value.
+_SOAP12_CODES = {"Client": "Sender", "Server": "Receiver"}
+
+
+def fault_envelope(fault: IpsFault, soap_version: str = "1.1") -> bytes:
+    env, body = _envelope(soap_version)
+    ns = ENVELOPES[soap_version]
+    el = etree.SubElement(body, f"{{{ns}}}Fault")
+    if soap_version == "1.2":
+        code = etree.SubElement(el, f"{{{ns}}}Code")
+        value = _SOAP12_CODES.get(fault.faultcode, fault.faultcode)
+        etree.SubElement(code, f"{{{ns}}}Value").text = f"soapenv:{value}"
+        reason = etree.SubElement(el, f"{{{ns}}}Reason")
+        text = etree.SubElement(reason, f"{{{ns}}}Text")
+        text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
+        text.text = fault.faultstring
+        detail = etree.SubElement(el, f"{{{ns}}}Detail")
+    else:
+        etree.SubElement(el, "faultcode").text = f"soapenv:{fault.faultcode}"
+        etree.SubElement(el, "faultstring").text = fault.faultstring
+        detail = etree.SubElement(el, "detail")
     item = etree.SubElement(detail, f"{{{NS_BASE}}}{fault.family}", nsmap={"ns1": NS_BASE})
     etree.SubElement(item, f"{{{NS_BASE}}}code").text = str(fault.code)
     etree.SubElement(item, f"{{{NS_BASE}}}reason").text = fault.reason
     return _serialize(env)
 
 
-def empty_body_envelope() -> bytes:
-    env, _ = _envelope()
+def empty_body_envelope(soap_version: str = "1.1") -> bytes:
+    env, _ = _envelope(soap_version)
     return _serialize(env)
 
 
-def malformed_xml(ns: str, operation: str) -> bytes:
+def malformed_xml(ns: str, operation: str, soap_version: str = "1.1") -> bytes:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}"><soapenv:Body>'
+        f'<soapenv:Envelope xmlns:soapenv="{ENVELOPES[soap_version]}"><soapenv:Body>'
         f'<ns1:{operation}Return xmlns:ns1="{ns}"><ns1:jobArray><ns1:items>'
         '<ns1:name>truncated &amp unterminated <'
     ).encode("utf-8")
+
+
+_BOMB_BLOCK = 1 << 20  # spaces per repeated deflate block
+
+
+def gzip_bomb(ns: str, operation: str, inflated: int, soap_version: str = "1.1") -> bytes:
+    """A gzip member that inflates to ``inflated`` bytes (at least the envelope's) of a
+    well-formed reply, padded with spaces: about a thousandth of that on the wire.
+
+    Built without compressing it all: a deflate block of 1 MiB of spaces, flushed so that it
+    stands alone, repeated; only the CRC runs over every byte."""
+    head = (f'<?xml version="1.0" encoding="UTF-8"?>\n<soapenv:Envelope xmlns:soapenv="{ENVELOPES[soap_version]}">'
+            f'<soapenv:Body><ns1:{operation}Return xmlns:ns1="{ns}">').encode()
+    tail = f"</ns1:{operation}Return></soapenv:Body></soapenv:Envelope>".encode()
+    padding = max(0, inflated - len(head) - len(tail))
+    blocks, rest = divmod(padding, _BOMB_BLOCK)
+    spaces = b" " * _BOMB_BLOCK
+
+    def deflated(data: bytes, flush: int) -> bytes:
+        c = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return c.compress(data) + c.flush(flush)
+
+    block = deflated(spaces, zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(head)
+    for _ in range(blocks):
+        crc = zlib.crc32(spaces, crc)
+    crc = zlib.crc32(spaces[:rest] + tail, crc)
+    size = len(head) + padding + len(tail)
+    return b"".join([
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff",  # gzip header: deflate, no name, mtime 0
+        deflated(head, zlib.Z_FULL_FLUSH), block * blocks, deflated(spaces[:rest] + tail, zlib.Z_FINISH),
+        struct.pack("<II", crc, size & 0xFFFFFFFF),
+    ])
 
 
 HTML_500 = (b"<!DOCTYPE html><html><head><title>500 Internal Server Error</title></head>"
@@ -173,6 +250,8 @@ class SoapRequest:
 
     def __init__(self):
         self.namespace = NS_BASE
+        #: The Envelope's SOAP version: every answer to the request is in it.
+        self.soap_version = "1.1"
         self.schema: WsdlSchema | None = None
         self.operation: str | None = None
         self.params: dict = {}
@@ -191,20 +270,30 @@ def _children(el):
 
 
 def parse_soap(body: bytes, soap_action: str | None, authorization: str | None,
-               req: SoapRequest, schemas: dict[str, WsdlSchema]) -> None:
+               req: SoapRequest, schemas: dict[str, WsdlSchema], content_type: str | None = None) -> None:
     """Fill ``req`` from the raw request; raise IpsFault 30003 when invalid.
-    Header options (faultHttpStatusCode, ...) are read before anything about the
-    body can fail, so that they apply to those faults too."""
+    The SOAP version and the header options (faultHttpStatusCode, ...) are read
+    before anything about the body can fail, so that they apply to those faults too."""
     try:
         root = etree.fromstring(body, _parser()) if body.strip() else None
     except etree.XMLSyntaxError as exc:
         raise IpsFault(30003, f"Request is not well-formed XML: {exc}") from None
-    if root is None or root.tag != f"{{{SOAP_ENV}}}Envelope":
-        raise IpsFault(30003, "Request is not a SOAP 1.1 Envelope")
-    header = root.find(f"{{{SOAP_ENV}}}Header")
-    body_el = root.find(f"{{{SOAP_ENV}}}Body")
+    version = next((v for v, ns in ENVELOPES.items() if root is not None and root.tag == f"{{{ns}}}Envelope"),
+                   None)
+    if version is None:
+        raise IpsFault(30003, "Request is not a SOAP Envelope (neither SOAP 1.1 nor SOAP 1.2)")
+    req.soap_version = version
+    env = ENVELOPES[version]
+    header = root.find(f"{{{env}}}Header")
+    body_el = root.find(f"{{{env}}}Body")
     if header is not None:
         _read_header(header, req, schemas)
+    media, params = _content_type(content_type)
+    if _MEDIA_VERSIONS.get(media, version) != version:
+        raise IpsFault(30003, f"Content-Type '{media}' does not carry a SOAP {version} Envelope")
+    if version == "1.2":
+        # SOAP 1.2 has no SOAPAction header: the action is a Content-Type parameter.
+        soap_action = params.get("action")
     if body_el is None:
         raise IpsFault(30003, "SOAP Envelope has no Body")
     elements = _children(body_el)
@@ -229,6 +318,7 @@ def parse_soap(body: bytes, soap_action: str | None, authorization: str | None,
             raise IpsFault(30003, f"SOAPAction '{soap_action}' does not match body element "
                                   f"'{name}'")
     req.operation = operation
+    req.schema.check_params(operation, op_el)  # what this version does not declare: 30003
     for child in _children(op_el):
         items = _children(child)
         if items:
@@ -243,6 +333,17 @@ def parse_soap(body: bytes, soap_action: str | None, authorization: str | None,
         if user is not None and (user.text or "").strip():
             req.credentials = ((user.text or "").strip(),
                                (password.text or "") if password is not None else "")
+
+
+def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """A Content-Type header as (media type, {parameter: value}), quotes stripped."""
+    media, *parts = (value or "").split(";")
+    params = {}
+    for part in parts:
+        name, sep, val = part.partition("=")
+        if sep:
+            params[name.strip().lower()] = val.strip().strip('"')
+    return media.strip().lower(), params
 
 
 def _read_header(header, req: SoapRequest, schemas) -> None:
@@ -331,7 +432,7 @@ class EmulatorApp:
     def wsdl(self, environ, filename: str) -> Response:
         tree = etree.parse(str(self.wsdl_files[filename].path), _wsdl_parser())
         location = self.base_url(environ) + SERVICE_PATH
-        for address in tree.iter(f"{{{WSDL_SOAP}}}address"):
+        for address in tree.iter(f"{{{WSDL_SOAP}}}address", f"{{{WSDL_SOAP12}}}address"):
             address.set("location", location)
         body = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
         return Response(200, body, XML_CONTENT_TYPE)
@@ -351,19 +452,19 @@ class EmulatorApp:
         use_gzip = _accepts_gzip(environ)
         try:
             parse_soap(raw, environ.get("HTTP_SOAPACTION"), environ.get("HTTP_AUTHORIZATION"), req,
-                       self.schemas)
+                       self.schemas, content_type=environ.get("CONTENT_TYPE"))
         except IpsFault as fault:
-            return self._soap_response(fault_envelope(fault), req.fault_status,
-                                       use_gzip and req.gzip_response is not False)
+            return self._soap_response(fault_envelope(fault, req.soap_version), req.fault_status,
+                                       use_gzip and req.gzip_response is not False, soap_version=req.soap_version)
         use_gzip = use_gzip and req.gzip_response is not False
-        op, params = req.operation, req.params
+        op, params, version = req.operation, req.params, req.soap_version
         job_handle = params.get("jobHandle") if isinstance(params.get("jobHandle"), str) else None
         company = params.get("companyHandle") if isinstance(params.get("companyHandle"), str) else None
         generation = self.state.generation
         injection = self.state.take_injection(op, job_handle or None)
         self.state.record_call(op, req.credentials[0] if req.credentials else None,
                                company or None, job_handle or None, req.namespace,
-                               injection.kind if injection else None)
+                               injection.kind if injection else None, soap_version=version)
         if injection is not None:
             kind, p = injection.kind, injection.params
             if kind == "latency":
@@ -371,13 +472,18 @@ class EmulatorApp:
             elif kind == "soap_fault":
                 fault = IpsFault(p["code"], p["reason"], family=p.get("fault"),
                                  faultcode=p.get("faultcode"), faultstring=p.get("faultstring"))
-                return self._soap_response(fault_envelope(fault), req.fault_status, use_gzip)
+                return self._soap_response(fault_envelope(fault, version), req.fault_status, use_gzip,
+                                           soap_version=version)
             elif kind == "http_500_html":
                 return Response(500, HTML_500, "text/html; charset=utf-8")
             elif kind == "malformed_xml":
-                return Response(200, malformed_xml(req.namespace, op), XML_CONTENT_TYPE)
+                return Response(200, malformed_xml(req.namespace, op, version), CONTENT_TYPES[version])
             elif kind == "empty_body":
-                return Response(200, empty_body_envelope(), XML_CONTENT_TYPE)
+                return Response(200, empty_body_envelope(version), CONTENT_TYPES[version])
+            elif kind == "gzip_bomb":
+                # Whatever Accept-Encoding says: a hostile server does not ask.
+                return Response(200, gzip_bomb(req.namespace, op, p["inflated"], version), CONTENT_TYPES[version],
+                                [("Content-Encoding", "gzip")])
             elif kind == "drop_connection":
                 raise DropConnection()
         try:
@@ -387,19 +493,25 @@ class EmulatorApp:
         except StaleCall:
             raise DropConnection() from None
         except IpsFault as fault:
-            response = self._soap_response(fault_envelope(fault), req.fault_status, use_gzip)
+            response = self._soap_response(fault_envelope(fault, version), req.fault_status, use_gzip,
+                                           soap_version=version)
         else:
-            response = self._soap_response(result_envelope(req.schema, op, result), 200, use_gzip)
+            if op in VOID_OPERATIONS and self.state.void_empty_body:
+                body = empty_body_envelope(version)  # done, and "Response: None"
+            else:
+                body = result_envelope(req.schema, op, result, version)
+            response = self._soap_response(body, 200, use_gzip, soap_version=version)
         if injection is not None and injection.kind == "trickle":
             response.stream = _trickle(response.body, injection.params["interval"], self.state)
         return response
 
     @staticmethod
-    def _soap_response(body: bytes, status: int, use_gzip: bool) -> Response:
+    def _soap_response(body: bytes, status: int, use_gzip: bool, soap_version: str = "1.1") -> Response:
+        content_type = CONTENT_TYPES[soap_version]
         if use_gzip:
-            return Response(status, gzip.compress(body, mtime=0), XML_CONTENT_TYPE,
+            return Response(status, gzip.compress(body, mtime=0), content_type,
                             [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")])
-        return Response(status, body, XML_CONTENT_TYPE, [("Vary", "Accept-Encoding")])
+        return Response(status, body, content_type, [("Vary", "Accept-Encoding")])
 
     # -------------------------------------------------------------- control
     def control(self, environ, method: str, name: str) -> Response:
@@ -427,7 +539,8 @@ def _get_calls(state: EmulatorState, data) -> Response:
     return _json(200, [
         {"operation": c["operation"], "user": c["user"],
          "companyHandle": c["company_handle"], "jobHandle": c["job_handle"],
-         "time": c["time"], "namespace": c["namespace"], "injected": c["injected"]}
+         "time": c["time"], "namespace": c["namespace"], "injected": c["injected"],
+         "soap_version": c["soap_version"]}
         for c in state.calls])
 
 
@@ -459,6 +572,8 @@ def _post_inject(state: EmulatorState, data) -> Response:
 def _post_config(state: EmulatorState, data) -> Response:
     if not isinstance(data, dict):
         return _json(400, {"error": "send a JSON object"})
+    if not isinstance(data.get("void_empty_body", False), bool):
+        return _json(400, {"error": "void_empty_body must be true or false"})
     if "job_duration" in data:
         try:
             duration = float(data["job_duration"])
@@ -467,7 +582,10 @@ def _post_config(state: EmulatorState, data) -> Response:
         if duration < 0:
             return _json(400, {"error": "job_duration must not be negative"})
         state.job_duration = duration
-    return _json(200, {"ok": True, "job_duration": state.job_duration})
+    answer = {"ok": True, "job_duration": state.job_duration}
+    if "void_empty_body" in data:
+        state.void_empty_body = answer["void_empty_body"] = data["void_empty_body"]
+    return _json(200, answer)
 
 
 # The keyword arguments of EmulatorState.change_user besides the email.

@@ -18,6 +18,10 @@ Choices where the IPS reference leaves room (also in README.md):
   then cover the companies where the caller's role is authorized.
 * executeJob on a job with an unfinished run: ``30001``, "... is already
   running ...". Unknown job handles, or another company's, are ``30001``.
+* stopJob takes the scheduled job's handle (the reference's example); a run's
+  handle is ``30001`` there. getActiveJobs and getJobLogDetails take either.
+* A parameter the request's version does not declare never gets here: it is
+  ``30003`` when the request is parsed (``schema.check_params``).
 """
 
 from __future__ import annotations
@@ -290,11 +294,12 @@ def resumeJob(st, user: User, p: dict):
 def stopJob(st, user: User, p: dict):
     company, handle = p["companyHandle"], p["jobHandle"]
     authorize(st, user, "stopJob", company)
+    # The scheduled job's handle, as the reference's example sends it (47|My Test Job|): a
+    # run's handle there is not documented, so it is refused like any other unknown handle.
+    job = _job(st, company, handle)
     now = st.now()
-    run = unfinished_run(st, handle, now)
-    if run is None or run.job.company != company:
-        if company_of(st, handle) != company:
-            raise IpsFault(30001, f"Invalid job handle '{handle}' for company '{company}'")
+    run = unfinished_run(st, job.handle, now)
+    if run is None:
         raise IpsFault(30001, f"Job '{handle}' is not running")
     if run.stopped_after is None:
         run.stopped_after = run.elapsed(now)

@@ -63,10 +63,12 @@ class User:
     password_expires: datetime | None = None
 
     def wire(self) -> dict:
-        # ``role`` before 6.0, ``defaultRole`` from 6.0: the same value.
+        # ``role`` before 6.0, ``defaultRole`` from 6.0: the same value; from
+        # 2016-01-14-beta only ``isIpsAdmin`` (the type is then per company).
         return {"userHandle": self.handle, "firstName": self.first_name,
                 "lastName": self.last_name, "email": self.email,
                 "role": self.default_role, "defaultRole": self.default_role,
+                "isIpsAdmin": self.default_role == "IpsAdmin",
                 "isValid": self.is_valid, "passwordExpires": self.password_expires}
 
 
@@ -109,8 +111,9 @@ class Job:
         if element == "imageServingPublishJob":
             content["publishType"] = "Full"
         elif element == "uploadDirectoryJob":
-            content.update(destFolder=root_path, includeSubfolders="true",
-                           overwrite="OverwriteFullName", readyForPublish=True,
+            # Booleans: so typed before 4.0; from then on strings, where "true" still reads.
+            content.update(destFolder=root_path, includeSubfolders=True,
+                           overwrite=True, readyForPublish=True,
                            serverDir=f"/ips/upload/{self.company}/")
         elif element == "uploadUrlsJob":
             urls = [{"sourceUrl": f"https://assets.example.com/{quote(a)}",
@@ -181,8 +184,8 @@ class JobLog:
                "detailTotalRows": len(self.details) if total is None else total}
         if details is not None:
             out["detailArray"] = [
-                {k: d[k] for k in ("logMessage", "logType", "assetName", "assetType",
-                                   "assetHandle", "auxArray")}
+                {**{k: d[k] for k in ("logMessage", "logType", "assetName", "assetType",
+                                      "assetHandle", "auxArray")}, "dateCreated": d["time"]}
                 for d in details]
         return out
 

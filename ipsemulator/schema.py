@@ -5,6 +5,12 @@ bundled WSDLs declare exactly those shapes. So replies are serialized by
 walking the sequence each WSDL declares: handlers hand over dicts with every
 field any version has, and only the declared elements are written, in the
 declared order. A new version is a new WSDL file, not new code.
+
+Requests are held to the same contract: a parameter its ``<operation>Param``
+does not declare, out of the declared order, repeated, in another namespace,
+or an array item of another name is ``ipsApiFault 30003 INVALID_REQUEST_XML``
+(``check_params``), as a schema-bound service refuses request XML its schema
+does not allow.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from pathlib import Path
 
 from lxml import etree
 
+from .tables import IpsFault
+
 XSD = "http://www.w3.org/2001/XMLSchema"
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_DIR = Path(__file__).resolve().parent.parent / "wsdl"
 WSDL_GLOB = "IpsApi*.wsdl"
-# An appinfo note on an <op>Return element: fields of a type that this version
-# declares but that operation leaves out (pre-4.0 getJobLogs: no endDate).
+# Appinfo notes on an <op>Return element: fields of a type that this version
+# declares but that operation leaves out (``unfilled``: pre-4.0 getJobLogs has no
+# endDate) or always sends as 0 (``zeroed``: its duplicate and update counts).
 NOTES = "urn:ipsadmin:wsdl-notes"
 
 QName = tuple[str, str]  # (namespace, local name)
@@ -37,6 +46,7 @@ class Element:
     type: QName | None  # None: an anonymous complex type, see ``content``
     many: bool
     content: tuple[Element, ...] | None = None
+    required: bool = False  # minOccurs is not 0
 
 
 def _parser() -> etree.XMLParser:
@@ -67,6 +77,8 @@ class WsdlSchema:
         self.elements: dict[QName, Element] = {}
         #: {operation: {type name: field names the reply leaves out}}
         self.unfilled: dict[str, dict[str, frozenset[str]]] = {}
+        #: {operation: {type name: field names the reply always sends as 0}}
+        self.zeroed: dict[str, dict[str, frozenset[str]]] = {}
         self._schemas = list(root.iterfind(f"{{{WSDL}}}types/{{{XSD}}}schema"))
         for schema in self._schemas:
             tns = schema.get("targetNamespace", "")
@@ -77,10 +89,11 @@ class WsdlSchema:
                 elif child.tag == f"{{{XSD}}}element":
                     self.elements[(tns, child.get("name"))] = self._element(child, tns, True)
                     name = child.get("name", "")
-                    notes = child.findall(f"{{{XSD}}}annotation/{{{XSD}}}appinfo/{{{NOTES}}}unfilled")
-                    if notes and name.endswith("Return"):
-                        self.unfilled[name[: -len("Return")]] = {
-                            n.get("type"): frozenset((n.text or "").split()) for n in notes}
+                    for kind, into in (("unfilled", self.unfilled), ("zeroed", self.zeroed)):
+                        notes = child.findall(f"{{{XSD}}}annotation/{{{XSD}}}appinfo/{{{NOTES}}}{kind}")
+                        if notes and name.endswith("Return"):
+                            into[name[: -len("Return")]] = {
+                                n.get("type"): frozenset((n.text or "").split()) for n in notes}
         self._check_references()
 
     # ------------------------------------------------------------- parsing
@@ -90,12 +103,13 @@ class WsdlSchema:
         form = el.get("form")
         ns = tns if (form == "qualified" or (form is None and qualified)) else ""
         many = el.get("maxOccurs", "1") not in ("0", "1")
+        required = el.get("minOccurs", "1") != "0"
         if el.get("type"):
-            return Element(el.get("name"), ns, _resolve(el, el.get("type")), many)
+            return Element(el.get("name"), ns, _resolve(el, el.get("type")), many, required=required)
         inline = el.find(f"{{{XSD}}}complexType")
         if inline is None:  # no type at all: xsd:anyType, written as text
-            return Element(el.get("name"), ns, (XSD, "anyType"), many)
-        return Element(el.get("name"), ns, None, many, self._content(inline, tns, qualified))
+            return Element(el.get("name"), ns, (XSD, "anyType"), many, required=required)
+        return Element(el.get("name"), ns, None, many, self._content(inline, tns, qualified), required)
 
     def _content(self, complex_type, tns: str, qualified: bool) -> tuple[Element, ...]:
         out: list[Element] = []
@@ -141,6 +155,44 @@ class WsdlSchema:
         """The element names of a complex type of this WSDL's namespace."""
         return tuple(e.name for e in self.types[(self.namespace, type_name)])
 
+    def params(self, operation: str) -> tuple[Element, ...]:
+        """The parameters ``<operation>Param`` declares, in sequence order."""
+        element = self.elements.get((self.namespace, f"{operation}Param"))
+        return tuple(self.content_of(element) or ()) if element is not None else ()
+
+    def check_params(self, operation: str, param_el) -> None:
+        """Refuse (30003) a request whose ``<operation>Param`` this WSDL does not allow:
+        an undeclared parameter, one out of the declared order or repeated, one in another
+        namespace, or an array item of another name."""
+        declared = self.params(operation)
+        order = {e.name: i for i, e in enumerate(declared)}
+        where = f"{operation}Param of {self.namespace}"
+        last = -1
+        for child in param_el:
+            if not isinstance(child.tag, str):
+                continue
+            q = etree.QName(child)
+            index = order.get(q.localname)
+            if index is None:
+                raise IpsFault(30003, f"Parameter '{q.localname}' is not declared by {where}")
+            e = declared[index]
+            if (q.namespace or "") != e.ns:
+                raise IpsFault(30003, f"Parameter '{q.localname}' of {where} is in namespace "
+                                      f"'{q.namespace or ''}', not '{e.ns}'")
+            if index < last or (index == last and not e.many):
+                raise IpsFault(30003, f"Parameter '{q.localname}' of {where} is repeated or out of "
+                                      f"the declared order ({', '.join(order)})")
+            last = index
+            content = self.content_of(e)
+            if content is None:
+                continue  # children where text belongs: 30001 when dispatched, like any bad value
+            names = {(c.ns, c.name) for c in content}
+            for item in (c for c in child if isinstance(c.tag, str)):
+                iq = etree.QName(item)
+                if ((iq.namespace or ""), iq.localname) not in names:
+                    raise IpsFault(30003, f"'{iq.localname}' is not declared in parameter "
+                                          f"'{q.localname}' of {where}")
+
     # ---------------------------------------------------------- serializing
     def reply(self, operation: str, result: dict | None, nsmap=None) -> etree._Element:
         """The ``<operation>Return`` element for ``result``."""
@@ -149,20 +201,22 @@ class WsdlSchema:
             raise KeyError(f"{self.filename} declares no {operation}Return")
         el = etree.Element(f"{{{element.ns}}}{element.name}" if element.ns else element.name,
                            nsmap=nsmap)
-        self._fill(el, element.content or self.content_of(element) or (), result or {},
-                   self.unfilled.get(operation, {}))
+        notes = (self.unfilled.get(operation, {}), self.zeroed.get(operation, {}))
+        self._fill(el, element.content or self.content_of(element) or (), result or {}, notes)
         return el
 
-    def _fill(self, parent, elements, value, unfilled, left_out=frozenset()) -> None:
+    def _fill(self, parent, elements, value, notes, type_name=None) -> None:
+        left_out = notes[0].get(type_name, frozenset())
+        zeroed = notes[1].get(type_name, frozenset())
         for e in elements:
-            v = value.get(e.name)
+            v = 0 if e.name in zeroed else value.get(e.name)
             if v is None or e.name in left_out:
                 continue
             for item in (v if e.many else (v,)):
                 if item is not None:
-                    self._emit(parent, e, item, unfilled)
+                    self._emit(parent, e, item, notes)
 
-    def _emit(self, parent, e: Element, value, unfilled) -> None:
+    def _emit(self, parent, e: Element, value, notes) -> None:
         el = etree.SubElement(parent, f"{{{e.ns}}}{e.name}" if e.ns else e.name)
         content = self.content_of(e)
         if content is None:
@@ -175,8 +229,7 @@ class WsdlSchema:
             value = {content[0].name: value}
         if not isinstance(value, dict):
             raise TypeError(f"{e.name!r} is a complex type; got {type(value).__name__}")
-        left_out = unfilled.get(e.type[1], frozenset()) if e.type else frozenset()
-        self._fill(el, content, value, unfilled, left_out)
+        self._fill(el, content, value, notes, e.type[1] if e.type else None)
 
     # ------------------------------------------------------------ validating
     @cached_property

@@ -68,6 +68,11 @@ def make_injection(kind: str, *, operation: str | None = None,
     if kind == "trickle":
         params.setdefault("interval", 1.0)
         _seconds(params, "interval")
+    if kind == "gzip_bomb":
+        # A hostile reply: small on the wire, ``inflated`` bytes once decompressed (default 1.5 GB).
+        params["inflated"] = int(params.get("inflated", 1_500_000_000))
+        if params["inflated"] < 0:
+            raise ValueError("inflated must not be negative")
     if kind == "soap_fault":
         if "code" not in params:
             raise ValueError("soap_fault needs code")
@@ -86,6 +91,8 @@ class EmulatorState:
         self.data_path = Path(data_path) if data_path else DEFAULT_DATA
         self._initial_job_duration = float(job_duration)
         self.job_duration = float(job_duration)
+        #: Void operations (executeJob, stopJob, ...) answer an empty SOAP Body ("Response: None").
+        self.void_empty_body = False
         self._lock = threading.RLock()
         self._calls: list[dict] = []
         self._injections: list[Injection] = []
@@ -141,6 +148,7 @@ class EmulatorState:
             self._calls.clear()
             self._injections.clear()
             self.job_duration = self._initial_job_duration
+            self.void_empty_body = False
             self._load()
 
     def inject(self, kind: str, *, operation: str | None = None,
@@ -149,7 +157,8 @@ class EmulatorState:
 
         kinds: latency (``seconds``), soap_fault (``code``, ``reason``,
         optional ``fault`` family), http_500_html, malformed_xml, empty_body,
-        drop_connection, trickle (``interval``, default 1.0)."""
+        drop_connection, trickle (``interval``, default 1.0), gzip_bomb
+        (``inflated`` bytes, default 1.5 GB)."""
         injection = make_injection(kind, operation=operation, job_handle=job_handle,
                                    times=times, **params)
         with self._lock:
@@ -164,18 +173,18 @@ class EmulatorState:
     @property
     def calls(self) -> list[dict]:
         """Received SOAP calls: operation, user, company_handle, job_handle,
-        time (ISO), namespace, injected (kind or None)."""
+        time (ISO), namespace, injected (kind or None), soap_version ("1.1" or "1.2")."""
         with self._lock:
             return [dict(c) for c in self._calls]
 
     def record_call(self, operation: str, user: str | None, company_handle: str | None,
                     job_handle: str | None, namespace: str | None = None,
-                    injected: str | None = None) -> None:
+                    injected: str | None = None, soap_version: str = "1.1") -> None:
         with self._lock:
             self._calls.append({
                 "operation": operation, "user": user, "company_handle": company_handle,
                 "job_handle": job_handle, "time": self.now().isoformat(timespec="milliseconds"),
-                "namespace": namespace, "injected": injected,
+                "namespace": namespace, "injected": injected, "soap_version": soap_version,
             })
 
     def take_injection(self, operation: str, job_handle: str | None) -> Injection | None:

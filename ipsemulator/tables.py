@@ -132,6 +132,7 @@ INJECTION_KINDS = (
     "empty_body",
     "drop_connection",
     "trickle",
+    "gzip_bomb",
 )
 
 # -------------------------------------------------------------------- faults

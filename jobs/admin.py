@@ -1,8 +1,11 @@
+import logging
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
@@ -10,6 +13,8 @@ from . import ips
 from .services import connections, people, sync
 from .history import capped_count
 from .models import Company, Connection, Execution, HistoryExport, IpsIdentity, Job, Membership, MembershipChange
+
+log = logging.getLogger(__name__)
 
 
 class ConnectionForm(forms.ModelForm):
@@ -35,10 +40,39 @@ class ConnectionForm(forms.ModelForm):
         model = Connection
         fields = ["name", "region", "service_url", "wsdl_url", "api_version", "username", "ips_sign_in"]
 
+    def _clean_url(self, name: str) -> str:
+        # Parsed as the HTTP client will connect: https only (http to this machine), no user info.
+        url = self.cleaned_data.get(name) or ""
+        problem = connections.url_problem(url) if url else None
+        if problem:
+            raise forms.ValidationError(problem)
+        return url
+
+    def clean_service_url(self):
+        return self._clean_url("service_url")
+
+    def clean_wsdl_url(self):
+        return self._clean_url("wsdl_url")
+
     def clean(self):
         cleaned = super().clean()
         if not self.instance.has_password and not cleaned.get("password"):
             self.add_error("password", "A new connection needs the service account's password.")
+        elif self.instance.pk and not cleaned.get("password") and not self.errors:
+            # The addresses and the password are one secret: whoever points the connection
+            # elsewhere must know the password, or Test connection would hand it over there.
+            # (In clean(), self.instance still holds the stored values.)
+            stored = connections.endpoint_origins(
+                self.instance.region, self.instance.service_url, self.instance.wsdl_url
+            )
+            asked = connections.endpoint_origins(
+                cleaned.get("region", ""), cleaned.get("service_url", ""), cleaned.get("wsdl_url", "")
+            )
+            if stored != asked:
+                self.add_error("password", (
+                    "The service URL, region or WSDL URL now points to another host: enter the service account's "
+                    "password again, or the stored one would be sent there."
+                ))
         return cleaned
 
     def save(self, commit=True):
@@ -47,18 +81,38 @@ class ConnectionForm(forms.ModelForm):
         return super().save(commit)
 
 
+def _in_time(modeladmin, request, deadline, connection, asked: bool) -> bool:
+    """May ``connection`` be asked in this request? Says so when not.
+
+    One deadline for the whole action, inside the worker's timeout: the first
+    connection is always asked; after it, one only if a call can end in time."""
+    if not asked or deadline.allows(1, connection):
+        return True
+    modeladmin.message_user(request, (
+        f"{connection}: not asked: IPS answered too slowly for every connection to be asked within one "
+        f"request ({deadline.seconds:g} s). Select it again."
+    ), messages.WARNING)
+    return False
+
+
 @admin.action(description="Test connection (checkLogin, getUserInfo, getCompanyMembership)")
 def test_connections(modeladmin, request, queryset):
-    for connection in queryset:
-        ok, text = connections.check_connection(connection)
+    deadline = connections.Deadline()
+    for n, connection in enumerate(queryset):
+        if not _in_time(modeladmin, request, deadline, connection, n > 0):
+            continue
+        ok, text = connections.check_connection(connection, deadline)
         modeladmin.message_user(request, text, messages.SUCCESS if ok else messages.ERROR)
 
 
-@admin.action(description="Add the service account's companies from IPS")
+@admin.action(description="Add the service account's companies from IPS", permissions=["change"])
 def add_companies_from_ips(modeladmin, request, queryset):
-    for connection in queryset:
+    deadline = connections.Deadline()
+    for n, connection in enumerate(queryset):
+        if not _in_time(modeladmin, request, deadline, connection, n > 0):
+            continue
         try:
-            added = connections.add_service_account_companies(connection)
+            added = connections.add_service_account_companies(connection, deadline)
         except ips.IpsError as error:
             modeladmin.message_user(request, f"{connection}: {error}", messages.ERROR)
             continue
@@ -69,25 +123,26 @@ def add_companies_from_ips(modeladmin, request, queryset):
         )
 
 
-def _report_sync(modeladmin, request, results):
+def _sync(modeladmin, request, companies):
+    # One deadline over every company, whatever its connection: the request must end in time.
+    results = sync.sync_companies(companies.select_related("connection"), connections.Deadline())
     for result in results:
         modeladmin.message_user(request, str(result), messages.ERROR if result.error else messages.SUCCESS)
 
 
-@admin.action(description="Sync jobs from IPS (getScheduledJobs)")
+@admin.action(description="Sync jobs from IPS (getScheduledJobs)", permissions=["change"])
 def sync_connection_jobs(modeladmin, request, queryset):
-    _report_sync(modeladmin, request, sync.sync_companies(Company.objects.filter(connection__in=queryset)))
+    _sync(modeladmin, request, Company.objects.filter(connection__in=queryset))
 
 
-@admin.action(description="Sync jobs from IPS (getScheduledJobs)")
+@admin.action(description="Sync jobs from IPS (getScheduledJobs)", permissions=["change"])
 def sync_company_jobs(modeladmin, request, queryset):
-    _report_sync(modeladmin, request, sync.sync_companies(queryset.select_related("connection")))
+    _sync(modeladmin, request, queryset)
 
 
-@admin.action(description="Sync these jobs' companies from IPS")
+@admin.action(description="Sync these jobs' companies from IPS", permissions=["change"])
 def sync_job_companies(modeladmin, request, queryset):
-    companies = Company.objects.filter(jobs__in=queryset).distinct().select_related("connection")
-    _report_sync(modeladmin, request, sync.sync_companies(companies))
+    _sync(modeladmin, request, Company.objects.filter(jobs__in=queryset).distinct())
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -281,9 +336,85 @@ User = get_user_model()
 admin.site.unregister(User)
 
 
+#: What makes an account more than its memberships: only superusers give it, never to themselves.
+PRIVILEGE_FIELDS = ["is_superuser", "is_staff", "groups", "user_permissions"]
+
+
+def _privileges(user) -> dict:
+    return {
+        "is_superuser": user.is_superuser,
+        "is_staff": user.is_staff,
+        "is_active": user.is_active,
+        "groups": sorted(user.groups.values_list("name", flat=True)),
+        "user_permissions": sorted(
+            f"{app}.{codename}"
+            for app, codename in user.user_permissions.values_list("content_type__app_label", "codename")
+        ),
+    }
+
+
 @admin.register(User)
 class IpsUserAdmin(MembershipsByServiceMixin, UserAdmin):
+    """Accounts. Holding the user permissions is not holding every permission: privileges
+    (superuser, staff, groups, permissions) are a superuser's to give, never one's own, and
+    a privileged account is administered by superusers only (its password included)."""
+
     inlines = [*UserAdmin.inlines, CompanyMembershipInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and (not request.user.is_superuser or obj.pk == request.user.pk):
+            fields += [f for f in PRIVILEGE_FIELDS if f not in fields]
+        return fields
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._may_administer(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self._may_administer(request, obj)
+
+    @staticmethod
+    def _may_administer(request, obj) -> bool:
+        if obj is None or request.user.is_superuser or obj.pk == request.user.pk:
+            return True
+        return not (obj.is_superuser or obj.is_staff)
+
+    def save_model(self, request, obj, form, change):
+        stored = type(obj).objects.filter(pk=obj.pk).first() if change else None
+        request._privileges_before = _privileges(stored) if stored is not None else None
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Groups and permissions are saved here, after the user: compare once all is saved.
+        user = form.instance
+        before = getattr(request, "_privileges_before", None) or {
+            "is_superuser": False, "is_staff": False, "is_active": True, "groups": [], "user_permissions": [],
+        }
+        after = _privileges(user)
+        changed = [f"{k}: {before[k]!r} → {v!r}" for k, v in after.items() if before[k] != v]
+        if changed:
+            log.warning(
+                "%s changed the privileges of %s: %s",
+                request.user.get_username(), user.get_username(), "; ".join(changed),
+            )
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class SuperusersGroupAdmin(GroupAdmin):
+    """A group carries permissions to its members: who could change one could give themselves anything."""
+
+    def has_add_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
 
 
 @admin.register(Job)

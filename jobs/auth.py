@@ -14,8 +14,8 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 
-from . import ips
-from .services import people
+from . import ips, throttle
+from .services import connections, people
 from .models import Connection
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,18 @@ class IpsBackend(ModelBackend):
             return None  # local accounts are ModelBackend's
         if people.is_local_account(username):
             return None  # its password never goes to IPS
-        for connection in Connection.objects.filter(ips_sign_in=True).order_by("pk"):
+        signing_in = list(Connection.objects.filter(ips_sign_in=True).order_by("pk"))
+        if signing_in and not throttle.count_ips_check(request, username):
+            # Simultaneous attempts took what the address (or the name) had left: locked out.
+            request.axes_locked_out = True
+            request.axes_credentials = {"username": username}
+            return None
+        # One deadline for the whole sign-in, across connections, inside the worker's timeout:
+        # no IPS call starts that could not end before it.
+        deadline = connections.Deadline()
+        for connection in signing_in:
             try:
-                user = people.sign_in_with_ips(connection, username.strip(), password)
+                user = people.sign_in_with_ips(connection, username.strip(), password, deadline)
             except people.SignInRefused as refusal:
                 _say(request, str(refusal))
                 if refusal.final:

@@ -33,6 +33,8 @@ class HistoryFilterForm(forms.Form):
     ]
     PRESETS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
     MAX_MATCHES = 50
+    #: Dates a filter may name: in any zone, a day past the last is still a datetime (no OverflowError).
+    EARLIEST, LATEST = dt.date(1900, 1, 1), dt.date(9999, 12, 30)
     #: How many user names the user field suggests.
     MAX_SUGGESTIONS = 200
 
@@ -58,7 +60,10 @@ class HistoryFilterForm(forms.Form):
             self.fields[name] = forms.DateTimeField(
                 label=label,
                 required=False,
-                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+                widget=forms.DateTimeInput(
+                    attrs={"type": "datetime-local", "min": f"{self.EARLIEST}T00:00", "max": f"{self.LATEST}T23:59"},
+                    format="%Y-%m-%dT%H:%M",
+                ),
             )
         self.fields["company"].choices = [("", _("All companies"))] + [
             (c.pk, f"{c.name} ({c.handle})") for c in sorted(companies, key=lambda c: (c.name, c.handle))
@@ -157,6 +162,13 @@ class HistoryFilterForm(forms.Form):
             shown.pop("from", None)
             shown.pop("to", None)
         elif start or end:
+            for name in ("from", "to"):
+                value = data.get(name)
+                if value is not None and not self.EARLIEST <= value.date() <= self.LATEST:
+                    # Past these, a day more or the move to UTC overflows Python's datetime (a 500).
+                    self.add_error(name, gettext("Choose a date from %(earliest)s to %(latest)s.")
+                                   % {"earliest": self.EARLIEST, "latest": self.LATEST})
+            start, end = data.get("from"), data.get("to")
             if end and len(self.data.get("to", "").strip()) <= len("2026-12-31"):
                 # A date alone ends with its day.
                 data["to"] = end = end + dt.timedelta(days=1)

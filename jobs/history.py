@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import unicodedata
 from dataclasses import dataclass, field
 
 from django.db import connections, models
@@ -25,6 +26,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from .middleware import neutralise_bidi
 from .models import FAILED_IPS_RESULTS, FAILED_OUTCOMES, Execution
 
 PAGE_SIZE = 50
@@ -424,9 +426,29 @@ EXPORT_COLUMNS = [
     ("request id", "request_id"),
 ]
 
-# A spreadsheet runs a cell that starts with one of these as a formula: a job
-# name from IPS, a fault reason or a message could (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# CSV injection (OWASP): a spreadsheet runs a cell that starts with one of these
+# as a formula (a job name from IPS, a fault reason or a message could), and
+# finds that start past blanks and invisible characters, in the fullwidth and
+# small forms (NFKC folds those to ASCII), and after a separator inside the
+# cell (";" splits cells where it is the list separator).
+_FORMULA_STARTS = frozenset("=+-@\u2212")  # U+2212: the minus sign, which NFKC keeps
+_BLANKS = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})  # spaces, line breaks, controls, ZWSP, BOM
+_SEPARATORS = frozenset(",;\t\r\n|")
+
+
+def _formula_start(text: str, at: int) -> bool:
+    """Does a formula start at ``text[at]``, once blanks and invisible characters are skipped?"""
+    while at < len(text) and unicodedata.category(text[at]) in _BLANKS:
+        at += 1
+    return at < len(text) and unicodedata.normalize("NFKC", text[at])[:1] in _FORMULA_STARTS
+
+
+def _may_run(text: str) -> bool:
+    if text.startswith(("\t", "\r")) or _formula_start(text, 0):
+        return True
+    return any(
+        unicodedata.normalize("NFKC", c) in _SEPARATORS and _formula_start(text, i + 1) for i, c in enumerate(text)
+    )
 
 
 def _cell(value, zone):
@@ -436,8 +458,11 @@ def _cell(value, zone):
         return timezone.localtime(value, zone).isoformat(timespec="milliseconds")
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
+    if isinstance(value, str):
+        # Shown as code points, as on every HTML page: a name that reads one way and is another.
+        value = neutralise_bidi(value)
+        if _may_run(value):
+            return "'" + value  # read as text; the writer quotes every cell (views/history.py)
     return value
 
 

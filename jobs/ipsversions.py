@@ -7,10 +7,13 @@ the emulator answers in the shapes those WSDLs declare, and the client
 other IPS facts that are plain data live here too: the fault codes and the
 regions' service hosts.
 
-A field lives in the versions ``since <= version < until``. Version keys are
-the namespace dates; the unversioned namespace (pre-4.0) is ``""`` and sorts
-first. Adding a version is a row of ``VERSIONS``: run the build script, and
-its WSDL, its namespace and its shapes follow.
+A field lives in the versions ``since <= version < until``; so does an
+operation's parameter, and a request carries only those of its version (the
+emulator refuses the others, as IPS does). ``required`` is minOccurs 1. Version
+keys are the namespace dates; the unversioned namespace (pre-4.0) is ``""`` and
+sorts first, ``2016-01-14-beta`` last. Adding a version is a row of
+``VERSIONS``: run the build script, and its WSDL, its namespace and its shapes
+follow.
 
 Plain Python, no Django: the build script imports it outside a project.
 """
@@ -25,6 +28,9 @@ V4_0 = "2008-01-15"
 V4_4 = "2009-07-31"
 V4_5 = "2010-01-31"
 V6_0 = "2012-02-14"
+V6_6 = "2013-02-15"
+V6_8 = "2014-04-03"
+V2016_BETA = "2016-01-14-beta"
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,18 @@ class Version:
         return f"{self.release} ({self.key or 'unversioned'})"
 
 
-#: The versions bundled, served by the emulator and selectable on a Connection.
+#: The versions bundled, served by the emulator and selectable on a Connection: those
+#: whose shapes this table can describe (docs/ips-versions.md, "Versions"). The 4.x
+#: namespaces are not offered: several changes are dated "4.0" only because no page
+#: dates them, which is true of 4.x as a whole and of no one 4.x release.
 VERSIONS = (
     Version("", "pre-4.0"),
-    Version("2014-04-03", "6.8 / 2014R1"),
+    Version(V6_0, "6.0 / 2012R1"),
+    Version(V6_6, "6.6 / 2013R1"),
+    Version(V6_8, "6.8 / 2014R1"),
+    Version(V2016_BETA, "2016 beta"),
 )
-DEFAULT_VERSION = "2014-04-03"
+DEFAULT_VERSION = V6_8
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,10 @@ class Field:
     since: str = ""
     until: str | None = None
     many: bool = False  # maxOccurs unbounded (the items of an array type)
+    #: minOccurs 1 in the real WSDL: a parameter the reference marks "Required: Yes", a
+    #: return element likewise, a type's field Adobe's unversioned WSDL requires (the
+    #: Axis2 classes generated from it). Written into the WSDLs; the client reads leniently.
+    required: bool = False
 
     def in_version(self, key: str) -> bool:
         return self.since <= key and (self.until is None or key < self.until)
@@ -88,17 +104,24 @@ _JOB_DETAILS = (
 
 JOB_DETAIL_ELEMENTS = tuple(f.name for f in _JOB_DETAILS)
 
-#: Complex types by name. Contradictions of the reference (ips-api.md) are typed
-#: as strings: ScheduledJob.timeZone/triggerState, ActiveJob.totalSize/progressMessage.
+#: Complex types by name, each field in its sequence order. Contradictions of the
+#: reference (ips-api.md) are typed as strings: ScheduledJob.timeZone/triggerState,
+#: ActiveJob.progressMessage. Where a field's type changed (ActiveJob.totalSize, the
+#: upload options), the unversioned type is that of Adobe's unversioned WSDL (the
+#: classes generated from it) and the later one that of the type page; no page dates
+#: the change, so it is put at 4.0, the first versioned namespace.
 TYPES: dict[str, tuple[Field, ...]] = {
     "StringArray": _array("string"),
     "HandleArray": _array("string"),
     "UploadUrl": (Field("sourceUrl", "string"), Field("destPath", "string")),
-    "UrlArray": _array("UploadUrl"),
+    # r-upload-url-array.md; the UrlArray of 4.5 is another type (string items, for CDN).
+    "UploadUrlArray": _array("UploadUrl"),
     "ImageServingPublishJob": (
         Field("publishType", "string"),
         Field("emailSetting", "string"),
         Field("httpCompletionUrl", "string"),
+        # A beta WSDL's (change-log/.../c-4-5/r-restricted-use.md); 2016-01-14-beta is one.
+        Field("contextHandle", "string", since=V2016_BETA),
     ),
     "ImageRenderingPublishJob": (
         Field("emailSetting", "string"),
@@ -114,25 +137,27 @@ TYPES: dict[str, tuple[Field, ...]] = {
         Field("emailSetting", "string"),
         Field("httpCompletionUrl", "string"),
     ),
-    # Upload jobs carry many option types; the ones a dashboard shows are modelled,
-    # the rest arrive as elements the client ignores.
+    # Upload jobs carry many option types; the ones a dashboard shows are modelled, in
+    # the unversioned WSDL's order (the type pages list them alphabetically); the rest
+    # arrive as elements the client ignores.
     "UploadDirectoryJob": (
         Field("destFolder", "string"),
-        Field("emailSetting", "string"),
-        Field("includeSubfolders", "string"),
-        Field("overwrite", "string"),
-        Field("postHttpUrl", "string"),
-        Field("readyForPublish", "boolean"),
         Field("serverDir", "string"),
+        Field("overwrite", "boolean", until=V4_0),
+        Field("overwrite", "string", since=V4_0),
+        Field("readyForPublish", "boolean"),
+        Field("includeSubfolders", "boolean", until=V4_0),
+        Field("includeSubfolders", "string", since=V4_0),
+        Field("emailSetting", "string"),
+        Field("postHttpUrl", "string"),
     ),
     "UploadUrlsJob": (
-        Field("destFolder", "string"),
-        Field("emailSetting", "string"),
-        Field("numUrls", "int", since=V4_5),
+        Field("urlArray", "UploadUrlArray"),
         Field("overwrite", "boolean"),
-        Field("postHttpUrl", "string"),
         Field("readyForPublish", "boolean"),
-        Field("urlArray", "UrlArray", since=V4_5),
+        Field("emailSetting", "string"),
+        Field("postHttpUrl", "string"),
+        Field("numUrls", "int", since=V4_5),
     ),
     "OptimizeImagesJob": (Field("emailSetting", "string"),),
     "RipPdfsJob": (
@@ -153,12 +178,12 @@ TYPES: dict[str, tuple[Field, ...]] = {
         Field("emailSetting", "string"),
     ),
     "ScheduledJob": (
-        Field("companyHandle", "string"),
-        Field("jobHandle", "string"),
-        Field("name", "string"),
-        Field("originalName", "string"),
-        Field("type", "string"),
-        Field("submitUserEmail", "string"),
+        Field("companyHandle", "string", required=True),
+        Field("jobHandle", "string", required=True),
+        Field("name", "string", required=True),
+        Field("originalName", "string", required=True),
+        Field("type", "string", required=True),
+        Field("submitUserEmail", "string", required=True),
         Field("locale", "string", since=V4_0),
         Field("description", "string", since=V4_0),
         Field("execSchedule", "string"),
@@ -188,21 +213,22 @@ TYPES: dict[str, tuple[Field, ...]] = {
     ),
     "TaskProgressArray": _array("TaskProgress"),
     "ActiveJob": (
-        Field("companyHandle", "string"),
-        Field("jobHandle", "string"),
-        Field("name", "string"),
-        Field("originalName", "string"),
-        Field("type", "string"),
-        Field("state", "string"),
-        Field("submitUserEmail", "string"),
+        Field("companyHandle", "string", required=True),
+        Field("jobHandle", "string", required=True),
+        Field("name", "string", required=True),
+        Field("originalName", "string", required=True),
+        Field("type", "string", required=True),
+        Field("state", "string", required=True),
+        Field("submitUserEmail", "string", required=True),
         Field("locale", "string", since=V4_0),
         Field("description", "string", since=V4_0),
-        Field("serverName", "string"),
-        Field("startDate", "dateTime"),
-        Field("totalSize", "string"),
-        Field("progress", "int"),
-        Field("progressMessage", "string"),
-        Field("lastProgressUpdate", "dateTime"),
+        Field("serverName", "string", required=True),
+        Field("startDate", "dateTime", required=True),
+        Field("totalSize", "int", required=True, until=V4_0),
+        Field("totalSize", "string", required=True, since=V4_0),
+        Field("progress", "int", required=True),
+        Field("progressMessage", "string", required=True),
+        Field("lastProgressUpdate", "dateTime", required=True),
         Field("taskProgressArray", "TaskProgressArray", since=V4_0),
         *_JOB_DETAILS,
     ),
@@ -214,12 +240,15 @@ TYPES: dict[str, tuple[Field, ...]] = {
     ),
     "JobLogDetailAuxArray": _array("JobLogDetailAux"),
     "JobLogDetail": (
-        Field("logMessage", "string"),
-        Field("logType", "string"),
+        Field("logMessage", "string", required=True),
+        Field("logType", "string", required=True),
         Field("assetName", "string"),
         Field("assetType", "string"),
         Field("assetHandle", "string", since=V4_0),
         Field("auxArray", "JobLogDetailAuxArray", since=V4_5),
+        # 2016-01-14-beta's (issue 16's audit of its generated classes); where it sits
+        # in the sequence is not known: new elements are appended.
+        Field("dateCreated", "dateTime", since=V2016_BETA),
     ),
     "JobLogDetailArray": _array("JobLogDetail"),
     "JobLog": (
@@ -238,7 +267,8 @@ TYPES: dict[str, tuple[Field, ...]] = {
         Field("fileWarningCount", "int"),
         Field("fileDuplicateCount", "int"),
         Field("fileUpdateCount", "int"),
-        Field("totalFileCount", "int", since=V4_0),
+        # In every version: the unversioned WSDL and the unversioned examples have it.
+        Field("totalFileCount", "int"),
         Field("transferSuccessCount", "int", since=V4_4),
         Field("transferErrorCount", "int", since=V4_4),
         Field("transferWarningCount", "int", since=V4_4),
@@ -248,9 +278,9 @@ TYPES: dict[str, tuple[Field, ...]] = {
     ),
     "JobLogArray": _array("JobLog"),
     "Company": (
-        Field("companyHandle", "string"),
-        Field("name", "string"),
-        Field("rootPath", "string"),
+        Field("companyHandle", "string", required=True),
+        Field("name", "string", required=True),
+        Field("rootPath", "string", required=True),
         Field("expires", "dateTime"),
     ),
     "CompanyArray": _array("Company"),
@@ -260,7 +290,10 @@ TYPES: dict[str, tuple[Field, ...]] = {
         Field("lastName", "string"),
         Field("email", "string"),
         Field("role", "string", until=V6_0),
-        Field("defaultRole", "string", since=V6_0),
+        Field("defaultRole", "string", since=V6_0, until=V2016_BETA),
+        # From 2016-01-14-beta a user has no type of its own: IpsAdmin or not, and a
+        # type in each company (getCompanyMembership). ips-api.md.
+        Field("isIpsAdmin", "boolean", since=V2016_BETA),
         Field("isValid", "boolean"),
         Field("passwordExpires", "dateTime"),
     ),
@@ -279,8 +312,6 @@ READ_ALSO = {"CompanyMembership": ("Company",)}
 
 #: Types that exist only from a version on.
 TYPE_SINCE = {
-    "UrlArray": V4_5,
-    "UploadUrl": V4_5,
     "JobLogDetailAux": V4_5,
     "JobLogDetailAuxArray": V4_5,
     "OptimizeImagesJob": V4_0,
@@ -295,31 +326,41 @@ TYPE_SINCE = {
 @dataclass(frozen=True)
 class Operation:
     name: str
-    params: tuple[Field, ...]  # a param is required when listed in ``required``
+    params: tuple[Field, ...]  # a version sends only those in_version(): the others are refused
     returns: tuple[Field, ...] = ()
-    required: tuple[str, ...] = ()
+
+    def params_in(self, key: str) -> tuple[Field, ...]:
+        """The parameters ``<name>Param`` declares in version ``key``, in sequence order."""
+        return tuple(p for p in self.params if p.in_version(key))
 
 
 def _job_op(name: str) -> Operation:
-    return Operation(
-        name,
-        (Field("companyHandle", "string"), Field("jobHandle", "string")),
-        required=("companyHandle", "jobHandle"),
-    )
+    return Operation(name, (Field("companyHandle", "string", required=True), Field("jobHandle", "string", required=True)))
 
 
+# Parameters and their "Required" column: each operation's page
+# (operations/c-operations-intro/c-methods/r-<operation>.md); return elements the same.
 OPERATIONS: tuple[Operation, ...] = (
     _job_op("executeJob"),
     Operation(
         "getScheduledJobs",
-        (Field("companyHandle", "string"), Field("jobHandle", "string"), Field("originalName", "string")),
-        (Field("jobArray", "ScheduledJobArray"),),
-        required=("companyHandle",),
+        (
+            Field("companyHandle", "string", required=True),
+            Field("jobHandle", "string"),
+            Field("originalName", "string"),
+        ),
+        (Field("jobArray", "ScheduledJobArray", required=True),),
     ),
     Operation(
         "getActiveJobs",
-        (Field("companyHandle", "string"), Field("jobHandle", "string"), Field("originalName", "string")),
-        (Field("jobArray", "ActiveJobArray"),),
+        (
+            Field("companyHandle", "string"),
+            Field("jobHandle", "string"),
+            Field("originalName", "string"),
+            # 2016-01-14-beta's generated classes; the pages do not list it.
+            Field("includeWaitingJobs", "boolean", since=V2016_BETA),
+        ),
+        (Field("jobArray", "ActiveJobArray", required=True),),
     ),
     Operation(
         "getJobLogs",
@@ -332,22 +373,23 @@ OPERATIONS: tuple[Operation, ...] = (
             Field("endDate", "dateTime"),
             Field("numRows", "int"),
         ),
-        (Field("jobLogArray", "JobLogArray"),),
+        (Field("jobLogArray", "JobLogArray", required=True),),
     ),
     Operation(
         "getJobLogDetails",
         (
-            Field("companyHandle", "string"),
+            Field("companyHandle", "string", required=True),
             Field("jobHandle", "string"),
             Field("originalName", "string"),
-            Field("logTypeArray", "StringArray"),
-            Field("recordsPerPage", "int"),
-            Field("resultsPage", "int"),
-            Field("sortBy", "string"),
-            Field("sortDirection", "string"),
+            # Not in the unversioned request (its generated classes); the page lists them
+            # today. No page dates them: with detailTotalRows, the count of their paging, 4.0.
+            Field("logTypeArray", "StringArray", since=V4_0),
+            Field("recordsPerPage", "int", since=V4_0),
+            Field("resultsPage", "int", since=V4_0),
+            Field("sortBy", "string", since=V4_0),
+            Field("sortDirection", "string", since=V4_0),
         ),
-        (Field("jobLogArray", "JobLogArray"),),
-        required=("companyHandle",),
+        (Field("jobLogArray", "JobLogArray", required=True),),
     ),
     _job_op("pauseJob"),
     _job_op("resumeJob"),
@@ -355,26 +397,30 @@ OPERATIONS: tuple[Operation, ...] = (
     _job_op("deleteJob"),
     Operation(
         "checkLogin",
-        (Field("companyHandle", "string"), Field("email", "string"), Field("password", "string")),
-        (Field("status", "string"),),
-        required=("email", "password"),
+        (
+            Field("companyHandle", "string"),
+            Field("email", "string", required=True),
+            Field("password", "string", required=True),
+        ),
+        (Field("status", "string", required=True),),
     ),
     Operation(
         "getCompanyInfo",
+        # "Either companyHandle or companyName is required": neither alone is.
         (Field("companyHandle", "string"), Field("companyName", "string")),
-        (Field("companyInfo", "Company"),),
+        (Field("companyInfo", "Company", required=True),),
     ),
     Operation(
         "getUserInfo",
         (Field("userHandle", "string"), Field("email", "string")),
-        (Field("userInfo", "User"),),
+        (Field("userInfo", "User", required=True),),
     ),
     Operation(
         "getCompanyMembership",
         (Field("userHandle", "string"),),
         (
-            Field("companyArray", "CompanyArray", until=V6_0),
-            Field("membershipArray", "CompanyMembershipArray", since=V6_0),
+            Field("companyArray", "CompanyArray", required=True, until=V6_0),
+            Field("membershipArray", "CompanyMembershipArray", required=True, since=V6_0),
         ),
     ),
 )
@@ -383,25 +429,35 @@ OPERATION_BY_NAME = {op.name: op for op in OPERATIONS}
 
 @dataclass(frozen=True)
 class Unfilled:
-    """Fields a version declares on a type but an operation leaves out of its reply."""
+    """Fields a version declares on a type but an operation leaves out of its reply
+    (``zero``: sends, always as 0)."""
 
     operation: str
     type: str
     fields: tuple[str, ...]
     until: str
+    zero: bool = False
 
 
-#: Before 4.0, getJobLogs filled neither endDate nor the duplicate and update
-#: counts (only getJobLogDetails did): change-log/c-change-log/c-4-0/r-4-0-new.md.
-#: Written into the WSDL as an appinfo note on the Return element, which the
-#: emulator obeys and zeep ignores.
-UNFILLED = (Unfilled("getJobLogs", "JobLog", ("endDate", "fileDuplicateCount", "fileUpdateCount"), until=V4_0),)
+#: Before 4.0, getJobLogs filled neither endDate nor the duplicate and update counts
+#: (only getJobLogDetails did): change-log/c-change-log/c-4-0/r-4-0-new.md. endDate is
+#: left out; the counts are there, "always 0" (the page, and the unversioned getJobLogs
+#: example shows them as 0). Written into the WSDL as appinfo notes on the Return
+#: element, which the emulator obeys and zeep ignores.
+UNFILLED = (
+    Unfilled("getJobLogs", "JobLog", ("endDate",), until=V4_0),
+    Unfilled("getJobLogs", "JobLog", ("fileDuplicateCount", "fileUpdateCount"), until=V4_0, zero=True),
+)
 NOTES_NS = "urn:ipsadmin:wsdl-notes"
 
 
-def unfilled(operation: str, key: str) -> dict[str, tuple[str, ...]]:
-    """{type name: fields left out} of ``operation``'s reply in version ``key``."""
-    return {u.type: u.fields for u in UNFILLED if u.operation == operation and key < u.until}
+def unfilled(operation: str, key: str, *, zero: bool = False) -> dict[str, tuple[str, ...]]:
+    """{type name: fields left out (``zero``: sent as 0)} of ``operation``'s reply in version ``key``."""
+    out: dict[str, tuple[str, ...]] = {}
+    for u in UNFILLED:
+        if u.operation == operation and key < u.until and u.zero == zero:
+            out[u.type] = out.get(u.type, ()) + u.fields
+    return out
 
 
 def type_in_version(name: str, key: str) -> bool:
@@ -419,6 +475,16 @@ def fields(type_name: str, key: str) -> tuple[Field, ...]:
 
 def returns(operation: str, key: str) -> tuple[Field, ...]:
     return tuple(f for f in OPERATION_BY_NAME[operation].returns if f.in_version(key))
+
+
+def params(operation: str, key: str) -> tuple[Field, ...]:
+    """The parameters ``operation`` declares in version ``key``: all a request may carry."""
+    return OPERATION_BY_NAME[operation].params_in(key)
+
+
+def version(key: str) -> Version | None:
+    """The bundled version of that key (None: not bundled)."""
+    return next((v for v in VERSIONS if v.key == key), None)
 
 
 #: The codes of IPS faults (ips-api.md), by number.

@@ -21,17 +21,20 @@ from jobs import ipsversions as V  # noqa: E402
 WSDL_DIR = ROOT / "wsdl"
 FAULTS = (("AuthenticationFault", "authenticationFault"), ("AuthorizationFault", "authorizationFault"),
           ("IpsApiFault", "ipsApiFault"))
+# (WSDL extension prefix, binding, port): SOAP 1.1 first, then SOAP 1.2, as Adobe's WSDLs carry both.
+# The dashboard speaks 1.1 whatever the order (jobs/ips/client.py, docs/ips-versions.md).
+BINDINGS = (("soap", "IpsApiSoapBinding", "IpsApiSoapPort"), ("soap12", "IpsApiSoap12Binding", "IpsApiSoap12Port"))
 
 
 def _type_ref(field: V.Field) -> str:
     return f"xsd:{field.type}" if field.type in V.XSD_TYPES else f"tns:{field.type}"
 
 
-def _sequence(fields, indent: str, required=()) -> list[str]:
+def _sequence(fields, indent: str) -> list[str]:
     lines = []
     for f in fields:
         occurs = ' minOccurs="0" maxOccurs="unbounded"' if f.many else (
-            ' minOccurs="1"' if f.name in required else ' minOccurs="0"')
+            ' minOccurs="1"' if f.required else ' minOccurs="0"')
         lines.append(f'{indent}<xsd:element name={quoteattr(f.name)} type="{_type_ref(f)}"{occurs}/>')
     return lines
 
@@ -48,6 +51,7 @@ def build(version: V.Version) -> str:
         f'    targetNamespace="{ns}"',
         '    xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/"',
         '    xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"',
+        '    xmlns:soap12="http://schemas.xmlsoap.org/wsdl/soap12/"',
         '    xmlns:xsd="http://www.w3.org/2001/XMLSchema"',
         f'    xmlns:tns="{ns}"' + (">" if not key else ""),
     ]
@@ -55,11 +59,12 @@ def build(version: V.Version) -> str:
         out.append(f'    xmlns:base="{V.BASE_NS}">')
     base = "tns" if not key else "base"
     out += ["  <wsdl:types>", f'    <xsd:schema targetNamespace="{V.BASE_NS}" elementFormDefault="qualified">']
-    header = [V.Field(n, t) for n, t in (("user", "string"), ("password", "string"), ("locale", "string"),
-                                           ("appName", "string"), ("appVersion", "string"),
-                                           ("gzipResponse", "boolean"), ("faultHttpStatusCode", "int"))]
+    header = [V.Field(n, t, required=n in ("user", "password"))
+              for n, t in (("user", "string"), ("password", "string"), ("locale", "string"),
+                           ("appName", "string"), ("appVersion", "string"),
+                           ("gzipResponse", "boolean"), ("faultHttpStatusCode", "int"))]
     out += ['      <xsd:element name="authHeader">', "        <xsd:complexType>", "          <xsd:sequence>",
-            *_sequence(header, "            ", required=("user", "password")),
+            *_sequence(header, "            "),
             "          </xsd:sequence>", "        </xsd:complexType>", "      </xsd:element>"]
     for _, element in FAULTS:
         out += [f'      <xsd:element name="{element}">', "        <xsd:complexType>", "          <xsd:sequence>",
@@ -77,14 +82,15 @@ def build(version: V.Version) -> str:
                 "        </xsd:sequence>", "      </xsd:complexType>"]
     for op in V.OPERATIONS:
         out += [f'      <xsd:element name="{op.name}Param">', "        <xsd:complexType>", "          <xsd:sequence>",
-                *_sequence(op.params, "            ", op.required),
+                *_sequence(op.params_in(key), "            "),
                 "          </xsd:sequence>", "        </xsd:complexType>", "      </xsd:element>"]
         ret = V.returns(op.name, key)
-        notes = V.unfilled(op.name, key)
+        notes = [("unfilled", t, f) for t, f in V.unfilled(op.name, key).items()]
+        notes += [("zeroed", t, f) for t, f in V.unfilled(op.name, key, zero=True).items()]
         if notes:
             out += [f'      <xsd:element name="{op.name}Return">', "        <xsd:annotation><xsd:appinfo>",
-                    *(f'          <note:unfilled xmlns:note="{V.NOTES_NS}" type="{t}">{" ".join(f)}</note:unfilled>'
-                      for t, f in notes.items()),
+                    *(f'          <note:{n} xmlns:note="{V.NOTES_NS}" type="{t}">{" ".join(f)}</note:{n}>'
+                      for n, t, f in notes),
                     "        </xsd:appinfo></xsd:annotation>", "        <xsd:complexType>",
                     "          <xsd:sequence>", *_sequence(ret, "            "), "          </xsd:sequence>",
                     "        </xsd:complexType>", "      </xsd:element>"]
@@ -112,20 +118,26 @@ def build(version: V.Version) -> str:
                 f'      <wsdl:output message="tns:{op.name}Response"/>',
                 *(f'      <wsdl:fault name="{m}" message="tns:{m}"/>' for m, _ in FAULTS),
                 "    </wsdl:operation>"]
-    out += ["  </wsdl:portType>", '  <wsdl:binding name="IpsApiSoapBinding" type="tns:IpsApiPortType">',
-            '    <soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>']
-    for op in V.OPERATIONS:
-        out += [f'    <wsdl:operation name="{op.name}">', f'      <soap:operation soapAction="{op.name}"/>',
-                "      <wsdl:input>", '        <soap:header message="tns:authHeader" part="authHeader" use="literal"/>',
-                '        <soap:body use="literal"/>', "      </wsdl:input>",
-                '      <wsdl:output><soap:body use="literal"/></wsdl:output>',
-                *(f'      <wsdl:fault name="{m}"><soap:fault name="{m}" use="literal"/></wsdl:fault>'
-                  for m, _ in FAULTS),
-                "    </wsdl:operation>"]
-    out += ["  </wsdl:binding>", '  <wsdl:service name="IpsApiService">',
-            '    <wsdl:port name="IpsApiSoapPort" binding="tns:IpsApiSoapBinding">',
-            '      <soap:address location="http://localhost:8081/scene7/services/IpsApiService"/>',
-            "    </wsdl:port>", "  </wsdl:service>", "</wsdl:definitions>", ""]
+    out.append("  </wsdl:portType>")
+    for prefix, binding, _port in BINDINGS:
+        out += [f'  <wsdl:binding name="{binding}" type="tns:IpsApiPortType">',
+                f'    <{prefix}:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>']
+        for op in V.OPERATIONS:
+            out += [f'    <wsdl:operation name="{op.name}">', f'      <{prefix}:operation soapAction="{op.name}"/>',
+                    "      <wsdl:input>",
+                    f'        <{prefix}:header message="tns:authHeader" part="authHeader" use="literal"/>',
+                    f'        <{prefix}:body use="literal"/>', "      </wsdl:input>",
+                    f'      <wsdl:output><{prefix}:body use="literal"/></wsdl:output>',
+                    *(f'      <wsdl:fault name="{m}"><{prefix}:fault name="{m}" use="literal"/></wsdl:fault>'
+                      for m, _ in FAULTS),
+                    "    </wsdl:operation>"]
+        out.append("  </wsdl:binding>")
+    out.append('  <wsdl:service name="IpsApiService">')
+    for prefix, binding, port in BINDINGS:
+        out += [f'    <wsdl:port name="{port}" binding="tns:{binding}">',
+                f'      <{prefix}:address location="http://localhost:8081/scene7/services/IpsApiService"/>',
+                "    </wsdl:port>"]
+    out += ["  </wsdl:service>", "</wsdl:definitions>", ""]
     return "\n".join(out)
 
 

@@ -4,8 +4,8 @@ import pytest
 
 from datetime import datetime, timedelta
 
-from .soap import (ADMIN, NS, NS_2014, active_jobs, as_dict, call, execute, fault, items, job_logs,
-                   log_details, result, scheduled_jobs)
+from .soap import (ADMIN, NS, NS_2014, active_jobs, as_dict, call, envelope, execute, fault, items,
+                   job_logs, log_details, post, result, scheduled_jobs)
 
 
 def _fault_code(resp):
@@ -140,10 +140,10 @@ def etree_local(el):
     ("47", "47|Video Sync|", "videoPublishJob", {"emailSetting": "None"}),
     ("48", "48|Menü Bilder Upload|", "uploadDirectoryJob", {
         "destFolder": "CafeZurich/menu/", "emailSetting": "JobCompletion", "includeSubfolders": "true",
-        "overwrite": "OverwriteFullName", "readyForPublish": "true", "serverDir": "/ips/upload/48/menu/"}),
+        "overwrite": "true", "readyForPublish": "true", "serverDir": "/ips/upload/48/menu/"}),
     ("48", "48|Metadaten Import|", "uploadDirectoryJob", {
         "destFolder": "CafeZurich/", "emailSetting": "None", "includeSubfolders": "true",
-        "overwrite": "OverwriteFullName", "readyForPublish": "true", "serverDir": "/ips/upload/48/"}),
+        "overwrite": "true", "readyForPublish": "true", "serverDir": "/ips/upload/48/"}),
     ("48", "48|Template Publish|", "serverDirectoryPublishJob", {"emailSetting": "None"}),
     ("52", "52|Directory Publish|", "serverDirectoryPublishJob", {"emailSetting": "None"}),
 ])
@@ -154,20 +154,22 @@ def test_scheduled_jobs_carry_their_job_detail_element(ips_emulator, ns, company
     assert _detail(job, element, ns) == expected
 
 
-def test_url_upload_jobs_list_their_urls_from_4_5_on(ips_emulator):
+def test_url_upload_jobs_list_their_urls_and_count_them_from_4_5_on(ips_emulator):
     def upload(ns):
         (job,) = [j for j in scheduled_jobs(ips_emulator, ns=ns) if j["type"] == "UrlUpload"]
         return _detail(job, "uploadUrlsJob", ns)
 
+    # The unversioned WSDL's UploadUrlsJob (its generated classes): urlArray first, no
+    # destFolder (no version's type page has one), no numUrls (4.5).
     old = upload(NS)
-    assert old == {"destFolder": "DemoCompany/", "emailSetting": "None", "overwrite": "true",
-                   "readyForPublish": "true"}
+    assert list(old) == ["urlArray", "overwrite", "readyForPublish", "emailSetting"]
     new = upload(NS_2014)
+    assert list(new) == ["urlArray", "overwrite", "readyForPublish", "emailSetting", "numUrls"]
     assert new["numUrls"] == "3"
-    urls = [as_dict(u) for u in new["urlArray"]]
-    assert urls[1] == {"sourceUrl": "https://assets.example.com/banner%26co.jpg",
-                       "destPath": "DemoCompany/banner&co.jpg"}
-    assert list(new) == ["destFolder", "emailSetting", "numUrls", "overwrite", "readyForPublish", "urlArray"]
+    for detail in (old, new):
+        urls = [as_dict(u) for u in detail["urlArray"]]
+        assert urls[1] == {"sourceUrl": "https://assets.example.com/banner%26co.jpg",
+                           "destPath": "DemoCompany/banner&co.jpg"}
 
 
 def test_optimize_and_cleanup_jobs(ips_emulator):
@@ -243,9 +245,11 @@ def test_list_operations_without_company_use_the_default_role(ips_emulator):
 
 # ------------------------------------------------------------------ job logs
 JOB_LOG = {
-    # Before 4.0, getJobLogs leaves out endDate and the duplicate and update counts.
+    # Before 4.0, getJobLogs leaves out endDate and says 0 duplicates and updates; totalFileCount
+    # is there (the unversioned WSDL, and the reference's unversioned getJobLogs example).
     NS: ["companyHandle", "jobHandle", "jobName", "submitUserEmail", "logType", "startDate",
-         "fileSuccessCount", "fileErrorCount", "fileWarningCount", "fatalError"],
+         "fileSuccessCount", "fileErrorCount", "fileWarningCount", "fileDuplicateCount", "fileUpdateCount",
+         "totalFileCount", "fatalError"],
     NS_2014: ["companyHandle", "jobHandle", "jobName", "originalJobName", "submitUserEmail", "logType",
               "jobSubType", "startDate", "endDate", "description", "fileSuccessCount", "fileErrorCount",
               "fileWarningCount", "fileDuplicateCount", "fileUpdateCount", "totalFileCount",
@@ -333,7 +337,7 @@ def test_get_job_log_details_faults(ips_emulator):
     assert _fault_code(call(ips_emulator, "getJobLogDetails",
                             [("companyHandle", "47"), ("jobHandle", "47||nope")])) == 30001
     assert _fault_code(call(ips_emulator, "getJobLogDetails",
-                            [("companyHandle", "47"), ("recordsPerPage", "0")])) == 30001
+                            [("companyHandle", "47"), ("recordsPerPage", "0")], ns=NS_2014)) == 30001
 
 
 # -------------------------------------------------- pause/resume/stop/delete
@@ -365,6 +369,89 @@ def test_stop_job_without_a_run_is_30001(ips_emulator):
     f = fault(call(ips_emulator, "stopJob", [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")]))
     assert f["code"] == 30001 and "not running" in f["reason"]
     assert _fault_code(call(ips_emulator, "stopJob", [("companyHandle", "47"), ("jobHandle", "47|?|")])) == 30001
+
+
+def test_stop_job_takes_the_scheduled_jobs_handle_as_the_reference_shows(ips_emulator, clock):
+    # r-stop-job.md's example: <jobHandle>47|My Test Job|</jobHandle>. A run's handle there is
+    # not documented: refused, so a client that relies on it fails here first.
+    ips_emulator.state.job_duration = 10
+    result(execute(ips_emulator), "executeJob")
+    clock.advance(5)
+    (run,) = active_jobs(ips_emulator, [("companyHandle", "47")])
+    f = fault(call(ips_emulator, "stopJob", [("companyHandle", "47"), ("jobHandle", run["jobHandle"])]))
+    assert f["code"] == 30001 and run["jobHandle"] in f["reason"]
+    result(call(ips_emulator, "stopJob", [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")]), "stopJob")
+    (run,) = active_jobs(ips_emulator, [("companyHandle", "47")])
+    assert run["state"] == "Stopping"
+
+
+# ----------------------------------------- parameters each version declares
+NS_2016 = "http://www.scene7.com/IpsApi/xsd/2016-01-14-beta"
+#: A valid request of each operation (its required parameters).
+VALID = {
+    "executeJob": [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")],
+    "getScheduledJobs": [("companyHandle", "47")],
+    "getActiveJobs": [("companyHandle", "47")],
+    "getJobLogs": [("companyHandle", "47")],
+    "getJobLogDetails": [("companyHandle", "47")],
+    "pauseJob": [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")],
+    "resumeJob": [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")],
+    "stopJob": [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")],
+    "deleteJob": [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")],
+    "checkLogin": [("email", ADMIN), ("password", "demo")],
+    "getCompanyInfo": [("companyHandle", "47")],
+    "getUserInfo": [],
+    "getCompanyMembership": [],
+}
+
+
+@pytest.mark.parametrize("ns", [NS, NS_2014, NS_2016])
+@pytest.mark.parametrize("operation", sorted(VALID))
+def test_a_parameter_the_version_does_not_declare_is_30003_in_every_operation(ips_emulator, operation, ns):
+    f = fault(call(ips_emulator, operation, [*VALID[operation], ("notAParameter", "1")], ns=ns))
+    assert (f["status"], f["faultcode"], f["family"], f["code"]) == (500, "soapenv:Client", "ipsApiFault", 30003)
+    assert "'notAParameter' is not declared" in f["reason"] and f"{operation}Param" in f["reason"]
+    assert ips_emulator.state.calls == []  # refused as it was read: nothing done, nothing recorded
+
+
+@pytest.mark.parametrize("param, value", [
+    ("logTypeArray", ["BeginImageServingPublish"]), ("recordsPerPage", "1"), ("resultsPage", "1"),
+    ("sortBy", "Date"), ("sortDirection", "Ascending"),
+])
+def test_unversioned_get_job_log_details_has_no_paging_nor_filter(ips_emulator, param, value):
+    # The unversioned getJobLogDetailsParam declares companyHandle, jobHandle and originalName only.
+    params = [("companyHandle", "47"), ("jobHandle", "47|My Test Job|"), (param, value)]
+    assert _fault_code(call(ips_emulator, "getJobLogDetails", params, ns=NS)) == 30003
+    result(call(ips_emulator, "getJobLogDetails", params, ns=NS_2014), "getJobLogDetails", NS_2014)
+
+
+def test_include_waiting_jobs_is_a_2016_beta_parameter(ips_emulator):
+    params = [("companyHandle", "47"), ("includeWaitingJobs", "true")]
+    assert _fault_code(call(ips_emulator, "getActiveJobs", params, ns=NS_2014)) == 30003
+    result(call(ips_emulator, "getActiveJobs", params, ns=NS_2016), "getActiveJobs", NS_2016)
+
+
+@pytest.mark.parametrize("params, why", [
+    ([("jobHandle", "47|My Test Job|"), ("companyHandle", "47")], "out of the declared order"),
+    ([("companyHandle", "47"), ("companyHandle", "47")], "repeated"),
+    ([("companyHandle", "47"), ("logTypeArray", ["x"])], "not declared in parameter 'logTypeArray'"),
+])
+def test_a_request_its_schema_does_not_allow_is_30003(ips_emulator, params, why):
+    if why.startswith("not declared"):  # an array item named other than the declared ``items``
+        body = envelope("getJobLogDetails", params, ns=NS_2014).replace(b"items>", b"item>")
+        resp = post(ips_emulator, body)
+    else:
+        resp = call(ips_emulator, "getJobLogDetails", params, ns=NS_2014)
+    f = fault(resp)
+    assert f["code"] == 30003 and why in f["reason"]
+
+
+def test_a_parameter_in_another_namespace_is_30003(ips_emulator):
+    body = envelope("getScheduledJobs", [("companyHandle", "47")], ns=NS_2014).replace(
+        b"<ns1:companyHandle>47</ns1:companyHandle>",
+        f'<x:companyHandle xmlns:x="{NS}">47</x:companyHandle>'.encode())
+    f = fault(post(ips_emulator, body))
+    assert f["code"] == 30003 and "namespace" in f["reason"]
 
 
 # -------------------------------------------------------- users and companies
@@ -482,9 +569,10 @@ def test_the_busy_company_hides_a_jobs_runs_beyond_the_newest_50(ips_emulator):
     archive = [log for log in every if log["originalJobName"] == "Quarterly Archive"]
     assert len(archive) == 4 and len({log["jobHandle"] for log in archive}) == 4
     oldest = datetime.fromisoformat(archive[-1]["startDate"])
-    window = job_logs(ips_emulator, [("companyHandle", "60"), ("numRows", "50"),
+    window = job_logs(ips_emulator, [("companyHandle", "60"),
                                      ("startDate", (oldest - timedelta(minutes=1)).isoformat()),
-                                     ("endDate", (oldest + timedelta(days=1)).isoformat())],
+                                     ("endDate", (oldest + timedelta(days=1)).isoformat()),
+                                     ("numRows", "50")],
                       user=busy, ns=NS_2014)
     assert [log["jobHandle"] for log in window] == [archive[-1]["jobHandle"]]
     # Nobody else sees the busy company but IpsAdmin

@@ -116,20 +116,23 @@ def exercise(emu, ns) -> Replies:
     for c in companies:
         for handle in jobs[c]:
             r("executeJob", [("companyHandle", c), ("jobHandle", handle)])
+    # Paging and filtering of details: from 4.0 on (the unversioned request has neither).
+    paged = ns != NS
     # at 0.5 s New; 3 and 5.5 Running (then one stops); 7.5 Stopped; 10.5 Done
     for moment in (0.5, 2.5, 2.5, 2.0, 3.0):
         clock.advance(moment)
         r("getActiveJobs")
         r("getJobLogs", [("numRows", "500")])
         for c in companies:
-            r("getJobLogDetails", [("companyHandle", c), ("recordsPerPage", "1000")])
+            r("getJobLogDetails", [("companyHandle", c), *([("recordsPerPage", "1000")] if paged else [])])
         if clock() == 5.5:
             r("stopJob", [("companyHandle", "47"), ("jobHandle", "47|My Test Job|")])
             r("getActiveJobs", [("companyHandle", "47")])
     clock.advance(10)
     r("getActiveJobs")
     r("getJobLogs", [("companyHandle", "47"), ("sortBy", "JobName"), ("sortDirection", "Ascending")])
-    r("getJobLogDetails", [("companyHandle", "47"), ("logTypeArray", ["ImageServingPublishSuccess"])])
+    if paged:
+        r("getJobLogDetails", [("companyHandle", "47"), ("logTypeArray", ["ImageServingPublishSuccess"])])
     r("pauseJob", [("companyHandle", "47"), ("jobHandle", "47|Video Sync|")])
     r("resumeJob", [("companyHandle", "47"), ("jobHandle", "47|Video Sync|")])
     r("deleteJob", [("companyHandle", "47"), ("jobHandle", "47|Video Sync|")])
@@ -174,33 +177,58 @@ def test_a_reply_in_the_wrong_shape_does_not_validate(ips_emulator):
     assert not schema.validate(etree.ElementTree(wrong))
 
 
-ONLY_FROM_4_0 = {"locale", "description", "originalJobName", "jobSubType", "totalFileCount",
+ONLY_FROM_4_0 = {"locale", "description", "originalJobName", "jobSubType",
                  "transferSuccessCount", "detailTotalRows", "taskProgressArray", "assetHandle",
                  "optimizeImagesJob"}
-ONLY_FROM_4_5 = {"auxArray", "dateCreated", "numUrls", "urlArray", "sourceUrl", "destPath"}
+ONLY_FROM_4_5 = {"auxArray", "dateCreated", "numUrls"}
 ONLY_FROM_6_0 = {"membershipArray", "isActive", "taskState"}
+NS_2012 = "http://www.scene7.com/IpsApi/xsd/2012-02-14"
+NS_2013 = "http://www.scene7.com/IpsApi/xsd/2013-02-15"
+NS_2016 = "http://www.scene7.com/IpsApi/xsd/2016-01-14-beta"
 
 
 def test_pre_4_0_replies_have_the_old_shapes(ips_emulator):
     replies = exercise(ips_emulator, NS)
     names = replies.names()
-    assert not names & (ONLY_FROM_4_0 | ONLY_FROM_4_5 | ONLY_FROM_6_0 | {"defaultRole"})
+    assert not names & (ONLY_FROM_4_0 | ONLY_FROM_4_5 | ONLY_FROM_6_0 | {"defaultRole", "isIpsAdmin"})
     assert {"role", "companyArray"} <= names
     assert "role" in replies.names("userInfo")
-    assert {"endDate", "fileDuplicateCount", "fileUpdateCount", "progress", "imageServingPublishJob",
-            "uploadUrlsJob", "uploadDirectoryJob"} <= names
+    # totalFileCount and a URL upload's urlArray: the unversioned WSDL has them (its generated classes).
+    assert {"endDate", "fileDuplicateCount", "fileUpdateCount", "totalFileCount", "progress",
+            "imageServingPublishJob", "uploadUrlsJob", "uploadDirectoryJob", "urlArray", "sourceUrl",
+            "destPath"} <= names
 
 
-def test_2014_replies_have_the_new_shapes(ips_emulator):
-    replies = exercise(ips_emulator, NS_2014)
+@pytest.mark.parametrize("ns", [NS_2012, NS_2013, NS_2014])
+def test_6_x_replies_have_the_new_shapes(ips_emulator, ns):
+    replies = exercise(ips_emulator, ns)
     names = replies.names()
     assert ONLY_FROM_4_0 | ONLY_FROM_4_5 | ONLY_FROM_6_0 | {"defaultRole"} <= names
-    assert "companyArray" not in names
+    assert not names & {"companyArray", "isIpsAdmin"}
     assert "role" not in replies.names("userInfo")
     assert {"role", "isActive", "company"} == replies.names("items") & {"role", "isActive", "company"}
     task_fields = replies.names("items") & {"taskType", "numProcessed", "numProcessing", "numPending",
                                             "progressMessage", "lastProgressUpdate", "taskState"}
     assert len(task_fields) == 7
+
+
+def test_2016_beta_users_have_no_type_of_their_own(ips_emulator):
+    replies = exercise(ips_emulator, NS_2016)
+    assert {"isIpsAdmin", "membershipArray"} <= replies.names()
+    assert not replies.names("userInfo") & {"role", "defaultRole"}
+    assert {"role", "isActive", "company"} <= replies.names("items")
+    admin = {r.findtext(f"{{{NS_2016}}}userInfo/{{{NS_2016}}}email"):
+             r.findtext(f"{{{NS_2016}}}userInfo/{{{NS_2016}}}isIpsAdmin")
+             for r in replies.returns if r.tag == f"{{{NS_2016}}}getUserInfoReturn"}
+    assert admin == {ADMIN: "true", "ipsuser@example.com": "false", "service@example.com": "false"}
+
+
+def test_2016_beta_log_details_carry_their_date(ips_emulator, clock):
+    execute(ips_emulator, ns=NS_2016)
+    clock.advance(60)
+    [(log, rows)] = log_details(ips_emulator, "47", ips_emulator.state.runs[-1].handle, ns=NS_2016)
+    assert rows and all(row["dateCreated"] for row in rows)
+    assert rows[0]["dateCreated"] == log["startDate"] and rows[-1]["dateCreated"] == log["endDate"]
 
 
 def test_an_operation_a_namespace_does_not_declare_is_30003(ips_emulator, tmp_path):
@@ -233,15 +261,17 @@ def test_an_operation_a_namespace_does_not_declare_is_30003(ips_emulator, tmp_pa
         emu.stop()
 
 
-def test_before_4_0_get_job_logs_leaves_out_end_date_and_two_counts(ips_emulator, clock):
+def test_before_4_0_get_job_logs_leaves_out_end_date_and_zeroes_two_counts(ips_emulator, clock):
     """The 4.0 change log: getJobLogs "now" fills endDate, fileDuplicateCount and
-    fileUpdateCount; before, only getJobLogDetails did (the WSDL's appinfo note)."""
+    fileUpdateCount; before, only getJobLogDetails did, and getJobLogs said 0 for both
+    (as the reference's unversioned example shows them): the WSDL's appinfo notes."""
     execute(ips_emulator)
     clock.advance(60)  # the run is over and its log final
     for ns, filled in ((NS, False), (NS_2014, True)):
         mine = [log for log in job_logs(ips_emulator, ns=ns) if log["jobHandle"].startswith("47||My Test Job_")]
         assert mine and all(("endDate" in log) is filled for log in mine), ns
-        assert all(("fileDuplicateCount" in log) is filled and ("fileUpdateCount" in log) is filled for log in mine)
+        assert all(log["fileDuplicateCount"] == log["fileUpdateCount"] == "0" for log in mine)
+        assert all(int(log["totalFileCount"]) > 0 for log in mine)
         newest = max(mine, key=lambda log: log["startDate"])
         [(detailed, _)] = log_details(ips_emulator, "47", newest["jobHandle"], ns=ns)
         assert detailed["endDate"], ns  # getJobLogDetails has it in every version

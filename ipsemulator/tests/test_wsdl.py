@@ -9,6 +9,7 @@ from .soap import NS, NS_2014
 
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+WSDL_SOAP12 = "http://schemas.xmlsoap.org/wsdl/soap12/"
 
 
 @pytest.mark.parametrize("version, namespace", [(None, NS), ("2014-04-03", NS_2014)])
@@ -24,6 +25,8 @@ def test_it_serves_each_wsdl_with_its_own_address(ips_emulator, version, namespa
     assert root.get("targetNamespace") == namespace
     (address,) = root.iter(f"{{{WSDL_SOAP}}}address")
     assert address.get("location") == ips_emulator.service_url
+    (address12,) = root.iter(f"{{{WSDL_SOAP12}}}address")
+    assert address12.get("location") == ips_emulator.service_url
 
 
 def test_it_uses_the_host_header_for_the_address(ips_emulator):
@@ -71,3 +74,48 @@ def test_zeep_sees_an_ips_fault(ips_emulator):
                                   _soapheaders=[auth])
     assert info.value.message == "IpsApiException"
     assert info.value.detail[0].findtext(f"{{{NS}}}code") == "30001"
+
+
+@pytest.mark.parametrize("version", [None, "2014-04-03"])
+def test_zeep_speaks_soap_1_2_through_the_soap12_port(ips_emulator, version):
+    # zeep's own SOAP 1.2 reader (not the dashboard's) on the emulator's 1.2 replies and faults.
+    client = zeep.Client(ips_emulator.wsdl_url(version))
+    service = client.bind("IpsApiService", "IpsApiSoap12Port")
+    auth = client.get_element(f"{{{NS}}}authHeader")(user="service@example.com", password="demo")
+
+    jobs = service.getScheduledJobs(companyHandle="47", _soapheaders=[auth])
+    assert "My Test Job" in [j.name for j in jobs]
+    assert service.executeJob(companyHandle="47", jobHandle="47|My Test Job|", _soapheaders=[auth]) is None
+    with pytest.raises(zeep.exceptions.Fault) as info:
+        service.executeJob(companyHandle="47", jobHandle="47|No Such Job|", _soapheaders=[auth])
+
+    assert (info.value.message, info.value.code) == ("IpsApiException", "soapenv:Sender")
+    assert info.value.detail[0].findtext(f"{{{NS}}}code") == "30001"
+    assert [c["soap_version"] for c in ips_emulator.state.calls] == ["1.2"] * 3
+
+
+@pytest.mark.parametrize("version", [None, "2012-02-14", "2013-02-15", "2014-04-03", "2016-01-14-beta"])
+def test_a_strict_client_of_each_served_wsdl_reads_every_job_reply(ips_emulator, version, clock):
+    # zeep (strict: an element its WSDL does not declare, or out of order, is an error) built
+    # from each WSDL the emulator serves reads the replies of that namespace whole.
+    ips_emulator.state.job_duration = 10
+    client = zeep.Client(ips_emulator.wsdl_url(version))
+    auth = client.get_element(f"{{{NS}}}authHeader")(user="service@example.com", password="demo")
+    svc = client.service
+    jobs = svc.getScheduledJobs(companyHandle="47", _soapheaders=[auth])
+    (upload,) = [j for j in jobs if j.type == "UrlUpload"]
+    assert len(upload.uploadUrlsJob.urlArray["items"]) == 3  # in every version
+    svc.executeJob(companyHandle="47", jobHandle="47|My Test Job|", _soapheaders=[auth])
+    clock.advance(5)
+    (run,) = svc.getActiveJobs(companyHandle="47", _soapheaders=[auth])
+    assert run.state == "Running" and run.serverName
+    clock.advance(10)
+    logs = svc.getJobLogs(companyHandle="47", _soapheaders=[auth])
+    mine = next(log for log in logs if log.jobHandle == run.jobHandle)
+    assert (mine.totalFileCount, mine.fatalError) == (4, False)
+    (detailed,) = svc.getJobLogDetails(companyHandle="47", jobHandle=run.jobHandle, _soapheaders=[auth])
+    assert [d.logType for d in detailed.detailArray["items"]][-1] == "EndImageServingPublish"
+    # Undeclared parameters cannot even be built by a client of the WSDL.
+    if version is None:
+        with pytest.raises(TypeError):
+            svc.getJobLogDetails(companyHandle="47", recordsPerPage=1, _soapheaders=[auth])

@@ -22,6 +22,7 @@ from .errors import (
     IpsFault,
     IpsHttpError,
     IpsMalformedReply,
+    IpsReplyTooLarge,
     IpsTimeout,
     IpsUnavailable,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "IpsHttpError",
     "IpsTimeout",
     "IpsMalformedReply",
+    "IpsReplyTooLarge",
     # the client
     "Endpoint",
     "IpsClient",

@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 import zeep
 import zeep.exceptions
+from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
 
 from .. import ipsversions
 from .errors import IpsError, IpsHttpError, IpsMalformedReply, IpsTimeout, IpsUnavailable
@@ -39,6 +40,9 @@ class Endpoint:
     app_name: str = "ipsadmin"
     app_version: str = "0"
     locale: str = ""
+    #: The SOAP binding of the WSDL to speak: "1.1", "1.2", or "" for 1.1 when the WSDL
+    #: has it (the wire the reference documents), else its SOAP 1.2 binding.
+    soap_version: str = ""
 
     def cache_key(self):
         secret = hashlib.sha256(self.password.encode()).hexdigest()
@@ -75,7 +79,13 @@ def _parsed_wsdl(source: str, connect_timeout: float, read_timeout: float) -> ze
         if client is None:
             try:
                 transport = Transport(connect_timeout=connect_timeout, read_timeout=read_timeout)
+                # Fetched where configured, never where it redirects (a request to an internal address).
+                transport.session.max_redirects = 0
                 client = zeep.Client(source, transport=transport)
+            except requests.TooManyRedirects:
+                error = IpsUnavailable("The WSDL URL answered with a redirect, which the dashboard does not follow",
+                                       url=source)
+                raise error from None
             except requests.RequestException as exc:
                 error = IpsUnavailable(f"Could not load the IPS WSDL ({type(exc).__name__})", url=source)
                 raise error from None
@@ -84,7 +94,7 @@ def _parsed_wsdl(source: str, connect_timeout: float, read_timeout: float) -> ze
                 error = IpsError(f"The configured WSDL is not a usable IPS WSDL ({type(exc).__name__})")
                 error.url = source
                 raise error from None
-            if not client.wsdl.bindings or f"{{{IPS_NS}}}authHeader" not in _element_names(client):
+            if not _soap_bindings(client.wsdl) or f"{{{IPS_NS}}}authHeader" not in _element_names(client):
                 error = IpsError("The configured WSDL is not an IPS WSDL (no SOAP binding or no authHeader)")
                 error.url = source
                 raise error
@@ -95,6 +105,31 @@ def _parsed_wsdl(source: str, connect_timeout: float, read_timeout: float) -> ze
 
 def _element_names(client) -> set[str]:
     return {str(e.qname) for e in client.wsdl.types.elements}
+
+
+SOAP_VERSIONS = {"1.1": Soap11Binding, "1.2": Soap12Binding}
+
+
+def _soap_bindings(wsdl) -> dict[str, str]:
+    """The first binding of each SOAP version in ``wsdl``: {"1.1": name, "1.2": name}."""
+    found: dict[str, str] = {}
+    for name, binding in wsdl.bindings.items():
+        for version, cls in SOAP_VERSIONS.items():
+            if isinstance(binding, cls):
+                found.setdefault(version, name)
+    return found
+
+
+def _binding_for(wsdl, soap_version: str) -> str:
+    """The binding a client speaks, chosen, never the WSDL's first by chance (docs/ips-versions.md)."""
+    found = _soap_bindings(wsdl)
+    if soap_version:
+        if soap_version not in SOAP_VERSIONS:
+            raise IpsError(f"Unknown SOAP version {soap_version!r}; use one of {sorted(SOAP_VERSIONS)}")
+        if soap_version not in found:
+            raise IpsError(f"The configured WSDL has no SOAP {soap_version} binding")
+        return found[soap_version]
+    return found.get("1.1") or found["1.2"]
 
 
 def get_client(endpoint: Endpoint) -> IpsClient:
@@ -130,9 +165,11 @@ class IpsClient:
         self._zeep = zeep.Client(
             wsdl=parsed.wsdl, transport=transport, settings=zeep.Settings(raw_response=True)
         )
-        binding = next(iter(parsed.wsdl.bindings))
+        binding = _binding_for(parsed.wsdl, endpoint.soap_version)
         self._service = self._zeep.create_service(binding, endpoint.service_url)
         self._header_type = self._zeep.get_element(f"{{{IPS_NS}}}authHeader")
+        #: {operation: the parameter names its WSDL declares}, read once.
+        self._declared: dict[str, frozenset[str]] = {}
 
     def __repr__(self):
         return f"<IpsClient {self.endpoint.user} at {self.endpoint.service_url}>"
@@ -159,8 +196,30 @@ class IpsClient:
             error.url = error.url or self.endpoint.service_url
             raise
 
+    def declares(self, operation: str, param: str) -> bool:
+        """Whether this connection's WSDL (its API version) declares ``param`` in ``<operation>Param``.
+
+        A version's request carries only what it declares (before 4.0, getJobLogDetails has no
+        paging nor filter): the caller asks, and pages or filters on its side where it must."""
+        return param in self._params(operation)
+
+    def _params(self, operation: str) -> frozenset[str]:
+        known = self._declared.get(operation)
+        if known is None:
+            try:
+                body = self._service._binding.get(operation).input.body
+            except ValueError:  # zeep: "Operation ... not found"
+                raise IpsError(f"The configured WSDL has no operation {operation}") from None
+            known = self._declared[operation] = frozenset(name for name, _ in body.type.elements)
+        return known
+
     def _call(self, operation: str, **params):
         params = {k: v for k, v in params.items() if v is not None}
+        undeclared = sorted(set(params) - self._params(operation))
+        if undeclared:
+            # Never sent: the real service refuses an element its schema does not declare.
+            version = self.endpoint.wsdl_url or f"API version {self.endpoint.api_version or 'unversioned'}"
+            raise IpsError(f"{operation} of {version} has no parameter {', '.join(undeclared)}; nothing was sent")
         method = getattr(self._service, operation)
         e = self.endpoint
         self._operation.name = operation
@@ -290,13 +349,20 @@ def _reply_of(operation: str, response):
             status=response.status_code,
         )
     try:
-        return read_reply(operation, response.content)
+        value = read_reply(operation, response.content)
     except IpsMalformedReply:
         if response.status_code != 200:
             raise IpsHttpError(
                 f"IPS answered HTTP {response.status_code} to {operation}, not SOAP", status=response.status_code
             ) from None
         raise
+    if response.status_code != 200:
+        # No fault, yet an error status: an empty Body is no void operation's success then.
+        raise IpsHttpError(
+            f"IPS answered HTTP {response.status_code} to {operation}, without a SOAP fault",
+            status=response.status_code,
+        )
+    return value
 
 
 def _connection_error(operation, url, exc) -> IpsUnavailable:

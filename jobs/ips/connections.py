@@ -26,6 +26,7 @@ def endpoint_for(connection) -> Endpoint:
         read_timeout=settings.IPS_READ_TIMEOUT,
         app_name=settings.IPS_APP_NAME,
         app_version=settings.IPS_APP_VERSION,
+        soap_version=settings.IPS_SOAP_VERSION,
     )
 
 

@@ -92,10 +92,36 @@ class IpsMalformedReply(IpsError):
     request_sent = True
 
 
+class IpsReplyTooLarge(IpsMalformedReply):
+    """IPS sent more than the dashboard reads (on the wire, or once decompressed): not read.
+
+    A malformed reply for everyone above (outcome ``bad_reply``); ``wire_bytes``
+    and ``inflated_bytes`` say how much was read and held when reading stopped."""
+
+    def __init__(self, operation: str, limit: int, *, wire_bytes: int, inflated_bytes: int):
+        self.operation = operation
+        self.limit = limit
+        self.wire_bytes = wire_bytes
+        self.inflated_bytes = inflated_bytes
+        super().__init__(
+            f"IPS sent a reply larger than {limit / 1_000_000:g} MB to {operation}; "
+            "the dashboard stopped reading it"
+        )
+
+
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+
+
 def error_for_fault(operation: str, fault) -> IpsError:
-    """The project's exception for a soapenv:Fault element."""
-    fault_string = (_child_text(fault, "faultstring") or "").strip()
-    detail = next((c for c in fault if isinstance(c.tag, str) and etree.QName(c).localname == "detail"), None)
+    """The project's exception for a SOAP 1.1 or 1.2 Fault element."""
+    if etree.QName(fault).namespace == SOAP12_ENV:
+        # SOAP 1.2: env:Reason/env:Text for faultstring, env:Detail for detail.
+        texts = _child(fault, "Reason")
+        fault_string = ((_child_text(texts, "Text") if texts is not None else None) or "").strip()
+        detail = _child(fault, "Detail")
+    else:
+        fault_string = (_child_text(fault, "faultstring") or "").strip()
+        detail = _child(fault, "detail")
     if detail is not None:
         for family, cls in FAULT_TYPES.items():
             node = next(
@@ -112,8 +138,10 @@ def error_for_fault(operation: str, fault) -> IpsError:
     return IpsFault(operation, None, fault_string or "unknown fault", fault_string)
 
 
+def _child(node, name):
+    return next((c for c in node if isinstance(c.tag, str) and etree.QName(c).localname == name), None)
+
+
 def _child_text(node, name):
-    for child in node:
-        if isinstance(child.tag, str) and etree.QName(child).localname == name:
-            return child.text
-    return None
+    child = _child(node, name)
+    return child.text if child is not None else None

@@ -5,14 +5,18 @@ Replies are read with lxml by local name, never by zeep's strict schema
 parser: the real service sends elements no bundled WSDL declares (new
 optional fields, job-detail options), in any prefix. Each documented field
 is read with its type from the version table (ipsversions.TYPES, across all
-versions, so a renamed field is read whichever name arrives); anything else
-is ignored.
+versions, so a renamed field is read whichever name arrives; a field whose
+type changed between versions is read as text); anything else is ignored.
+An item of a job array without a jobHandle (an empty ``<items/>``) names no
+job: it is skipped, and logged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -20,6 +24,8 @@ from lxml import etree
 
 from .. import ipsversions
 from .errors import IpsMalformedReply, error_for_fault
+
+log = logging.getLogger(__name__)
 
 
 def _camel(name: str) -> str:
@@ -45,6 +51,21 @@ def _from_soap(cls, data):
 def _list(cls):
     """Field converter: the items of an array type, as ``cls``."""
     return lambda value: [_from_soap(cls, i) for i in (value or {}).get("items", [])]
+
+
+def _jobs(cls, operation: str):
+    """The items of a job array (jobs, runs, logs), as ``cls``: one without a jobHandle
+    names nothing the dashboard could keep or follow, so it is left out, with a note."""
+
+    def convert(value):
+        items = (value or {}).get("items", [])
+        kept = [i for i in items if (i or {}).get("jobHandle")]
+        if len(kept) < len(items):
+            log.warning("IPS answered %s with %d item(s) without a jobHandle; skipped", operation,
+                        len(items) - len(kept))
+        return [_from_soap(cls, i) for i in kept]
+
+    return convert
 
 
 def _lenient_int(value):
@@ -155,6 +176,7 @@ class JobLogDetail:
     asset_type: str | None
     asset_handle: str | None
     aux: list = field(default_factory=list, metadata={"soap": ("auxArray",), "convert": _list(JobLogDetailAux)})
+    date_created: dt.datetime | None = None  # from 2016-01-14-beta
 
 
 @dataclass(frozen=True)
@@ -204,10 +226,26 @@ class UserInfo:
     first_name: str | None
     last_name: str | None
     email: str | None
-    # ``role`` until 6.0, ``defaultRole`` since.
+    # ``role`` until 6.0, ``defaultRole`` since; from 2016-01-14-beta there is neither, only
+    # isIpsAdmin: "IpsAdmin" when it is true (it overrides every company's type), else None
+    # (the user's type is the one of each company, from getCompanyMembership).
     default_role: str | None = field(metadata={"soap": ("defaultRole", "role")})
     is_valid: bool | None = None
     password_expires: dt.datetime | None = None
+    #: isIpsAdmin from 2016-01-14-beta on; before, whether the default role is IpsAdmin.
+    is_ips_admin: bool | None = None
+
+
+def _user_info(data) -> UserInfo | None:
+    info = _from_soap(UserInfo, data)
+    if info is None:
+        return None
+    if info.is_ips_admin is None:
+        admin = None if info.default_role is None else info.default_role == "IpsAdmin"
+        return dataclasses.replace(info, is_ips_admin=admin)
+    if info.default_role is None and info.is_ips_admin:
+        return dataclasses.replace(info, default_role="IpsAdmin")
+    return info
 
 
 @dataclass(frozen=True)
@@ -238,17 +276,23 @@ def _memberships(reply) -> list[CompanyMembership]:
 
 #: Each operation's reply, as the client's methods return it.
 CONVERTERS = {
-    "getScheduledJobs": lambda r: _list(ScheduledJob)(r.get("jobArray")),
-    "getActiveJobs": lambda r: _list(ActiveJob)(r.get("jobArray")),
-    "getJobLogs": lambda r: _list(JobLog)(r.get("jobLogArray")),
-    "getJobLogDetails": lambda r: _list(JobLog)(r.get("jobLogArray")),
+    "getScheduledJobs": lambda r: _jobs(ScheduledJob, "getScheduledJobs")(r.get("jobArray")),
+    "getActiveJobs": lambda r: _jobs(ActiveJob, "getActiveJobs")(r.get("jobArray")),
+    "getJobLogs": lambda r: _jobs(JobLog, "getJobLogs")(r.get("jobLogArray")),
+    "getJobLogDetails": lambda r: _jobs(JobLog, "getJobLogDetails")(r.get("jobLogArray")),
     "checkLogin": lambda r: r.get("status") == "ValidLogin",
     "getCompanyInfo": lambda r: _from_soap(CompanyInfo, r.get("companyInfo")),
-    "getUserInfo": lambda r: _from_soap(UserInfo, r.get("userInfo")),
+    "getUserInfo": lambda r: _user_info(r.get("userInfo")),
     "getCompanyMembership": _memberships,
 }
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+#: Replies are read in either SOAP version, whichever the request was: a WSDL's
+#: binding decides what zeep sends, and the service answers in kind.
+SOAP_ENVELOPES = (SOAP_ENV, SOAP12_ENV)
+#: The operations whose reference page says "Response: None": an empty Body is their success.
+VOID_OPERATIONS = frozenset({"executeJob", "pauseJob", "resumeJob", "stopJob", "deleteJob"})
 _XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
 
@@ -283,11 +327,23 @@ def _scalar(xsd_type: str, text: str | None, where: str):
     return text
 
 
-def _read(element, type_name: str, where: str) -> dict:
-    """A complex element as {element name: value}, by the type's known fields."""
-    known = {f.name: f for f in ipsversions.TYPES[type_name]}
+@functools.cache
+def _known_fields(type_name: str) -> dict:
+    """{element name: Field} of a type across every version; a field whose type changed
+    between versions (ActiveJob.totalSize, the upload options) is read as text."""
+    known: dict = {}
+    for f in ipsversions.TYPES[type_name]:
+        if f.name in known and known[f.name].type != f.type:
+            f = dataclasses.replace(f, type="string")
+        known[f.name] = f
     for also in ipsversions.READ_ALSO.get(type_name, ()):
         known.update({f.name: f for f in ipsversions.TYPES[also] if f.name not in known})
+    return known
+
+
+def _read(element, type_name: str, where: str) -> dict:
+    """A complex element as {element name: value}, by the type's known fields."""
+    known = _known_fields(type_name)
     out: dict = {}
     for child in element:
         if not isinstance(child.tag, str):
@@ -341,19 +397,25 @@ def read_reply(operation: str, content: bytes):
     """The value of a SOAP reply to ``operation``, as the client returns it.
 
     Raises the IpsFault of a fault reply, IpsMalformedReply for anything that
-    is neither. Any namespace and prefix is accepted: the element names decide.
+    is neither. SOAP 1.1 and 1.2 envelopes are read alike. Any namespace and
+    prefix is accepted: the element names decide. An empty Body is the success
+    of a void operation (VOID_OPERATIONS), and malformed for any other.
     """
     try:
         root = etree.fromstring(content, _xml_parser())
     except (etree.XMLSyntaxError, ValueError):
         raise IpsMalformedReply(f"IPS answered {operation} with invalid XML") from None
-    body = root.find(f"{{{SOAP_ENV}}}Body") if root.tag == f"{{{SOAP_ENV}}}Envelope" else None
+    name = etree.QName(root)
+    envelope = name.namespace if name.localname == "Envelope" else None
+    body = root.find(f"{{{envelope}}}Body") if envelope in SOAP_ENVELOPES else None
     if body is None:
         raise IpsMalformedReply(f"IPS answered {operation} with XML that is not a SOAP envelope")
     children = [c for c in body if isinstance(c.tag, str)]
-    fault = next((c for c in children if c.tag == f"{{{SOAP_ENV}}}Fault"), None)
+    fault = next((c for c in children if c.tag == f"{{{envelope}}}Fault"), None)
     if fault is not None:
         raise error_for_fault(operation, fault)
+    if not children and operation in VOID_OPERATIONS:
+        return None  # "Response: None": the reference's own word for these replies
     ret = next((c for c in children if etree.QName(c).localname == f"{operation}Return"), None)
     if ret is None:
         raise IpsMalformedReply(

@@ -1,10 +1,10 @@
 """The HTTP under zeep: requests and urllib3 watched so that a whole reply,
-headers and body, arrives within one deadline, and no envelope is logged."""
+headers and body, arrives within one deadline, no reply past MAX_REPLY_BYTES
+(on the wire or inflated) is read, and no envelope is logged."""
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import socket
 import threading
 import time
@@ -16,7 +16,13 @@ import urllib3
 import urllib3.connection
 import zeep
 
-from .errors import IpsError, IpsHttpError, IpsTimeout
+from .errors import IpsError, IpsHttpError, IpsReplyTooLarge, IpsTimeout
+
+#: The largest IPS reply read, in bytes, on the wire and once decompressed (each counted
+#: as it arrives): a reply past it is not read (IpsReplyTooLarge). docs/reliability.md says why 20 MB.
+MAX_REPLY_BYTES = 20_000_000
+#: Bytes read from the socket, and inflated, per step: the deadline and the cap are checked between steps.
+_STEP = 65536
 
 
 class _NoWireLog:
@@ -118,6 +124,8 @@ class Transport(zeep.Transport):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._operation = operation or threading.local()
+        # Only the codings _Inflater undoes (and counts), whatever else urllib3 could decode.
+        self.session.headers["Accept-Encoding"] = "gzip, deflate"
         adapter = _WatchedAdapter()
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -128,6 +136,9 @@ class Transport(zeep.Transport):
 
     def post(self, address, message, headers):
         deadline = time.monotonic() + self.budget
+        if headers.get("Content-Type", "").startswith("application/soap+xml"):
+            # SOAP 1.2 names the action in the Content-Type; zeep adds the 1.1 header anyway.
+            headers = {k: v for k, v in headers.items() if k.lower() != "soapaction"}
         with _Watch(self.budget) as watch:
             try:
                 response = self.session.post(
@@ -170,9 +181,23 @@ class Transport(zeep.Transport):
                 raise
 
     def _read_body(self, response, deadline: float) -> bytes:
+        """The body, decompressed, read and inflated a step at a time within the deadline and the size cap."""
+        operation = getattr(self._operation, "name", "the call")
+        coding = response.headers.get("Content-Encoding", "").strip().lower()
+        inflater = _Inflater(coding)
+        wire = 0
+
+        def too_large():
+            return IpsReplyTooLarge(operation, MAX_REPLY_BYTES, wire_bytes=wire, inflated_bytes=inflater.held)
+
+        try:
+            declared = int(response.headers.get("Content-Length", ""))
+        except ValueError:
+            declared = None
+        if declared is not None and declared > MAX_REPLY_BYTES:
+            raise too_large()  # said up front: nothing of it is read
         raw = response.raw
         sock = _socket_of(raw)
-        chunks = []
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -183,7 +208,7 @@ class Transport(zeep.Transport):
                 except OSError:  # closed once the whole body arrived
                     sock = None
             try:
-                chunk = raw.read1(65536, decode_content=False)
+                chunk = raw.read1(_STEP, decode_content=False)
             except Exception as exc:  # urllib3 wraps socket timeouts its own way
                 if time.monotonic() >= deadline - 0.001:
                     raise self._past_deadline() from None
@@ -192,17 +217,17 @@ class Transport(zeep.Transport):
                 raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
             if not chunk:
                 break
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        coding = response.headers.get("Content-Encoding", "").strip().lower()
-        try:
-            if coding in ("gzip", "x-gzip"):
-                body = gzip.decompress(body)
-            elif coding == "deflate":
-                body = zlib.decompress(body)
-        except (OSError, EOFError, zlib.error):
-            raise requests.exceptions.ContentDecodingError(f"undecodable {coding} body") from None
-        return body
+            wire += len(chunk)
+            if wire > MAX_REPLY_BYTES:
+                raise too_large()
+            # Inflated as it comes, so a small gzip that inflates to gigabytes stops at the cap,
+            # and its inflating counts against the deadline like its reading.
+            for _ in inflater.feed(chunk):
+                if inflater.held > MAX_REPLY_BYTES:
+                    raise too_large()
+                if time.monotonic() >= deadline:
+                    raise self._past_deadline()
+        return inflater.finish()
 
     def _past_deadline(self) -> IpsTimeout:
         operation = getattr(self._operation, "name", "the call")
@@ -213,6 +238,54 @@ class Transport(zeep.Transport):
             request_sent=True,
             whole_reply=True,
         )
+
+
+class _Inflater:
+    """A Content-Encoding undone a step at a time; ``held`` counts the bytes it has produced."""
+
+    def __init__(self, coding: str):
+        self.coding = coding
+        self.held = 0
+        self._pieces: list[bytes] = []
+        self._fed = False
+        self._zlib = self._decompressor() if coding in ("gzip", "x-gzip", "deflate") else None
+
+    def _decompressor(self):
+        # gzip: its header and trailer; deflate: the zlib format HTTP names so (RFC 9110).
+        return zlib.decompressobj(16 + zlib.MAX_WBITS if self.coding != "deflate" else zlib.MAX_WBITS)
+
+    def feed(self, data: bytes):
+        """Inflate ``data``, yielding after each step of at most _STEP bytes out."""
+        self._fed = True
+        if self._zlib is None:
+            self._keep(data)
+            yield
+            return
+        try:
+            while True:
+                if self._zlib.eof:
+                    if not data or self.coding == "deflate":
+                        break  # bytes after a zlib stream are ignored, as zlib.decompress does
+                    # Another gzip member follows (RFC 1952 allows several).
+                    self._zlib = self._decompressor()
+                piece = self._zlib.decompress(data, _STEP)
+                self._keep(piece)
+                yield
+                data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
+                # A full step may leave output pending inside zlib even with no input left.
+                if not data and len(piece) < _STEP:
+                    break
+        except zlib.error:
+            raise requests.exceptions.ContentDecodingError(f"undecodable {self.coding} body") from None
+
+    def _keep(self, piece: bytes) -> None:
+        self.held += len(piece)
+        self._pieces.append(piece)
+
+    def finish(self) -> bytes:
+        if self._zlib is not None and self._fed and not self._zlib.eof:
+            raise requests.exceptions.ContentDecodingError(f"truncated {self.coding} body")
+        return b"".join(self._pieces)
 
 
 def _socket_of(raw):

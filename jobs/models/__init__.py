@@ -1,5 +1,6 @@
 """The models of jobs/, one module per subject; every public name is importable from here."""
 
+from .append_only import CLOCK_SKEW, AppendOnly, AppendOnlyQuerySet, Rules
 from .background import Chore, RunFollow
 from .catalogue import Job, JobQuerySet
 from .connections import Company, CompanyQuerySet, Connection
@@ -17,6 +18,9 @@ from .exports import HistoryExport, HistoryExportQuerySet
 from .people import IpsIdentity, Membership, MembershipChange, Profile
 
 __all__ = [
+    "AppendOnly",
+    "AppendOnlyQuerySet",
+    "CLOCK_SKEW",
     "Chore",
     "Company",
     "CompanyQuerySet",
@@ -37,5 +41,6 @@ __all__ = [
     "MembershipChange",
     "Profile",
     "RunFollow",
+    "Rules",
     "allow_pruning",
 ]

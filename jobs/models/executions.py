@@ -16,6 +16,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from .. import ipsversions
+from .append_only import AppendOnly, AppendOnlyQuerySet, Born, Rules, Stage, set_null_by_database
 from .background import RunFollow
 from .connections import Company
 
@@ -48,20 +49,7 @@ IPS_CALLS_PER_RUN = 3
 FOLLOW_FOR = dt.timedelta(minutes=15)
 
 
-class ExecutionQuerySet(models.QuerySet):
-    def delete(self):
-        if not _pruning.active:
-            raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
-        return super().delete()
-
-    def update(self, **kwargs):
-        # Bulk updates would bypass save()'s checks; services.py saves rows one by one.
-        # The one exception: deleting a job, company or user sets its key NULL
-        # (on_delete=SET_NULL), and the snapshots keep the history.
-        if kwargs and all(k in ("job", "company", "user") and v is None for k, v in kwargs.items()):
-            return super().update(**kwargs)
-        raise PermissionError("Executions change only through services.py, one row at a time.")
-
+class ExecutionQuerySet(AppendOnlyQuerySet):
     def sent(self):
         """Presses of Run that reached IPS (or tried to): a job's runs, not refusals made here, nor stops."""
         return self.filter(operation="executeJob").exclude(outcome__in=Execution.NOT_SENT)
@@ -70,17 +58,6 @@ class ExecutionQuerySet(models.QuerySet):
         """'sending' rows older than stale_after(): their process died mid-call."""
         cutoff = (now or timezone.now()) - Execution.stale_after()
         return self.filter(outcome=Execution.Outcome.SENDING, requested_at__lt=cutoff)
-
-    def _raw_delete(self, using):
-        if not _pruning.active:
-            raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
-        return super()._raw_delete(using)
-
-    def bulk_create(self, objs, *args, **kwargs):
-        objs = list(objs)
-        for obj in objs:
-            obj.check_insert()
-        return super().bulk_create(objs, *args, **kwargs)
 
     def prune(self, before) -> int:
         """Delete finished rows requested before ``before``: the only deletion of audit rows.
@@ -137,11 +114,13 @@ FAILED_RUN = RawSQL(
 )
 
 
-class Execution(models.Model):
+class Execution(AppendOnly):
     """One press of Run, whatever happened: the audit trail.
 
     Snapshots keep the handles, username and role, so that deleting a job or
     a user never erases history. Outcome fields are written by services.py.
+    Append-only (``RULES``, below): born 'sending' or refused, finished once,
+    its IPS result written once by following the run.
     """
 
     class Outcome(models.TextChoices):
@@ -214,13 +193,13 @@ class Execution(models.Model):
     )
 
     operation = models.CharField(max_length=40, default="executeJob")
-    job = models.ForeignKey("jobs.Job", null=True, on_delete=models.SET_NULL, related_name="executions")
-    company = models.ForeignKey(Company, null=True, on_delete=models.SET_NULL, related_name="executions")
+    job = models.ForeignKey("jobs.Job", null=True, on_delete=set_null_by_database, related_name="executions")
+    company = models.ForeignKey(Company, null=True, on_delete=set_null_by_database, related_name="executions")
     company_handle = models.CharField(max_length=255)
     job_handle = models.TextField()
     job_name = models.TextField()
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="executions"
+        settings.AUTH_USER_MODEL, null=True, on_delete=set_null_by_database, related_name="executions"
     )
     username = models.CharField(max_length=150)
     role = models.CharField(max_length=30, blank=True, help_text="The user's IPS user type at the time.")
@@ -267,9 +246,7 @@ class Execution(models.Model):
 
     objects = ExecutionQuerySet.as_manager()
 
-    class Meta:
-        # Related-object access and Model.delete() go through the guarded queryset too.
-        base_manager_name = "objects"
+    class Meta(AppendOnly.Meta):
         ordering = ["-requested_at", "-id"]
         constraints = [
             # At most one run in flight per job, across workers and servers.
@@ -317,56 +294,40 @@ class Execution(models.Model):
     def __str__(self):
         return f"{self.job_name} by {self.username} at {self.requested_at:%Y-%m-%d %H:%M:%S}: {self.outcome}"
 
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._stored = dict(zip(field_names, values))
-        return instance
-
     #: A row is born 'sending' (then finished once by services.press.finish()), or
     #: as a refusal that never reached IPS.
     INSERTABLE = (Outcome.SENDING, *NOT_SENT)
+    #: What services.press.finish() writes on a 'sending' row (and the run IPS named, for a stop).
+    FINISH_FIELDS = ("outcome", "message", "fault_family", "fault_code", "fault_reason", "sent_at", "finished_at",
+                     "duration_ms", "ips_run_handle", "ips_run_name")
 
-    def check_insert(self) -> None:
-        if self.pk is not None:
-            raise PermissionError("An execution is inserted as a new row, without a primary key of its own.")
-        if self.outcome not in self.INSERTABLE:
-            raise PermissionError(
-                f"An execution starts 'sending' or as a refusal made here, not {self.outcome!r}: "
-                "services.press.finish() gives it its outcome."
-            )
-        if self.ips_result:
-            raise PermissionError("An execution gets its IPS result by following the run.")
+    RULES = Rules(
+        kind="an audit trail",
+        row="execution",
+        done="finished",
+        born=(
+            Born(when={"outcome": (Outcome.SENDING,)},
+                 fresh=tuple(sorted({*FINISH_FIELDS, *IPS_FIELDS} - {"outcome"}))),
+            Born(when={"outcome": NOT_SENT},
+                 fresh=tuple(sorted({"fault_family", "fault_code", "fault_reason", "sent_at", *IPS_FIELDS}))),
+        ),
+        born_as="sending or as a refusal made here",
+        later=("ips_result",),
+        stages=(
+            Stage(when={"outcome": (Outcome.SENDING,)}, writable=FINISH_FIELDS),
+            # Following an accepted run, until its IPS result is recorded.
+            Stage(when={"operation": ("executeJob",), "outcome": (Outcome.ACCEPTED,), "ips_result": ("",)},
+                  writable=tuple(sorted(IPS_FIELDS))),
+        ),
+        once=("ips_run_handle",),
+        clock=("requested_at", "sent_at", "finished_at", "ips_result_at"),
+        deleted_by="manage.py prune_executions",
+    )
 
-    def refresh_from_db(self, *args, **kwargs):
-        super().refresh_from_db(*args, **kwargs)
-        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
-
-    def save(self, *args, **kwargs):
-        stored = getattr(self, "_stored", None)
-        if stored is None:
-            # Never an UPDATE of a row this instance was not loaded from.
-            self.check_insert()
-            kwargs["force_insert"] = True
-        else:
-            changed = {f for f in self.IDENTITY_FIELDS if f in stored and getattr(self, f) != stored[f]}
-            if changed:
-                raise PermissionError(f"The identity of an execution cannot change: {sorted(changed)}")
-            if stored.get("outcome") not in (None, self.Outcome.SENDING):
-                changed = {f for f in stored if getattr(self, f, stored[f]) != stored[f]}
-                if changed - self.IPS_FIELDS:
-                    raise PermissionError("A finished execution cannot change.")
-                if changed and (stored.get("outcome") != self.Outcome.ACCEPTED or stored.get("ips_result")):
-                    raise PermissionError("The IPS result of this execution is final.")
-                if "ips_run_handle" in changed and stored.get("ips_run_handle"):
-                    raise PermissionError("The IPS run of an execution cannot change once named.")
-        super().save(*args, **kwargs)
-        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
-
-    def delete(self, *args, **kwargs):
+    @classmethod
+    def check_delete(cls) -> None:
         if not _pruning.active:
-            raise PermissionError("Executions are an audit trail: only prune_executions deletes them.")
-        return super().delete(*args, **kwargs)
+            super().check_delete()
 
     @staticmethod
     def stale_after() -> dt.timedelta:

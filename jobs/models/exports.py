@@ -6,19 +6,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-
-class HistoryExportQuerySet(models.QuerySet):
-    def delete(self):
-        raise PermissionError("Export records are never deleted.")
-
-    def update(self, **kwargs):
-        # Deleting a user sets its key NULL (on_delete=SET_NULL); the username snapshot stays.
-        if kwargs == {"user": None}:
-            return super().update(**kwargs)
-        raise PermissionError("An export record changes only through services.exports.finish_export(), once.")
+from .append_only import AppendOnly, AppendOnlyQuerySet, Rules, Stage, set_null_by_database
 
 
-class HistoryExport(models.Model):
+class HistoryExportQuerySet(AppendOnlyQuerySet):
+    """The append-only guard; nothing of its own."""
+
+
+class HistoryExport(AppendOnly):
     """One CSV export of history: who, when, with which filters, how many rows.
 
     Written when the export starts, and completed once when its last row is
@@ -28,7 +23,7 @@ class HistoryExport(models.Model):
     a job."""
 
     at = models.DateTimeField(default=timezone.now)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=set_null_by_database, related_name="+")
     username = models.CharField(max_length=150)
     filters = models.JSONField(default=dict, blank=True, help_text="The history filters, as in the page's address.")
     row_count = models.PositiveBigIntegerField("rows sent", null=True, blank=True)
@@ -41,8 +36,7 @@ class HistoryExport(models.Model):
 
     objects = HistoryExportQuerySet.as_manager()
 
-    class Meta:
-        base_manager_name = "objects"
+    class Meta(AppendOnly.Meta):
         ordering = ["-at", "-id"]
         indexes = [
             # The admin's list of exports, newest first.
@@ -52,30 +46,17 @@ class HistoryExport(models.Model):
         ]
 
     #: What finish_export() writes, once.
-    FINISH_FIELDS = frozenset({"row_count", "completed", "finished_at"})
+    FINISH_FIELDS = ("row_count", "completed", "finished_at")
+
+    RULES = Rules(
+        kind="a record",
+        row="export",
+        done="completed",
+        born_as="an export that has just started",
+        later=FINISH_FIELDS,
+        stages=(Stage(when={"finished_at": (None,)}, writable=FINISH_FIELDS),),
+        clock=("at", "finished_at"),
+    )
 
     def __str__(self):
         return f"export by {self.username} at {self.at:%Y-%m-%d %H:%M:%S}"
-
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._stored = dict(zip(field_names, values))
-        return instance
-
-    def save(self, *args, **kwargs):
-        stored = getattr(self, "_stored", None)
-        if stored is None:
-            if self.pk is not None or self.finished_at is not None:
-                raise PermissionError("An export is recorded as a new row, when it starts.")
-            kwargs["force_insert"] = True
-        else:
-            changed = {f for f in stored if getattr(self, f, stored[f]) != stored[f]}
-            if stored.get("finished_at") is not None or changed - self.FINISH_FIELDS:
-                raise PermissionError("An export record is completed once, and never changed after.")
-            kwargs["update_fields"] = sorted(changed)
-        super().save(*args, **kwargs)
-        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("Export records are never deleted.")

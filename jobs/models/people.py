@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..roles import UserType
+from .append_only import AppendOnly, Rules, set_null_by_database
 
 # Companies and connections by name ("jobs.Company"): .connections imports
 # this module, its CompanyQuerySet reads Membership.
@@ -62,34 +65,39 @@ class IpsIdentity(models.Model):
         return f"{self.email} on {self.connection}"
 
 
-class MembershipChange(models.Model):
+class MembershipChange(AppendOnly):
     """Who gave whom which IPS user type where, and when: every membership change.
 
     Snapshots keep the names, so deleting a user or a company keeps the
-    record. Rows are only ever added (services.people.change_membership)."""
+    record. Rows are only ever added (services.people.change_membership, and
+    the deletion of a user or a company: below), never changed nor deleted."""
 
     class Source(models.TextChoices):
         ADMIN = "admin", _("Django admin")
         DEMO = "demo", _("demo data (load_demo)")
         IPS_SIGN_IN = "ips_sign_in", _("sign-in with IPS")
         IPS_REFRESH = "ips_refresh", _("refresh from IPS")
+        USER_DELETED = "user_deleted", _("user deleted")
+        COMPANY_DELETED = "company_deleted", _("company deleted")
+
+    RULES = Rules(kind="a record", row="membership change", born_as="a new change", clock=("at",))
 
     at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=20, choices=Source.choices)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=set_null_by_database, related_name="+"
     )
     actor_name = models.CharField("changed by", max_length=150, blank=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="membership_changes"
+        settings.AUTH_USER_MODEL, null=True, on_delete=set_null_by_database, related_name="membership_changes"
     )
     username = models.CharField(max_length=150)
-    company = models.ForeignKey("jobs.Company", null=True, on_delete=models.SET_NULL, related_name="membership_changes")
+    company = models.ForeignKey("jobs.Company", null=True, on_delete=set_null_by_database, related_name="membership_changes")
     company_handle = models.CharField(max_length=255)
     role_before = models.CharField("IPS user type before", max_length=30, blank=True)
     role_after = models.CharField("IPS user type after", max_length=30, blank=True)
 
-    class Meta:
+    class Meta(AppendOnly.Meta):
         ordering = ["-at", "-id"]
         indexes = [
             # The admin's list of one user's changes, newest first.
@@ -104,13 +112,27 @@ class MembershipChange(models.Model):
             f"{self.role_after or 'none'} ({self.get_source_display()}, {self.actor_name or 'system'})"
         )
 
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise PermissionError("Membership changes are a record: they are added, never changed.")
-        super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
-        raise PermissionError("Membership changes are a record: they are never deleted.")
+
+@receiver(pre_delete, sender=Membership, dispatch_uid="jobs.membership_deleted_with_its_user_or_company")
+def record_membership_deleted_with_its_user_or_company(sender, instance, origin=None, **kwargs):
+    """A membership deleted with its user (or its company, or the company's connection) is a change like any other.
+
+    services.people.change_membership deletes one membership itself and records it:
+    a deletion whose origin is a membership (or memberships) is its caller's to record."""
+    origin_model = origin.model if isinstance(origin, models.QuerySet) else type(origin)
+    if origin is None or issubclass(origin_model, Membership):
+        return
+    user_deleted = origin_model._meta.label == settings.AUTH_USER_MODEL
+    MembershipChange.objects.create(
+        source=MembershipChange.Source.USER_DELETED if user_deleted else MembershipChange.Source.COMPANY_DELETED,
+        user_id=instance.user_id,
+        username=instance.user.get_username(),
+        company_id=instance.company_id,
+        company_handle=instance.company.handle,
+        role_before=instance.role,
+        role_after="",
+    )
 
 
 class Profile(models.Model):

@@ -182,7 +182,9 @@ def send_stop(execution: Execution, job: Job):
             ), None
         acted = True
         mark_sent(execution)
-        client.stop_job(job.company.handle, run.job_handle)
+        # The scheduled job's handle, as the reference's stopJob example sends it (47|My Test Job|);
+        # whether IPS takes a run's handle there is not documented. The row keeps the run's.
+        client.stop_job(job.company.handle, job.handle)
         return Outcome.ACCEPTED, format_lazy(
             _("IPS is stopping “{job}” (run {run})."), job=job.name, run=run.name
         ), None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from django.utils.functional import Promise
@@ -51,6 +52,10 @@ PROBLEM_LOG_TYPES = (
     "VideoPublishWarning",
 )
 DETAILS_PER_PAGE = 50
+#: getJobLogDetails' filter, paging and sorting: declared from 4.0 on. Where a version lacks
+#: them (the unversioned request has only companyHandle, jobHandle, originalName), every
+#: row comes and the filter and the page are the dashboard's.
+SERVER_SIDE_PARAMS = ("logTypeArray", "recordsPerPage", "resultsPage", "sortBy", "sortDirection")
 
 
 @dataclass(frozen=True)
@@ -75,15 +80,20 @@ def log_details(execution: Execution, page: int = 1, problems_only: bool = False
     if execution.company is None:
         return LogDetails(error=_("The company of this run was deleted from the dashboard."))
     try:
-        logs = ips.client_for(execution.company.connection).get_job_log_details(
-            execution.company_handle,
-            job_handle=handle,
-            log_types=PROBLEM_LOG_TYPES if problems_only else None,
-            records_per_page=DETAILS_PER_PAGE,
-            results_page=page,
-            sort_by="Date",
-            sort_direction="Ascending",
-        )
+        client = ips.client_for(execution.company.connection)
+        server_side = all(client.declares("getJobLogDetails", p) for p in SERVER_SIDE_PARAMS)
+        if server_side:
+            logs = client.get_job_log_details(
+                execution.company_handle,
+                job_handle=handle,
+                log_types=PROBLEM_LOG_TYPES if problems_only else None,
+                records_per_page=DETAILS_PER_PAGE,
+                results_page=page,
+                sort_by="Date",
+                sort_direction="Ascending",
+            )
+        else:
+            logs = client.get_job_log_details(execution.company_handle, job_handle=handle)
     except ips.IpsError as error:
         return LogDetails(
             page=page, error=format_lazy(_("IPS could not give the log details ({error})."), error=str(error))
@@ -91,9 +101,16 @@ def log_details(execution: Execution, page: int = 1, problems_only: bool = False
     log_ = next((entry for entry in logs if entry.job_handle == handle), None)
     if log_ is None:
         return LogDetails(page=page, error=_("IPS has no log for this run yet."))
+    if not server_side:
+        # In IPS's order; counted here, as detailTotalRows would have (the rows matching, all pages).
+        rows = [d for d in log_.details if not problems_only or d.log_type in PROBLEM_LOG_TYPES]
+        start = (page - 1) * DETAILS_PER_PAGE
+        log_ = dataclasses.replace(
+            log_, details=rows[start : start + DETAILS_PER_PAGE], detail_total_rows=len(rows)
+        )
     if log_.detail_total_rows is not None:
         pages = max(1, -(-log_.detail_total_rows // DETAILS_PER_PAGE))
-    else:  # before 4.0 IPS does not say how many there are: a full page may have a next one
+    else:  # IPS paged but did not say how many rows there are: a full page may have a next one
         pages = page + 1 if len(log_.details) == DETAILS_PER_PAGE else page
     return LogDetails(log=log_, page=page, pages=pages)
 

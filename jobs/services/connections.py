@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from urllib3.util import parse_url
+
 from .. import ips, roles
-from ..models import Company, Connection
+from ..models import IPS_CALLS_PER_RUN, Company, Connection
+from .sync import fit
+
+log = logging.getLogger(__name__)
 
 # The service account's own IPS type must be allowed everything we call.
 
@@ -11,17 +23,150 @@ from ..models import Company, Connection
 SERVICE_ACCOUNT_TYPES = {roles.UserType.IPS_ADMIN, roles.UserType.IPS_USER}
 
 
-def check_connection(connection: Connection) -> tuple[bool, str]:
+# --- Where a password goes -----------------------------------------------------------
+
+#: Plain HTTP only to this machine (the local emulator): a password crosses no network in clear.
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the HTTP client connects for a URL: scheme, host and port."""
+
+    scheme: str
+    host: str
+    port: int | None
+
+
+def origin_of(url: str) -> Origin | None:
+    """The origin requests (over urllib3) connects to for ``url``, read as it reads it; None if it cannot.
+
+    Python's urlsplit reads some URLs differently: for it
+    ``http://127.1:18290\\@127.0.0.1/`` is 127.0.0.1, for requests 127.1:18290."""
+    try:
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(url, None)
+        parsed = parse_url(prepared.url)
+    except Exception:  # requests and urllib3 raise several kinds for a URL they cannot use
+        return None
+    if not parsed.host or parsed.auth:
+        return None
+    scheme = (parsed.scheme or "").lower()
+    return Origin(scheme, parsed.host.strip("[]").lower(), parsed.port or _DEFAULT_PORTS.get(scheme))
+
+
+def url_problem(url: str) -> str | None:
+    """Why the dashboard will not send a password to ``url`` (in words for the admin); None when it may.
+
+    Only https, or plain http to this machine; no user name or password in the
+    URL; nothing two parsers could read as two different hosts."""
+    if "\\" in url or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "The URL may not contain backslashes, spaces or control characters."
+    try:
+        split = urlsplit(url)
+        split_port = split.port
+    except ValueError:
+        return "The URL's port is not valid."
+    scheme = split.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return "The URL must start with https:// (or http:// to this machine)."
+    if "@" in split.netloc or split.username is not None:
+        return "The URL may not carry a user name or password: the service account's fields are for that."
+    origin = origin_of(url)
+    as_python_reads = ((split.hostname or "").lower(), split_port or _DEFAULT_PORTS[scheme])
+    if origin is None or (origin.host, origin.port) != as_python_reads:
+        return "This URL reads as two different addresses (to Python and to the HTTP client): give a plain one."
+    if origin.scheme == "http" and origin.host not in _LOOPBACK:
+        return "Plain http:// is for this machine only (127.0.0.1, localhost, ::1): use https://."
+    return None
+
+
+# --- One deadline for a request's IPS calls, across connections -------------------------------
+
+
+def per_call() -> float:
+    """The longest one IPS call takes: its whole-reply deadline (ips/transport.py)."""
+    return settings.IPS_CONNECT_TIMEOUT + settings.IPS_READ_TIMEOUT
+
+
+def request_budget() -> float:
+    """Seconds one web request may spend asking IPS, inside gunicorn's worker timeout.
+
+    GUNICORN_TIMEOUT when the settings have it, less a tenth for the rest of the
+    request (database, page); else what a Run may take, which gunicorn refuses
+    to start without fitting in its timeout (jobs/checks.py)."""
+    worker = getattr(settings, "GUNICORN_TIMEOUT", None)
+    if worker:
+        return float(worker) * 0.9
+    return IPS_CALLS_PER_RUN * per_call()
+
+
+class Deadline:
+    """One budget for every IPS call of a request (a sign-in, an admin action), across
+    connections: a worker that outlasts gunicorn's timeout is killed, its answer a 500."""
+
+    def __init__(self, seconds: float | None = None):
+        self.seconds = request_budget() if seconds is None else seconds
+        self._end = time.monotonic() + self.seconds
+
+    def remaining(self) -> float:
+        return self._end - time.monotonic()
+
+    def allows(self, calls: int = 1, connection: Connection | None = None) -> bool:
+        """Can ``calls`` more IPS calls, each at its own deadline, end before this one?
+        On ``connection``, its remote WSDL counts as one more (it is fetched at first use)."""
+        if connection is not None and connection.wsdl_url:
+            calls += 1
+        return self.remaining() >= calls * per_call()
+
+
+class OutOfTime(ips.IpsError):
+    """An IPS call not started: it could not have ended before the request's deadline."""
+
+
+def in_time(deadline: Deadline | None, calls: int = 1, connection: Connection | None = None) -> None:
+    """Raise OutOfTime unless ``calls`` more IPS calls can end before ``deadline`` (None: no deadline)."""
+    if deadline is not None and not deadline.allows(calls, connection):
+        raise OutOfTime(
+            f"IPS answered too slowly for this to finish within one request ({deadline.seconds:g} s): "
+            "stopped before asking it again. Try again later."
+        )
+
+
+def endpoint_origins(region: str, service_url: str, wsdl_url: str) -> tuple[Origin | None, Origin | None]:
+    """Where a connection with these fields sends its password (the service) and reads its WSDL (None: bundled)."""
+    try:
+        service = Connection(region=region, service_url=service_url).resolved_service_url()
+    except KeyError:  # a custom region without a URL: the form says so
+        service = ""
+    return origin_of(service) if service else None, origin_of(wsdl_url) if wsdl_url else None
+
+
+def _refused(connection: Connection) -> str | None:
+    """Why the service account's password must not go to the stored address (saved before it was checked)."""
+    problem = url_problem(connection.resolved_service_url())
+    return f"{connection}: the service URL is refused: {problem}" if problem else None
+
+
+def check_connection(connection: Connection, deadline: Deadline | None = None) -> tuple[bool, str]:
     """checkLogin, getUserInfo, getCompanyMembership: (ok, message in plain words).
 
     The service account's IPS type must allow what the dashboard calls, in
-    every company of the connection, or Runs there end in 20003.
+    every company of the connection, or Runs there end in 20003. With a
+    ``deadline``, no call starts that could not end before it.
     """
+    refused = _refused(connection)
+    if refused:
+        return False, refused
     try:
+        in_time(deadline, 1, connection)
         client = ips.client_for(connection)
         if not client.check_login(connection.username, connection.get_password()):
             return False, f"{connection}: IPS says the login of {connection.username} is invalid."
+        in_time(deadline)
         info = client.get_user_info()
+        in_time(deadline)
         memberships = client.get_company_membership()
     except ips.IpsAuthorizationFault as error:
         # Real IPS's reason need not name the user type: say what to fix.
@@ -33,7 +178,9 @@ def check_connection(connection: Connection) -> tuple[bool, str]:
     except ips.IpsError as error:
         return False, f"{connection}: {error}"
     default = info.default_role if info else None
-    if default not in SERVICE_ACCOUNT_TYPES:
+    # From 2016-01-14-beta a user has no type of its own (only isIpsAdmin): each company's decides.
+    per_company = info is not None and default is None and info.is_ips_admin is False
+    if default not in SERVICE_ACCOUNT_TYPES and not per_company:
         return False, (
             f"{connection}: login works, but the service account's IPS type is {default or 'unknown'}; "
             "it must be IpsUser or IpsAdmin to run jobs (executeJob)."
@@ -49,12 +196,13 @@ def check_connection(connection: Connection) -> tuple[bool, str]:
             elif role not in SERVICE_ACCOUNT_TYPES:
                 problems.append(f"{role} in company {company.handle}, which may not run jobs")
     listed = _listing(connection, info, memberships)
+    shown = default or "a type in each company"
     if problems:
         return False, (
-            f"{connection}: login works as {info.email} ({default}), but the service account is "
+            f"{connection}: login works as {info.email} ({shown}), but the service account is "
             f"{'; '.join(problems)}. It must be IpsUser or IpsAdmin in every company of the connection.{listed}"
         )
-    return True, f"{connection}: login works as {info.email} ({default}).{listed}"
+    return True, f"{connection}: login works as {info.email} ({shown}).{listed}"
 
 
 def _listing(connection: Connection, info, memberships) -> str:
@@ -68,10 +216,18 @@ def _listing(connection: Connection, info, memberships) -> str:
 
 
 
-def service_account_companies(connection: Connection) -> list[tuple[str, str, str, bool]]:
+def service_account_companies(
+    connection: Connection, deadline: Deadline | None = None
+) -> list[tuple[str, str, str, bool]]:
     """(handle, name, the service account's role, known here) of each company IPS lists for it."""
+    refused = _refused(connection)
+    if refused:
+        raise ips.IpsError(refused)
+    in_time(deadline, 1, connection)
     client = ips.client_for(connection)
-    return _service_account_companies(connection, client.get_user_info(), client.get_company_membership())
+    info = client.get_user_info()
+    in_time(deadline)
+    return _service_account_companies(connection, info, client.get_company_membership())
 
 
 def _service_account_companies(connection: Connection, info, memberships) -> list[tuple[str, str, str, bool]]:
@@ -85,11 +241,18 @@ def _service_account_companies(connection: Connection, info, memberships) -> lis
     return out
 
 
-def add_service_account_companies(connection: Connection) -> list[Company]:
+def add_service_account_companies(connection: Connection, deadline: Deadline | None = None) -> list[Company]:
     """Create the Companies IPS lists for the service account that the dashboard lacks."""
     added = []
-    for handle, name, _, known in service_account_companies(connection):
-        if not known:
-            added.append(Company.objects.create(connection=connection, handle=handle, name=name or handle))
+    for handle, name, _, known in service_account_companies(connection, deadline):
+        if known:
+            continue
+        if fit(Company, "handle", handle) != handle:
+            # A handle is who the company is to IPS: cut, it would name another (or none).
+            log.warning("company %r… of %s not added: its handle is longer than the dashboard keeps",
+                        handle[:60], connection)
+            continue
+        name = fit(Company, "name", name or handle)
+        added.append(Company.objects.create(connection=connection, handle=handle, name=name))
     return added
 

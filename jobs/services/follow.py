@@ -20,6 +20,7 @@ from .. import events, ips
 from ..models import Execution, RunFollow
 from .base import english, new_token
 from .status import LOG_PAGES, RunStatus, run_status
+from .sync import fit
 
 log = logging.getLogger(__name__)
 Outcome = Execution.Outcome
@@ -179,7 +180,7 @@ def record_status(execution: Execution, status: RunStatus) -> bool:
             return False  # another poll recorded the end first
         a, log_ = status.active, status.log
         if a is not None:
-            row.ips_state = a.state or ""
+            row.ips_state = fit(Execution, "ips_state", a.state or "")  # IPS's words have no limit
             row.ips_progress = a.progress
             if not row.ips_run_handle and a.job_handle:
                 row.ips_run_handle, row.ips_run_name = a.job_handle, a.name or ""
@@ -187,7 +188,7 @@ def record_status(execution: Execution, status: RunStatus) -> bool:
         if log_ is not None:
             if not row.ips_run_handle and log_.job_handle:
                 row.ips_run_handle, row.ips_run_name = log_.job_handle, log_.job_name or ""
-            row.ips_log_type = (log_.log_type or "")[:64]
+            row.ips_log_type = fit(Execution, "ips_log_type", log_.log_type or "")
             row.ips_success_count = log_.file_success_count
             row.ips_warning_count = log_.file_warning_count
             row.ips_error_count = log_.file_error_count

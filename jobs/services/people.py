@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -16,6 +15,8 @@ from django.utils.translation import gettext_lazy as _
 from .. import ips, roles
 from ..models import Company, Connection, IpsIdentity, Membership, MembershipChange, Profile
 from .base import english
+from .connections import Deadline, OutOfTime, in_time, url_problem
+from .sync import fit
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +82,42 @@ def is_local_account(username: str) -> bool:
     )
 
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
 def password_may_go_to(connection: Connection) -> bool:
-    """A person's IPS password only ever travels over HTTPS (the local emulator excepted)."""
-    url = urlsplit(connection.resolved_service_url())
-    return url.scheme == "https" or (url.scheme == "http" and (url.hostname or "") in _LOOPBACK)
+    """A person's IPS password only ever travels over HTTPS (the local emulator excepted), to the
+    host the HTTP client will really connect to (connections.url_problem)."""
+    return url_problem(connection.resolved_service_url()) is None
 
 
-def sign_in_with_ips(connection: Connection, email: str, password: str):
+def _in_time(deadline: Deadline | None, connection: Connection, calls: int = 1, first: bool = False) -> None:
+    """Refuse to start an IPS call that could not end before the request's deadline (nor ask another connection)."""
+    try:
+        in_time(deadline, calls, connection if first else None)
+    except OutOfTime:
+        log.warning("sign-in with IPS stopped before asking %s: %.1f s left of the request's %g s",
+                    connection, deadline.remaining(), deadline.seconds)
+        raise SignInRefused(_(
+            "IPS answered too slowly for sign-in to finish within one request: "
+            "it stopped before asking IPS again. Try again later."
+        )) from None
+
+
+def sign_in_with_ips(connection: Connection, email: str, password: str, deadline: Deadline | None = None):
     """The Django user for an IPS login, its memberships read from IPS as that person.
 
     None: IPS says the email and password are not a valid login. Raises
     SignInRefused when IPS accepts them but the dashboard will not (expired
-    password, a local account of that name) and ips.IpsError when IPS could
-    not be asked. The password is used for these calls and never stored.
+    password, a local account of that name, no time left before the request's
+    ``deadline`` for another call) and ips.IpsError when IPS could not be
+    asked. The password is used for these calls and never stored.
     """
+    User = get_user_model()
+    limit = User._meta.get_field(User.USERNAME_FIELD).max_length
+    if len(email.strip()) > limit:
+        # The account would be named by the email: refused before any password goes to IPS.
+        raise SignInRefused(format_lazy(
+            _("IPS emails longer than {limit} characters cannot sign in to the dashboard: ask an administrator."),
+            limit=limit,
+        ))
     if not password_may_go_to(connection):
         raise SignInRefused(
             format_lazy(
@@ -105,13 +125,16 @@ def sign_in_with_ips(connection: Connection, email: str, password: str):
             ),
             final=False,
         )
+    _in_time(deadline, connection, first=True)  # with the remote WSDL, read at first use
     service = ips.client_for(connection)
     if not service.check_login(email, password):
         return None
     # A client of its own, not kept: the person's password lives only as long as this call.
     person = ips.IpsClient(dataclasses.replace(ips.endpoint_for(connection), user=email, password=password))
     try:
+        _in_time(deadline, connection)
         info = person.get_user_info()
+        _in_time(deadline, connection)
         memberships = person.get_company_membership()
     except ips.IpsAuthorizationFault:
         # A WebServiceUser may not read even its own user info: no rights here.
@@ -126,7 +149,6 @@ def sign_in_with_ips(connection: Connection, email: str, password: str):
         ))
     if info is not None and info.is_valid is False:
         raise SignInRefused(_("IPS says your IPS account is not valid any more."))
-    User = get_user_model()
     username = email.strip().lower()
     with transaction.atomic():
         user = User.objects.select_for_update().filter(username=username).first()
@@ -150,15 +172,16 @@ def sign_in_with_ips(connection: Connection, email: str, password: str):
         if not user.is_active:
             raise SignInRefused(_("Your dashboard account is switched off: ask an administrator."))
         if info is not None:
-            user.first_name, user.last_name = (info.first_name or "")[:150], (info.last_name or "")[:150]
+            user.first_name = fit(User, "first_name", info.first_name or "")
+            user.last_name = fit(User, "last_name", info.last_name or "")
             user.save(update_fields=["first_name", "last_name"])
         IpsIdentity.objects.update_or_create(
             user=user,
             defaults={
                 "connection": connection,
                 "email": email,
-                "user_handle": (info.user_handle if info else "") or "",
-                "default_role": (info.default_role if info else "") or "",
+                "user_handle": fit(IpsIdentity, "user_handle", (info.user_handle if info else "") or ""),
+                "default_role": fit(IpsIdentity, "default_role", (info.default_role if info else "") or ""),
                 "password_expires": info.password_expires if info else None,
                 "read_at": now,
             },
@@ -234,7 +257,7 @@ def refresh_ips_memberships(connection: Connection) -> tuple[int, str]:
             apply_ips_memberships(identity.user, connection, info, memberships, MembershipChange.Source.IPS_REFRESH)
             identity.read_at = timezone.now()
             if info is not None:
-                identity.default_role = info.default_role or ""
+                identity.default_role = fit(IpsIdentity, "default_role", info.default_role or "")
                 identity.password_expires = info.password_expires
             identity.save(update_fields=["read_at", "default_role", "password_expires"])
         refreshed += 1

@@ -79,8 +79,12 @@ def run_status(execution: Execution, log_pages: int | None = None) -> RunStatus:
 
 
 def _log_by_handle(client: ips.IpsClient, company_handle: str, run_handle: str) -> ips.JobLog | None:
-    """A run's log as getJobLogDetails has it (one detail row asked for), or None."""
-    for detailed in client.get_job_log_details(company_handle, job_handle=run_handle, records_per_page=1):
+    """A run's log as getJobLogDetails has it, or None.
+
+    One detail row is asked for where the version pages details; before 4.0 the request
+    declares no paging (only companyHandle, jobHandle, originalName), so all rows come."""
+    paging = {"records_per_page": 1} if client.declares("getJobLogDetails", "recordsPerPage") else {}
+    for detailed in client.get_job_log_details(company_handle, job_handle=run_handle, **paging):
         if detailed.job_handle == run_handle:
             return detailed
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,6 +16,9 @@ from django.utils.translation import gettext_lazy as _
 from .. import ips
 from ..models import Company, Job
 from .base import english
+
+if TYPE_CHECKING:
+    from .connections import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +53,23 @@ class SyncResult:
         return text
 
 
+def fit(model, name: str, value):
+    """``value`` cut to the size of ``model``'s column ``name`` (its last character "…"), else as it is.
+
+    Text from IPS has no length limit; PostgreSQL refuses a value longer than
+    its varchar (SQLite stores it): one odd value must never fail the work."""
+    limit = getattr(model._meta.get_field(name), "max_length", None)
+    if limit and isinstance(value, str) and len(value) > limit:
+        return value[: limit - 1] + "…"
+    return value
+
+
 def _fit(values: dict, handle: str, cut: list) -> dict:
     """Cut text to its column's size, so one odd job never fails a company's sync."""
     for name, value in values.items():
-        limit = getattr(Job._meta.get_field(name), "max_length", None)
-        if limit and isinstance(value, str) and len(value) > limit:
-            values[name] = value[: limit - 1] + "…"
+        fitted = fit(Job, name, value)
+        if fitted is not value:
+            values[name] = fitted
             cut.append(format_lazy(
                 _("{field} of {job} ({count} characters)"),
                 field=name, job=f"{handle[:60]}{'…' if len(handle) > 60 else ''}", count=len(value),
@@ -125,6 +140,20 @@ def sync_company(company: Company) -> SyncResult:
     return result
 
 
-def sync_companies(companies) -> list[SyncResult]:
-    return [sync_company(c) for c in companies]
+def sync_companies(companies, deadline: Deadline | None = None) -> list[SyncResult]:
+    """Sync each company; with a ``deadline`` (a web request's), the first always, each next
+    one only if its call can end in time: the others say they were not asked."""
+    results = []
+    for company in companies:
+        if deadline is not None and results and not deadline.allows(1, company.connection):
+            log.warning("sync of company %s not asked: %.1f s left of the request's %g s",
+                        company.handle, deadline.remaining(), deadline.seconds)
+            results.append(SyncResult(company, error=format_lazy(
+                _("not synced: IPS answered too slowly for every company to be synced within one request "
+                  "({seconds} s); sync it again."),
+                seconds=f"{deadline.seconds:g}",
+            )))
+            continue
+        results.append(sync_company(company))
+    return results
 

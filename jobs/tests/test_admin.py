@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -14,6 +15,7 @@ from django.utils import timezone
 from jobs.models import Company, Connection, Execution, Job, Membership
 
 from .conftest import HTMX, press_run
+from .html_forms import Listener, form_data
 
 
 @pytest.fixture
@@ -486,3 +488,253 @@ def test_company_and_user_change_pages_load(admin_client, company, users):
     assert Membership.objects.get(user=users["IpsUser"]).role == "IpsUser"
     assert "IpsUser" in response.content.decode()
     assert Company.objects.count() == 2
+
+
+# --- Staff holding some permissions only ----------------------------------------
+
+
+def _staff(username, *perms):
+    """A staff user holding exactly ``perms`` ("app.codename"), and a browser logged in as them."""
+    user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+    for perm in perms:
+        app, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
+    browser = Client()
+    browser.force_login(user)
+    return user, browser
+
+
+@pytest.fixture
+def listener():
+    """A port on 127.0.0.1 where a password must never arrive."""
+    made = Listener()
+    yield made
+    made.close()
+
+
+def _post_change_form(browser, url, form_id, **changes):
+    """The admin's real change form, as the page shows it, with ``changes`` made: the response."""
+    page = browser.get(url)
+    if page.status_code != 200:
+        return page
+    data = form_data(page.content.decode(), form_id)
+    data.update({k: v for k, v in changes.items() if v is not None})
+    for name in [k for k, v in changes.items() if v is None]:
+        data.pop(name, None)  # an unticked box
+    return browser.post(url, data)
+
+
+# Actions that change something need the change permission; viewing is not enough.
+# (model, action) x (permission held, runs).
+CHANGING_ACTIONS = [
+    ("connection", "add_companies_from_ips"),
+    ("connection", "sync_connection_jobs"),
+    ("company", "sync_company_jobs"),
+    ("job", "sync_job_companies"),
+]
+
+
+@pytest.mark.parametrize("held, runs", [("view", False), ("change", True)])
+@pytest.mark.parametrize("model, action", CHANGING_ACTIONS)
+def test_actions_that_change_need_the_change_permission(model, action, held, runs, job, connection, company,
+                                                          ips_emulator):
+    _, browser = _staff("operator", f"jobs.{held}_{model}")
+    url = reverse(f"admin:jobs_{model}_changelist")
+    page = browser.get(url)
+    assert page.status_code == 200
+    assert (f'value="{action}"' in page.content.decode()) is runs
+    pk = {"connection": connection.pk, "company": company.pk, "job": job.pk}[model]
+    calls, companies = len(ips_emulator.state.calls), Company.objects.count()
+    browser.post(url, {"action": action, "_selected_action": [str(pk)]}, follow=True)
+    assert (len(ips_emulator.state.calls) > calls) is runs
+    if not runs:
+        assert Company.objects.count() == companies
+
+
+# --- The connection's URLs and its password: one secret ------------------------------------
+
+
+@pytest.mark.parametrize("field", ["service_url", "wsdl_url"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.1:8081\\@127.0.0.1/scene7/services/IpsApiService",  # requests goes to 127.1:8081
+        "http://127.1:8081%5C@127.0.0.1/scene7/services/IpsApiService",
+        "https://service%40example.com:demo@ips.example.com/scene7/services/IpsApiService",
+        "https://ips.example.com@evil.example/scene7/services/IpsApiService",
+        "http://ips.example.com/scene7/services/IpsApiService",  # plain HTTP beyond this machine
+        "http://10.0.0.5:8080/scene7/services/IpsApiService",
+        "ftp://ips.example.com/scene7/services/IpsApiService",
+        "file:///etc/passwd",
+    ],
+)
+def test_the_connection_form_refuses_urls_a_password_must_not_go_to(url, field, admin_client, ips_emulator):
+    response = admin_client.post(reverse("admin:jobs_connection_add"), _connection_form(ips_emulator, **{field: url}))
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors, response.context["adminform"].form.errors
+    assert not Connection.objects.filter(name="Second emulator").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://s7sps1apissl.scene7.com/scene7/services/IpsApiService",
+        "http://127.0.0.1:8081/scene7/services/IpsApiService",
+        "http://localhost:8081/scene7/services/IpsApiService",
+        "http://[::1]:8081/scene7/services/IpsApiService",
+    ],
+)
+def test_the_connection_form_takes_https_and_the_local_emulator(url, admin_client, ips_emulator):
+    response = admin_client.post(reverse("admin:jobs_connection_add"), _connection_form(ips_emulator, service_url=url))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Connection.objects.get(name="Second emulator").service_url == url
+
+
+# What moves the stored password elsewhere: each needs the password typed again.
+SECRET_MOVES = {
+    "service URL": {"service_url": "http://127.0.0.1:{port}/scene7/services/IpsApiService"},
+    "region": {"region": "na", "service_url": ""},
+    "WSDL URL": {"wsdl_url": "http://127.0.0.1:{port}/scene7/webservice/IpsApi.wsdl"},
+}
+
+
+@pytest.mark.parametrize("move", list(SECRET_MOVES))
+def test_moving_a_connection_elsewhere_needs_its_password_again(move, connection, ips_emulator, listener):
+    _, browser = _staff("connections", "jobs.view_connection", "jobs.change_connection")
+    changes = {k: v.format(port=listener.port) for k, v in SECRET_MOVES[move].items()}
+    url = reverse("admin:jobs_connection_change", args=[connection.pk])
+    before = Connection.objects.values().get(pk=connection.pk)
+    response = _post_change_form(browser, url, "connection_form", password="", **changes)
+    assert response.status_code == 200
+    assert "enter the service account's password again" in " ".join(
+        response.context["adminform"].form.errors["password"])
+    assert Connection.objects.values().get(pk=connection.pk) == before
+    # Test connection still calls the stored address; nothing reached the new one.
+    _act(browser, "connection", "test_connections", [connection.pk])
+    assert [c["operation"] for c in ips_emulator.state.calls][:1] == ["checkLogin"]
+    assert listener.received == []
+    # With the password typed again, the move is saved (and it is that password that goes there).
+    response = _post_change_form(browser, url, "connection_form", password="typed-again", **changes)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    connection.refresh_from_db()
+    assert connection.get_password() == "typed-again"
+    assert listener.received == []
+
+
+def test_other_changes_keep_the_stored_password(connection, ips_emulator):
+    _, browser = _staff("connections", "jobs.view_connection", "jobs.change_connection")
+    url = reverse("admin:jobs_connection_change", args=[connection.pk])
+    same_host = connection.service_url.replace("/IpsApiService", "/IpsApiService/")
+    response = _post_change_form(browser, url, "connection_form", password="", name="Renamed", service_url=same_host,
+                                 ips_sign_in="on")
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    connection.refresh_from_db()
+    assert (connection.name, connection.get_password()) == ("Renamed", "demo")
+
+
+# --- Users: privileges only superusers give, never to themselves --------------------------------
+
+
+@pytest.fixture
+def operators(db):
+    group = Group.objects.create(name="Operators")
+    group.permissions.add(Permission.objects.get(codename="grant_ips_roles"))
+    return group
+
+
+def _privilege(field, operators):
+    """The form value that grants ``field``."""
+    return {
+        "is_superuser": "on",
+        "is_staff": "on",
+        "groups": [str(operators.pk)],
+        "user_permissions": [str(Permission.objects.get(codename="grant_ips_roles").pk)],
+    }[field]
+
+
+def _holds(user, field) -> bool:
+    """Does ``user`` hold what _privilege grants?"""
+    user = get_user_model().objects.get(pk=user.pk)
+    if field == "groups":
+        return user.groups.filter(name="Operators").exists()
+    if field == "user_permissions":
+        return user.user_permissions.filter(codename="grant_ips_roles").exists()
+    return getattr(user, field)
+
+
+# (actor, whose account) -> may grant. The actor holds only the user permissions, or is a superuser.
+PRIVILEGE_TABLE = [
+    ("user admin", "own", False),
+    ("user admin", "another's", False),
+    ("superuser", "another's", True),
+]
+
+
+@pytest.mark.parametrize("field", ["is_superuser", "is_staff", "groups", "user_permissions"])
+@pytest.mark.parametrize("actor, whose, grants", PRIVILEGE_TABLE)
+def test_only_superusers_give_privileges_and_never_to_themselves(actor, whose, grants, field, users, operators,
+                                                                 caplog):
+    if actor == "superuser":
+        me, browser = users["admin"], Client()
+        browser.force_login(me)
+    else:
+        me, browser = _staff("useradmin", "auth.view_user", "auth.add_user", "auth.change_user")
+    target = me if whose == "own" else users["IpsUser"]
+    held = _holds(target, field)
+    url = reverse("admin:auth_user_change", args=[target.pk])
+    response = _post_change_form(browser, url, "user_form", first_name="Renamed",
+                                 **{field: _privilege(field, operators)})
+    assert response.status_code == 302, response.content.decode()[:1000]
+    assert get_user_model().objects.get(pk=target.pk).first_name == "Renamed"  # the rest of the form is saved
+    assert _holds(target, field) is (grants or held)
+    changed = [r for r in caplog.records if r.name == "jobs.admin" and "privileges" in r.getMessage()]
+    if grants:
+        [record] = changed
+        assert f"admin changed the privileges of {target.username}" in record.getMessage()
+        assert field in record.getMessage()
+    else:
+        assert changed == []
+
+
+def test_a_superuser_cannot_drop_their_own_privileges(users):
+    me = users["admin"]
+    browser = Client()
+    browser.force_login(me)
+    url = reverse("admin:auth_user_change", args=[me.pk])
+    response = _post_change_form(browser, url, "user_form", is_superuser=None, is_staff=None)
+    assert response.status_code == 302
+    me.refresh_from_db()
+    assert me.is_superuser and me.is_staff
+
+
+def test_who_only_administers_users_cannot_touch_a_privileged_account(users):
+    _, browser = _staff("useradmin", "auth.view_user", "auth.add_user", "auth.change_user", "auth.delete_user")
+    superuser = users["admin"]
+    colleague, _ = _staff("colleague")
+    for target in (superuser, colleague):
+        url = reverse("admin:auth_user_change", args=[target.pk])
+        page = browser.get(url)
+        assert page.status_code == 200 and 'name="_save"' not in page.content.decode()  # shown, not changeable
+        assert browser.post(url, {"username": target.username, "is_active": ""}).status_code == 403
+        password_url = reverse("admin:auth_user_password_change", args=[target.pk])
+        assert browser.post(password_url, {"password1": "Taken-0ver!", "password2": "Taken-0ver!"}).status_code == 403
+        assert browser.post(reverse("admin:auth_user_delete", args=[target.pk]), {"post": "yes"}).status_code == 403
+    superuser.refresh_from_db()
+    assert superuser.is_active and superuser.check_password("pw")
+    # Accounts without privileges stay theirs to administer.
+    ordinary = users["IpsUser"]
+    password_url = reverse("admin:auth_user_password_change", args=[ordinary.pk])
+    response = browser.post(password_url, {"password1": "N3w-Passw0rd!", "password2": "N3w-Passw0rd!",
+                                           "usable_password": "true"})
+    assert response.status_code == 302
+    ordinary.refresh_from_db()
+    assert ordinary.check_password("N3w-Passw0rd!")
+
+
+def test_groups_are_changed_by_superusers_only(operators):
+    _, browser = _staff("groupadmin", "auth.view_group", "auth.change_group", "auth.add_group")
+    url = reverse("admin:auth_group_change", args=[operators.pk])
+    everything = [str(p.pk) for p in Permission.objects.all()]
+    assert browser.post(url, {"name": "Operators", "permissions": everything}).status_code == 403
+    assert browser.post(reverse("admin:auth_group_add"), {"name": "Mine", "permissions": everything}).status_code == 403
+    assert operators.permissions.count() == 1 and not Group.objects.filter(name="Mine").exists()

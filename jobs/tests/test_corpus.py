@@ -363,7 +363,7 @@ CASES = {
                 "34", "34|Feed import|", "Feed import", "", "UrlUpload", "feeds@acme.example", "de-DE", None,
                 "00 15 * * * ", at(2014, 5, 1, 8, 15, offset=UTC), "GMT", "Normal",
                 detail(
-                    "uploadUrlsJob", destFolder="acme/feeds/", emailSetting="None", numUrls=2, overwrite=True,
+                    "uploadUrlsJob", emailSetting="None", numUrls=2, overwrite=True,
                     postHttpUrl="https://hooks.acme.example/feed-done", readyForPublish=False,
                     urlArray={
                         "items": [
@@ -394,7 +394,7 @@ CASES = {
                 "34", "34|Feed import|", "Feed import", "Feed import", "UrlUpload", "feeds@acme.example", None, None,
                 "00 15 * * * ", at(2014, 5, 1, 8, 15, offset=UTC), "GMT", "Normal",
                 detail(
-                    "uploadUrlsJob", destFolder="acme/feeds/", emailSetting="None", numUrls=1, overwrite=False,
+                    "uploadUrlsJob", emailSetting="None", numUrls=1, overwrite=False,
                     urlArray={"items": [FEED_URL_1]},
                 ),
             ),
@@ -559,6 +559,17 @@ CASES = {
             ),
         ],
     ),
+    # Items without a jobHandle (an empty <items/>, an empty jobHandle) are left out.
+    "shapes/2014-04-03/getScheduledJobs-empty-item.xml": (
+        "getScheduledJobs",
+        [
+            scheduled(
+                "34", "34|Weekly Cleanup|", "Weekly Cleanup", "Weekly Cleanup", "Cleanup", "ops@acme.example",
+                "en-US", "Trash older than 30 days", "00 00 03 * * 0", at(2014, 5, 4, 3, offset=tz(-7)), "PST",
+                "Normal", None,
+            ),
+        ],
+    ),
     "shapes/2014-04-03/getCompanyInfo.xml": (
         "getCompanyInfo",
         company("36", "Acme India", "AcmeIndia/", at(2020, 3, 31, 23, 59, 59, offset=tz(5, 30))),
@@ -583,6 +594,57 @@ def _cases(*operations):
 def _check(path, operation, expected):
     result = ips.read_reply(operation, (CORPUS / path).read_bytes())
     assert canon(result, expected) == want(expected)
+
+
+# --- The reference's unversioned examples against the bundled unversioned WSDL -----------
+
+#: The examples whose namespace is the unversioned one, and what to drop to validate them: the
+#: pages' "..." elisions. getCompanyMembership's example is a contradiction of the reference
+#: (docs/ips-versions.md): Company items under membershipArray, which no WSDL declares.
+UNVERSIONED_EXAMPLES = ("getScheduledJobs", "getActiveJobs", "getJobLogs", "getJobLogDetails", "checkLogin",
+                        "getUserInfo", "getCompanyInfo")
+
+
+def _example_return(operation: str):
+    from lxml import etree
+
+    root = etree.parse(str(CORPUS / "reference" / f"{operation}.xml")).getroot()
+    (ret,) = root.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")
+    for el in ret.iter():
+        if el.tail and el.tail.strip() == "...":
+            el.tail = "\n"  # the page's elision of further rows
+    return ret
+
+
+@pytest.mark.parametrize("operation", UNVERSIONED_EXAMPLES)
+def test_the_references_unversioned_examples_validate_against_the_bundled_unversioned_wsdl(operation):
+    from lxml import etree
+
+    from ipsemulator.schema import WsdlSchema
+
+    schema = WsdlSchema(CORPUS.parents[2] / "wsdl" / "IpsApi.wsdl").xml_schema
+    schema.assertValid(etree.ElementTree(_example_return(operation)))
+
+
+@pytest.mark.parametrize("operation", ["getJobLogs", "getJobLogDetails"])
+def test_a_client_of_the_bundled_unversioned_wsdl_reads_the_references_job_logs_whole(operation):
+    # Built from a WSDL without totalFileCount, a strict client lost the log's last fields
+    # (fatalError, detailArray) or refused the reply; zeep's parser is such a client.
+    import zeep
+
+    client = zeep.Client(str(CORPUS.parents[2] / "wsdl" / "IpsApi.wsdl"))
+    element = client.get_element(f"{{{ips.IPS_NS}}}{operation}Return")
+    (log_,) = element.parse(_example_return(operation), client.wsdl.types).jobLogArray["items"]
+    assert (log_.totalFileCount, log_.fileDuplicateCount, log_.fileUpdateCount, log_.fatalError) == (0, 0, 0, False)
+    details = log_.detailArray["items"] if log_.detailArray else []
+    assert [d.logType for d in details] == (["BeginUpload", "OriginalJobName", "JobClient"]
+                                            if operation == "getJobLogDetails" else [])
+
+
+def test_an_item_without_a_job_handle_is_left_out_with_a_note(caplog):
+    path = CORPUS / "shapes/2014-04-03/getScheduledJobs-empty-item.xml"
+    assert [j.job_handle for j in ips.read_reply("getScheduledJobs", path.read_bytes())] == ["34|Weekly Cleanup|"]
+    assert "IPS answered getScheduledJobs with 2 item(s) without a jobHandle; skipped" in caplog.text
 
 
 def test_it_has_an_expected_value_for_every_corpus_file():

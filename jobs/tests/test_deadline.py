@@ -1,6 +1,7 @@
 """The wire's hard edges, against small raw-socket servers: a whole-reply
 deadline that holds while the headers trickle in, no redirect followed with
-a password in the request, and a remote WSDL under the same deadline."""
+a password in the request, a remote WSDL under the same deadline, the reply
+size cap on the wire, and an empty Body with an error status."""
 
 import socket
 import threading
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from jobs import ips
+from jobs.ips import transport
 
 TRICKLE = 0.05  # seconds between bytes: far below any read timeout here
 
@@ -132,3 +134,84 @@ def test_a_remote_wsdl_that_trickles_in_ends_at_the_deadline(raw_server, ips_emu
     with pytest.raises(ips.IpsError):
         _client(ips_emulator.service_url, wsdl_url=server.url("/IpsApi.wsdl"))
     assert time.monotonic() - started < len(body) * TRICKLE / 2
+
+
+def _patient_client(url, **kwargs):
+    # Timeouts no test waits out: these replies end by themselves or by the size cap.
+    endpoint = ips.Endpoint(service_url=url, user="service@example.com", password="S3cret-pw",
+                            api_version="2014-04-03", connect_timeout=2.0, read_timeout=5.0, **kwargs)
+    return ips.IpsClient(endpoint)
+
+
+@pytest.mark.parametrize("soap_version", ["1.1", "1.2"])
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("call", ["check_login", "execute_job"])
+def test_no_redirect_of_any_kind_is_followed_in_either_soap_version(raw_server, status, soap_version, call):
+    # checkLogin carries a password in its body, every call the service account's in the authHeader.
+    elsewhere = raw_server(lambda conn, _, stop: conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"))
+    redirect = f"HTTP/1.1 {status} Moved\r\nLocation: {elsewhere.url()}\r\nContent-Length: 0\r\n\r\n".encode()
+    server = raw_server(lambda conn, _, stop: conn.sendall(redirect))
+    client = _patient_client(server.url(), soap_version=soap_version)
+
+    with pytest.raises(ips.IpsHttpError) as info:
+        if call == "check_login":
+            client.check_login("someone@example.com", "Their-pw")
+        else:
+            client.execute_job("47", "47|My Test Job|")
+
+    assert info.value.status == status and "does not follow" in str(info.value)
+    (request,) = server.requests
+    assert b"S3cret-pw" in request
+    assert (b"application/soap+xml" in request) == (soap_version == "1.2")
+    assert elsewhere.requests == []  # neither password went anywhere else
+
+
+def test_a_reply_whose_length_is_past_the_cap_is_not_read(raw_server):
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
+            + f"Content-Length: {transport.MAX_REPLY_BYTES + 1}\r\n\r\n".encode())
+    server = raw_server(lambda conn, _, stop: (conn.sendall(head), conn.sendall(b" " * 65536)))
+
+    with pytest.raises(ips.IpsReplyTooLarge) as info:
+        _patient_client(server.url()).get_active_jobs("47")
+
+    assert (info.value.wire_bytes, info.value.inflated_bytes) == (0, 0)
+    assert "IPS sent a reply larger than 20 MB to getActiveJobs" in str(info.value)
+
+
+def test_a_reply_without_a_length_is_cut_off_at_the_cap(raw_server):
+    piece = b" " * 1_000_000
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+
+    def endless(conn, _, stop):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\n")
+        # Twice the cap at most: a client without one would read it all.
+        for _ in range(2 * transport.MAX_REPLY_BYTES // len(piece)):
+            if stop.is_set():
+                return
+            conn.sendall(chunk)
+        conn.sendall(b"0\r\n\r\n")
+
+    server = raw_server(endless)
+
+    with pytest.raises(ips.IpsReplyTooLarge) as info:
+        _patient_client(server.url()).get_active_jobs("47")
+
+    error = info.value  # stopped at the step past the cap, before keeping it
+    assert transport.MAX_REPLY_BYTES < error.wire_bytes <= transport.MAX_REPLY_BYTES + 65536
+    assert error.inflated_bytes <= transport.MAX_REPLY_BYTES
+    assert "larger than 20 MB" in str(error)
+
+
+@pytest.mark.parametrize("envelope", ["http://schemas.xmlsoap.org/soap/envelope/",
+                                      "http://www.w3.org/2003/05/soap-envelope"], ids=["soap-1.1", "soap-1.2"])
+def test_an_empty_body_with_an_error_status_is_no_success(raw_server, envelope):
+    body = f'<s:Envelope xmlns:s="{envelope}"><s:Body/></s:Envelope>'.encode()
+    reply = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/xml\r\n"
+             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    server = raw_server(lambda conn, _, stop: conn.sendall(reply))
+
+    with pytest.raises(ips.IpsHttpError) as info:
+        _patient_client(server.url()).execute_job("47", "47|My Test Job|")
+
+    assert info.value.status == 500 and info.value.request_sent
+    assert "without a SOAP fault" in str(info.value)

@@ -16,6 +16,7 @@ from jobs.services import base, exports
 from jobs.models import Execution, HistoryExport, Job, Profile
 
 from .conftest import ALL_ACTORS, ANONYMOUS, make_execution
+from .pg_roles import app_role  # noqa: F401  (fixture)
 
 URL = reverse("jobs:history_export")
 
@@ -228,6 +229,45 @@ def test_postgresql_lets_a_running_export_be_completed_and_its_user_deleted(expo
     assert HistoryExport.objects.get().user_id is None
 
 
+_FORGE_EXPORT = ("INSERT INTO jobs_historyexport (at, user_id, username, filters, row_count, completed, finished_at,"
+                 " request_id) VALUES (%s, %s, 'ipsuser', '{}', %s, %s, %s, 'forged') RETURNING id")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("at, rows, completed, finished", [
+    (0, 0, True, 0),          # a finished export nobody made
+    (0, 5, None, None),
+    (-3, None, None, None),   # one that started three days ago
+    (1, None, None, None),
+])
+def test_the_app_role_cannot_forge_an_export_record(app_role, users, at, rows, completed, finished):
+    now = timezone.now()
+    when = now + dt.timedelta(days=at)
+    with pytest.raises(DatabaseError, match="jobs_historyexport is a record"):
+        app_role.run(_FORGE_EXPORT, [when, users["IpsUser"].pk, rows, completed,
+                                     None if finished is None else now + dt.timedelta(days=finished)])
+    assert not HistoryExport.objects.exists()
+
+
+@pytest.mark.postgres
+def test_the_app_role_records_an_export_as_the_service_does(app_role, users):
+    with app_role.acting():
+        export = exports.start_export(users["IpsUser"], {"outcome": "accepted"}, base.RequestInfo("req-12345678"))
+        exports.finish_export(export, 7, True)
+    with pytest.raises(DatabaseError, match="jobs_historyexport is a record"):
+        app_role.run("UPDATE jobs_historyexport SET user_id = NULL")
+    assert HistoryExport.objects.get().row_count == 7
+
+
+def test_an_export_loaded_in_part_cannot_be_rewritten(export):
+    exports.finish_export(export, 12, True)
+    partial = HistoryExport.objects.only("id").get(pk=export.pk)
+    partial.row_count = 0
+    with pytest.raises(PermissionError):
+        partial.save()
+    assert HistoryExport.objects.get(pk=export.pk).row_count == 12
+
+
 def test_the_admin_shows_exports_read_only(client, login, export):
     login("admin")
     admin_client = client
@@ -236,3 +276,77 @@ def test_the_admin_shows_exports_read_only(client, login, export):
     assert admin_client.get(reverse("admin:jobs_historyexport_add")).status_code == 403
     assert admin_client.post(reverse("admin:jobs_historyexport_delete", args=[export.pk]), {"post": "yes"}).status_code == 403
     assert HistoryExport.objects.filter(pk=export.pk).exists()
+
+
+@pytest.mark.parametrize("params", [{"to": "9999-12-31"}, {"from": "0001-01-01"}], ids=["to", "from"])
+def test_dates_at_the_ends_of_the_calendar_refuse_the_export_clearly(params, client, login, two_rows):
+    login("admin")
+    client.cookies["tz"] = "Pacific/Kiritimati"
+    response = client.post(URL + "?" + "&".join(f"{k}={v}" for k, v in params.items()))
+    assert response.status_code == 400
+    assert "Choose a date from 1900-01-01 to 9999-12-30." in response.content.decode()
+    assert not HistoryExport.objects.exists()
+
+
+# A cell as IPS or a user gave it -> as the export writes it. A spreadsheet runs a cell
+# that starts with a formula character, or one it finds after blanks, invisible characters
+# or a separator (OWASP, CSV injection); bidi controls show as their code points, as on
+# the HTML pages. Every text cell is quoted, so a separator inside one splits nothing.
+CSV_CELLS = [
+    ('=HYPERLINK("http://evil.example/","x")', '\'=HYPERLINK("http://evil.example/","x")'),
+    ("+1+1", "'+1+1"),
+    ("-1+1", "'-1+1"),
+    ("@SUM(1+1)", "'@SUM(1+1)"),
+    ("\t=1+1", "'\t=1+1"),
+    ("\r=1+1", "'\r=1+1"),
+    (" =1+1", "' =1+1"),
+    ("\u00a0=1+1", "'\u00a0=1+1"),
+    ("\n=1+1", "'\n=1+1"),
+    ("\u200b=1+1", "'\u200b=1+1"),
+    ("\u3000+1+1", "'\u3000+1+1"),
+    ("\ufeff=1+1", "'\ufeff=1+1"),
+    ("\uff1d1+1", "'\uff1d1+1"),  # ＝ fullwidth
+    ("\uff0b1+1", "'\uff0b1+1"),  # ＋
+    ("\uff0d1+1", "'\uff0d1+1"),  # －
+    ("\uff20SUM(1+1)", "'\uff20SUM(1+1)"),  # ＠
+    ("\ufe661+1", "'\ufe661+1"),  # ﹦ small equals
+    ("\u22121+1", "'\u22121+1"),  # − minus sign
+    ("Report;=1+1", "'Report;=1+1"),
+    ('Report";=1+1', '\'Report";=1+1'),
+    ("Report,=1+1", "'Report,=1+1"),
+    ("Report; +1+1", "'Report; +1+1"),
+    ("Report\t@SUM(1)", "'Report\t@SUM(1)"),
+    ("Report\n-1+1", "'Report\n-1+1"),
+    ("Report\uff1b\uff1d1+1", "'Report\uff1b\uff1d1+1"),  # ；＝ fullwidth
+    ("Invoice \u202egpj.exe", "Invoice [U+202E]gpj.exe"),
+    ("\u2066=1+1\u2069", "[U+2066]=1+1[U+2069]"),
+    ("a\u200fb\u061cc", "a[U+200F]b[U+061C]c"),
+    # Left as they are.
+    ("My Test Job", "My Test Job"),
+    ("Café Zürich & Søn", "Café Zürich & Søn"),
+    ("a=b", "a=b"),
+    ("1+1", "1+1"),
+    ("Q3 - summary, final", "Q3 - summary, final"),
+    (" leading blank", " leading blank"),
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize("raw, written", CSV_CELLS, ids=[repr(raw) for raw, _ in CSV_CELLS])
+def test_each_cell_is_written_so_no_spreadsheet_runs_or_reorders_it(raw, written, client, login, users, job):
+    make_execution(job, users["IpsUser"], "denied", job_name=raw, fault_reason=raw, message=raw)
+    login("IpsUser")
+    response = client.post(URL)
+    text = b"".join(response.streaming_content).decode("utf-8")
+    [row] = list(csv.DictReader(io.StringIO(text[1:])))
+    assert (row["job"], row["IPS fault reason"], row["message"]) == (written, written, written)
+    # Every text cell in quotes: a separator inside one (";" in a locale that splits on it) splits nothing.
+    quoted = '"' + written.replace('"', '""') + '"'
+    assert text.count(quoted) >= 3, text
+
+
+def test_the_header_and_numbers_stay_plain_values(client, login, two_rows):
+    login("admin")
+    rows = read_csv(client.post(URL))
+    assert {r["IPS fault code"] for r in rows} == {"", "30000"}
+    assert {r["IPS runtime (ms)"] for r in rows} == {"61000", ""}

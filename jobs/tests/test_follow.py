@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ipsemulator.clock import ManualClock
 from ipsemulator.records import Membership
-from jobs import ips
+from jobs import ips, ipsversions
 from jobs.services import connections, follow, sync
 from jobs.services import status as run_state
 from jobs.models import Company, Connection, Execution, Job
@@ -24,7 +24,9 @@ from jobs.models import Company, Connection, Execution, Job
 from .conftest import make_execution, press_run
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-VERSIONS = ["", "2014-04-03"]
+#: Every bundled version: each speaks only the parameters it declares, to an emulator that refuses the rest.
+VERSIONS = [v.key for v in ipsversions.VERSIONS]
+VERSION_IDS = [k or "unversioned" for k in VERSIONS]
 RUN_SECONDS = 10.0
 
 
@@ -36,7 +38,7 @@ def clock(ips_emulator):
     return manual
 
 
-@pytest.fixture(params=VERSIONS, ids=["unversioned", "2014-04-03"])
+@pytest.fixture(params=VERSIONS, ids=VERSION_IDS)
 def version(request, connection):
     connection.api_version = request.param
     connection.save()
@@ -217,7 +219,7 @@ def test_a_trickling_reply_ends_at_the_deadline_with_a_clear_message(client, log
     assert row.duration_ms < 5000
 
 
-@pytest.mark.parametrize("api_version", VERSIONS, ids=["unversioned", "2014-04-03"])
+@pytest.mark.parametrize("api_version", VERSIONS, ids=VERSION_IDS)
 def test_the_demo_loads_syncs_runs_and_follows_in_each_version(api_version, db, settings, clock, client, ips_emulator):
     settings.DEBUG = True  # load_demo refuses to run without it
     call_command("load_demo", service_url=ips_emulator.service_url, api_version=api_version, stdout=io.StringIO())

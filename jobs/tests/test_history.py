@@ -456,3 +456,30 @@ def test_job_name_suggestions_role_table(actor, client, login, synced):
     sees_47, _, _ = HISTORY_TABLE[actor]
     # A job of 47's: offered to whoever reads 47's history, to nobody else.
     assert ('<option value="My Test Job">' in response.content.decode()) is sees_47
+
+
+# Dates at the ends of the calendar: a clear error, never a 500 (OverflowError).
+EDGE_DATES = [
+    ({"to": "9999-12-31"}, "UTC"),
+    ({"to": "9999-12-31T23:59"}, "America/Los_Angeles"),
+    ({"from": "0001-01-01"}, "Pacific/Kiritimati"),
+    ({"from": "0001-01-01T00:00", "to": "9999-12-31"}, "UTC"),
+]
+
+
+@pytest.mark.parametrize("params, zone", EDGE_DATES, ids=lambda v: v if isinstance(v, str) else "&".join(v))
+def test_dates_at_the_ends_of_the_calendar_are_refused_clearly(params, zone, client, login, rows):
+    login("admin")
+    client.cookies["tz"] = zone
+    response = client.get(URL, params)
+    assert response.status_code == 200
+    assert "Choose a date from 1900-01-01 to 9999-12-30." in response.content.decode()
+    assert not shown(response)
+
+
+def test_the_last_allowed_dates_still_filter(client, login, rows):
+    login("admin")
+    client.cookies["tz"] = "Pacific/Kiritimati"
+    response = client.get(URL, {"from": "1900-01-01", "to": "9999-12-30"})
+    assert response.status_code == 200
+    assert len(shown(response)) == 6

@@ -17,6 +17,7 @@ from jobs.services import chores, people
 from jobs.models import Company, Connection, Execution, IpsIdentity, Membership, MembershipChange
 
 from .conftest import HTMX, executes
+from .html_forms import Listener
 
 PASSWORD = "demo"
 
@@ -272,3 +273,32 @@ def test_membership_changes_show_in_the_history_audit_view(actor, sees, sign_in_
     assert ("trialsiteadmin@example.com" in body) is sees
     if actor == "WebServiceUser":
         assert "cannot see job history (getJobLogs)" in body
+
+
+# Each URL looks local to Python's urlsplit; requests connects to 127.1 (127.0.0.1 to the
+# resolver, but no name of this machine the dashboard trusts), where a real socket listens.
+DECEPTIVE_URLS = [
+    "http://127.1:{port}\\@127.0.0.1/scene7/services/IpsApiService",
+    "http://127.1:{port}\\@localhost/scene7/services/IpsApiService",
+    "http://127.1:{port}/scene7/services/IpsApiService",
+]
+
+
+@pytest.mark.parametrize("template", DECEPTIVE_URLS)
+def test_no_password_goes_in_clear_where_the_url_only_seems_local(template, sign_in_connection, users, settings):
+    settings.IPS_READ_TIMEOUT = 1.0  # before the fix, the call waits on the silent socket this long
+    listener = Listener()
+    try:
+        Connection.objects.filter(pk=sign_in_connection.pk).update(service_url=template.format(port=listener.port))
+        response = _login(Client(), "ipsuser@example.com")
+        assert [b"demo" in r for r in listener.received] == []  # the socket got nothing, the password least of all
+        assert "needs an HTTPS connection" in response.content.decode()
+        # Nor the service account's, through Test connection.
+        admin = Client()
+        admin.force_login(users["admin"])
+        response = admin.post(reverse("admin:jobs_connection_changelist"),
+                              {"action": "test_connections", "_selected_action": [sign_in_connection.pk]}, follow=True)
+        assert listener.received == []
+        assert "the service URL is refused" in response.content.decode()
+    finally:
+        listener.close()

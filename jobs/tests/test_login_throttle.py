@@ -1,8 +1,17 @@
 """Login throttling by address: many user names from one address are locked out too."""
 
+import threading
+
+import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.db import connection as db_connection
 from django.test import Client
 from django.urls import reverse
+
+from jobs import throttle
+
+from .conftest import soap_calls, wait_for
 
 
 def test_spraying_many_user_names_from_one_address_is_throttled(db, settings):
@@ -21,3 +30,80 @@ def test_spraying_many_user_names_from_one_address_is_throttled(db, settings):
     assert "paused for 15 min after the last failed attempt" in locked.content.decode()
     elsewhere = Client(REMOTE_ADDR="198.51.100.8")
     assert elsewhere.post(reverse("login"), {"username": "real", "password": "right"}).status_code == 302
+
+
+# --- Sign-in with IPS: one person however spelled, and no race past the limits -----------------
+
+
+@pytest.fixture
+def sign_in_connection(connection, company):
+    connection.ips_sign_in = True
+    connection.save()
+    return connection
+
+
+def test_the_throttled_user_name_is_the_same_however_typed():
+    spellings = ["ipsuser@example.com", "IpsUser@Example.com", "  IPSUSER@EXAMPLE.COM ", "ＩＰＳＵＳＥＲ@example.com",
+                 "ipsuser@example.com\u00a0"]
+    assert {throttle.throttle_username(None, {"username": s}) for s in spellings} == {"ipsuser@example.com"}
+    assert throttle.throttle_username(None, {}) is None
+
+
+def test_the_settings_count_failures_by_the_throttled_user_name():
+    assert django_settings.AXES_USERNAME_CALLABLE == "jobs.throttle.throttle_username"
+
+
+def test_five_spellings_of_one_email_get_five_guesses_not_twenty(sign_in_connection, ips_emulator):
+    spellings = ["ipsuser@example.com", "IpsUser@example.com", "IPSUSER@EXAMPLE.COM", " ipsuser@Example.com ",
+                 "ipsUSER@example.COM"]
+    browser = Client(REMOTE_ADDR="198.51.100.9")
+    statuses = [
+        browser.post(reverse("login"), {"username": spelling, "password": f"guess{n}"}).status_code
+        for n in range(4)
+        for spelling in spellings
+    ]
+    assert len(soap_calls(ips_emulator, "checkLogin")) == django_settings.AXES_FAILURE_LIMIT == 5
+    assert statuses[:4] == [200] * 4 and set(statuses[4:]) == {429}
+
+
+def _login_together(usernames: list[str], hold) -> list[int]:
+    """POST each login through the whole Django stack, each from its own thread (its own database
+    connection) at once; the held ones go on once every other is answered."""
+    barrier = threading.Barrier(len(usernames))
+    results: list = [None] * len(usernames)
+
+    def attempt(i, username):
+        try:
+            barrier.wait(timeout=30)
+            browser = Client(REMOTE_ADDR="198.51.100.20")
+            results[i] = browser.post(reverse("login"), {"username": username, "password": "wrong"}).status_code
+        except Exception as exc:  # reported below
+            results[i] = exc
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(i, u), daemon=True) for i, u in enumerate(usernames)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: sum(r is not None for r in results) + hold.held >= len(usernames),
+             "every attempt to be answered or held at IPS")
+    hold.release()
+    for t in threads:
+        t.join(90)
+    assert not any(t.is_alive() for t in threads)
+    assert all(isinstance(r, int) for r in results), results
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("names, limit", [("many", "AXES_IP_FAILURE_LIMIT"), ("one", "AXES_FAILURE_LIMIT")])
+def test_sixty_simultaneous_attempts_reach_ips_no_more_than_the_limit(names, limit, sign_in_connection, ips_emulator,
+                                                                      hold_calls):
+    usernames = [f"sprayed{n}@example.com" if names == "many" else "ipsuser@example.com" for n in range(60)]
+    held = hold_calls(ips_emulator, "checkLogin")
+    statuses = _login_together(usernames, held)
+    allowed = getattr(django_settings, limit)
+    assert held.received == allowed  # 20 from one address, 5 for one name: all at once or one by one
+    assert statuses.count(429) >= 60 - allowed
+    # Each attempt counted once: nothing is left in flight.
+    assert throttle.address_failures("198.51.100.20") == 60 or names == "one"

@@ -2,17 +2,25 @@
 
 Only superusers and holders of `jobs.grant_ips_roles` change memberships, and nobody
 their own; Django's membership permissions alone are not enough. Each change is a
-`MembershipChange` row that cannot be deleted.
+`MembershipChange` row, append-only under the one guard of the audit trail (the ORM's
+and PostgreSQL's): never changed, deleted nor truncated. Deleting a user (or a company)
+records the memberships it takes away.
 """
+
+import datetime as dt
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import DatabaseError
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from jobs.models import Membership, MembershipChange
+from jobs.models import Company, Membership, MembershipChange
+from jobs.services import people
 
 from .conftest import SUPERUSER
+from .pg_roles import app_role, careless_role  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -93,3 +101,116 @@ def test_a_superuser_removes_a_membership_and_it_is_recorded(users, company):
     assert response.status_code == 302
     [change] = MembershipChange.objects.all()
     assert (change.role_before, change.role_after, change.actor_name) == ("IpsUser", "", "admin")
+
+
+# --- The record is append-only, like the audit trail ---------------------------------
+
+
+@pytest.fixture
+def change(users, company):
+    return people.change_membership(users[SUPERUSER], users["IpsUser"], company, "IpsAdmin", "admin")
+
+
+def test_the_record_cannot_be_changed_or_deleted_through_the_orm(change):
+    for attempt in (
+        lambda: MembershipChange.objects.update(role_after="TrialSiteUser"),
+        lambda: MembershipChange.objects.filter(pk=change.pk).update(actor_name="nobody"),
+        lambda: MembershipChange.objects.all().delete(),
+        lambda: MembershipChange.objects.all()._raw_delete(MembershipChange.objects.db),
+        lambda: MembershipChange._base_manager.filter(pk=change.pk).update(username="x"),
+        lambda: MembershipChange.objects.bulk_update([change], ["role_after"]),
+    ):
+        with pytest.raises(PermissionError):
+            attempt()
+    loaded = MembershipChange.objects.get(pk=change.pk)
+    loaded.role_after = "TrialSiteUser"
+    with pytest.raises(PermissionError):
+        loaded.save()
+    partial = MembershipChange.objects.only("id").get(pk=change.pk)
+    partial.role_after = "TrialSiteUser"
+    with pytest.raises(PermissionError):
+        partial.save()
+    stored = MembershipChange.objects.get()
+    assert (stored.role_after, stored.actor_name, stored.username) == ("IpsAdmin", "admin", "ipsuser")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql", [
+    "UPDATE jobs_membershipchange SET role_after = 'TrialSiteUser'",
+    "UPDATE jobs_membershipchange SET actor_id = NULL",
+])
+def test_the_app_role_cannot_change_the_record(app_role, change, sql):
+    with pytest.raises(DatabaseError, match="jobs_membershipchange is a record"):
+        app_role.run(sql)
+    stored = MembershipChange.objects.get()
+    assert (stored.role_after, stored.actor_id) == ("IpsAdmin", change.actor_id)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM jobs_membershipchange",
+    "SET CONSTRAINTS ALL IMMEDIATE; TRUNCATE jobs_membershipchange",
+])
+def test_nobody_deletes_or_empties_the_record(app_role, careless_role, change, sql):
+    with pytest.raises(DatabaseError, match="permission denied"):
+        app_role.run(sql)
+    # Granted DELETE or TRUNCATE by mistake, still refused by the guard.
+    with pytest.raises(DatabaseError, match="jobs_membershipchange is a record"):
+        careless_role.run(sql)
+    assert MembershipChange.objects.count() == 1
+
+
+@pytest.mark.postgres
+def test_the_app_role_cannot_backdate_a_change(app_role, users, company):
+    sql = ("INSERT INTO jobs_membershipchange (at, source, actor_name, user_id, username, company_id, company_handle,"
+           " role_before, role_after) VALUES (%s, 'admin', 'admin', %s, 'ipsuser', %s, '47', '', 'IpsAdmin')")
+    with pytest.raises(DatabaseError, match="at is the present time"):
+        app_role.run(sql, [timezone.now() - dt.timedelta(days=30), users["IpsUser"].pk, company.pk])
+    app_role.run(sql, [timezone.now(), users["IpsUser"].pk, company.pk])
+    assert MembershipChange.objects.count() == 1
+
+
+def test_deleting_a_user_records_the_memberships_it_takes_away(users, company, other_company):
+    user = users["IpsUser"]
+    Membership.objects.create(user=user, company=other_company, role="TrialSiteUser")
+    user.delete()
+    changes = MembershipChange.objects.order_by("company_handle")
+    assert [(c.username, c.company_handle, c.role_before, c.role_after, c.source, c.user_id) for c in changes] == [
+        ("ipsuser", "47", "IpsUser", "", "user_deleted", None),
+        ("ipsuser", "48", "TrialSiteUser", "", "user_deleted", None),
+    ]
+    assert not Membership.objects.filter(user_id=user.pk).exists()
+
+
+def test_deleting_users_in_the_admin_records_their_memberships(users):
+    admin = Client()
+    admin.force_login(users[SUPERUSER])
+    targets = [users["IpsUser"].pk, users["TrialSiteUser"].pk]
+    response = admin.post(reverse("admin:auth_user_changelist"),
+                          {"action": "delete_selected", "_selected_action": targets, "post": "yes"})
+    assert response.status_code == 302
+    assert sorted(MembershipChange.objects.values_list("username", "role_before", "source")) == [
+        ("ipsuser", "IpsUser", "user_deleted"),
+        ("trialsiteuser", "TrialSiteUser", "user_deleted"),
+    ]
+
+
+def test_deleting_a_company_records_the_memberships_it_takes_away(users, other_company):
+    Company.objects.get(pk=other_company.pk).delete()
+    [change] = MembershipChange.objects.all()
+    assert (change.username, change.company_handle, change.role_before, change.source, change.company_id) == (
+        "othercompany", "48", "IpsAdmin", "company_deleted", None)
+    assert change.user_id == users["othercompany"].pk
+
+
+def test_a_membership_taken_away_by_change_membership_is_recorded_once(users, company):
+    people.change_membership(users[SUPERUSER], users["IpsUser"], company, None, "admin")
+    assert MembershipChange.objects.get().source == "admin"
+
+
+@pytest.mark.postgres
+def test_deleting_a_user_as_the_app_role_records_the_memberships(app_role, users):
+    with app_role.acting():
+        users["IpsUser"].delete()
+    [change] = MembershipChange.objects.all()
+    assert (change.username, change.source, change.user_id) == ("ipsuser", "user_deleted", None)

@@ -57,7 +57,7 @@ def test_stop_follows_the_stop_job_table(actor, client, login, job, running, ips
         assert response.status_code == 200, response.content[:300]
         [row] = rows
         assert (row.outcome, row.username, row.ips_run_handle) == ("accepted", actor.lower(), running.ips_run_handle)
-        assert [c["job_handle"] for c in stops] == [running.ips_run_handle]
+        assert [c["job_handle"] for c in stops] == [job.handle]  # the reference's example: the job's handle
         assert "IPS is stopping “My Test Job”" in response.content.decode()
     elif actor in (NO_MEMBERSHIP, OTHER_COMPANY_ONLY):
         assert response.status_code == 404
@@ -110,7 +110,22 @@ def test_a_run_started_by_the_ips_schedule_can_be_stopped(clock, client, login, 
     clock.advance(RUN_SECONDS / 2)
     login("IpsUser")
     assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
-    assert [c["job_handle"] for c in soap_calls(ips_emulator, "stopJob")] == [handle]
+    assert [c["job_handle"] for c in soap_calls(ips_emulator, "stopJob")] == [job.handle]
+    assert Execution.objects.get(operation="stopJob").ips_run_handle == handle
+    assert [r["state"] for r in ips_emulator.state.active_runs(job.handle)] == ["Stopping"]
+
+
+def test_stop_sends_the_scheduled_jobs_handle_as_the_reference_shows(clock, client, login, job, running, ips_emulator):
+    # r-stop-job.md sends <jobHandle>47|My Test Job|</jobHandle>; the emulator, like IPS may,
+    # refuses a run's handle there (30001). The audit row keeps which run was stopped.
+    login("IpsUser")
+    response = client.post(reverse("jobs:stop", args=[job.pk]), **HTMX)
+    assert response.status_code == 200, response.content[:300]
+    [stop] = soap_calls(ips_emulator, "stopJob")
+    assert (stop["company_handle"], stop["job_handle"]) == ("47", "47|My Test Job|")
+    assert [r["state"] for r in ips_emulator.state.active_runs(job.handle)] == ["Stopping"]
+    row = Execution.objects.get(operation="stopJob")
+    assert (row.outcome, row.ips_run_handle) == ("accepted", running.ips_run_handle)
 
 
 @pytest.mark.parametrize("kind", ["soap_fault", "http_500_html", "drop_connection"])

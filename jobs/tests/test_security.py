@@ -8,6 +8,7 @@ audit trigger) are skipped on SQLite with the reason stated.
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 from html.parser import HTMLParser
 from io import StringIO
 
@@ -40,6 +42,8 @@ from jobs.reporting import SecretCleansingExceptionReporterFilter
 from jobs.roles import UserType
 
 from .conftest import HTMX, database_url_for_subprocess, executes, free_port, make_execution
+from .pg_roles import app_database_url  # noqa: F401  (fixture)
+from .html_forms import Listener
 
 BASE_DIR = django_settings.BASE_DIR
 
@@ -71,9 +75,10 @@ def _run(args, env):
     )
 
 
-def test_check_deploy_is_clean_under_production_settings(db):
-    # The test database: migrated, and no demo account in it (jobs.E001).
-    env = _production_env(DATABASE_URL=database_url_for_subprocess())
+def test_check_deploy_is_clean_under_production_settings(app_database_url):
+    # The test database: migrated, and no demo account in it (jobs.E001); on PostgreSQL
+    # as the app's role of docs/deploy.md (as the test's superuser: jobs.E002).
+    env = _production_env(DATABASE_URL=app_database_url)
     result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -460,7 +465,6 @@ def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, ips_
         ("soap_fault", {"code": 20003, "reason": "No permission", "fault": "authorizationFault"}),
         ("http_500_html", {}),
         ("malformed_xml", {}),
-        ("empty_body", {}),
         ("drop_connection", {}),
     ]
     for kind, params in failures:
@@ -901,3 +905,51 @@ def test_well_formed_bodies_still_run(content_type, body, client, login, job, ip
     assert response.status_code == 200
     assert Execution.objects.get().outcome == "accepted"
     assert len(executes(ips_emulator)) == 1
+
+
+# --- A remote WSDL is fetched where it is, never where it redirects -------------------------
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with a ``status`` redirect to ``target`` (an internal address)."""
+
+    status = 302
+    target = ""
+    hits: list = []
+
+    def do_GET(self):
+        self.hits.append(self.path)
+        self.send_response(self.status)
+        self.send_header("Location", self.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_wsdl_url_that_redirects_is_not_followed(status, users, connection, ips_emulator):
+    internal = Listener()
+    handler = type("Redirector", (_Redirector,), {
+        "status": status, "target": f"http://127.0.0.1:{internal.port}/latest/meta-data/", "hits": [],
+    })
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wsdl_url = f"http://127.0.0.1:{server.server_address[1]}/scene7/webservice/IpsApi.wsdl"
+        Connection.objects.filter(pk=connection.pk).update(wsdl_url=wsdl_url)
+        admin = Client()
+        admin.force_login(users["admin"])
+        response = admin.post(reverse("admin:jobs_connection_changelist"),
+                              {"action": "test_connections", "_selected_action": [connection.pk]}, follow=True)
+        [message] = [str(m) for m in response.context["messages"]]
+    finally:
+        server.shutdown()
+        server.server_close()
+        internal.close()
+    assert handler.hits == ["/scene7/webservice/IpsApi.wsdl"]  # asked where it was configured
+    assert internal.received == []  # and nowhere else
+    assert "redirect" in message, message
+    assert not [c for c in ips_emulator.state.calls if c["operation"] == "checkLogin"]

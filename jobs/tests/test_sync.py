@@ -130,6 +130,30 @@ def test_a_job_added_in_ips_is_created(company, ips_emulator):
     assert Job.objects.count() == 6
 
 
+class _EmptyItem:
+    """A scheduled job the emulator lists as an empty ``<items/>`` (every field absent)."""
+
+    company, handle, name = "47", "47|(empty)|", ""
+
+    def wire(self, root_path=""):
+        return {}
+
+
+@pytest.mark.parametrize("item", ["empty", "blank handle"])
+def test_an_item_without_a_job_handle_is_skipped_with_a_note(company, ips_emulator, item, caplog):
+    # An empty <items/> in getScheduledJobs' jobArray once crashed the sync (IntegrityError).
+    if item == "empty":
+        ips_emulator.state.jobs["47|(empty)|"] = _EmptyItem()
+    else:  # <jobHandle></jobHandle>: names no job either
+        ips_emulator.state.add_job("47", "Nameless")
+        ips_emulator.state.jobs["47|Nameless|"].handle = ""
+    result = sync.sync_company(company)
+    assert not result.error, result.error
+    assert (result.created, result.gone) == (5, 0)
+    assert set(Job.objects.values_list("handle", flat=True)) == set(COMPANY_47_JOBS)
+    assert "getScheduledJobs with 1 item(s) without a jobHandle; skipped" in caplog.text
+
+
 def test_it_keeps_companies_apart(company, other_company, ips_emulator):
     sync.sync_company(other_company)
     assert not Job.objects.filter(company=company).exists()

@@ -150,12 +150,14 @@ class _Echo:
 def _export_stream(export, header, rows, batch=500):
     """The CSV, a few hundred rows a chunk; the export's record completed when it ends, or breaks off."""
     writer = csv.writer(_Echo())
+    # Every text cell quoted (OWASP): a separator inside one (";" where it splits cells) splits nothing.
+    cells = csv.writer(_Echo(), quoting=csv.QUOTE_NONNUMERIC)
     sent, completed = 0, False
     try:
         yield "\ufeff" + writer.writerow(header)  # the BOM: spreadsheets read UTF-8 then
         lines = []
         for row in rows:
-            lines.append(writer.writerow(row))
+            lines.append(cells.writerow(row))
             if len(lines) == batch:
                 sent += len(lines)  # handed to the server: what a broken-off download may have received
                 yield "".join(lines)

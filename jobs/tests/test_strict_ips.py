@@ -1,0 +1,75 @@
+"""The dashboard against an IPS as strict as the real one may be, all at once, in both API versions.
+
+The emulator refuses any parameter a version does not declare (always: a
+refused call would fail the step that made it), answers
+in SOAP 1.2 (the connection speaks its 1.2 binding) and answers void operations
+with an empty Body. Test connection, sync, a Run followed to its result by the
+worker's steps, the run's page with its log details, and a Stop all work.
+"""
+
+import pytest
+from django.urls import reverse
+
+from ipsemulator.clock import ManualClock
+from jobs.models import Execution, RunFollow
+from jobs.services import connections, follow, sync
+
+from .conftest import HTMX, press_run
+
+RUN_SECONDS = 10.0
+NAMESPACE = {"": "http://www.scene7.com/IpsApi/xsd", "2014-04-03": "http://www.scene7.com/IpsApi/xsd/2014-04-03"}
+
+
+@pytest.fixture
+def strict_ips(settings, ips_emulator, connection, request):
+    """The emulator in SOAP 1.2 with empty void replies; the connection in the test's API version."""
+    connection.api_version = request.param
+    connection.save()
+    settings.IPS_SOAP_VERSION = "1.2"
+    ips_emulator.state.void_empty_body = True
+    ips_emulator.state.clock = ManualClock(7000.0)
+    ips_emulator.state.job_duration = RUN_SECONDS
+    return request.param
+
+
+@pytest.mark.parametrize("strict_ips", ["", "2014-04-03"], indirect=True)
+def test_test_connection_sync_run_follow_details_and_stop_work_against_a_strict_ips(
+    strict_ips, connection, company, users, client, login, ips_emulator, django_capture_on_commit_callbacks
+):
+    ok, message = connections.check_connection(connection)
+    assert ok, message
+    result = sync.sync_company(company)
+    assert not result.error and result.created, str(result)
+    job = company.jobs.get(handle="47|My Test Job|")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        execution = press_run(job, users["IpsUser"])
+    assert execution.outcome == "accepted", execution.message
+    assert execution.ips_run_handle, "the run was named from getActiveJobs in 1.2"
+
+    # A second job runs and is stopped (stopJob's empty Body read as success).
+    other = company.jobs.exclude(pk=job.pk).filter(is_gone=False).first()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert press_run(other, users["IpsUser"], request_id="press-other").outcome == "accepted"
+    login("IpsUser")
+    ips_emulator.state.clock.advance(RUN_SECONDS / 2)
+    stop = client.post(reverse("jobs:stop", args=[other.pk]), **HTMX)
+    assert stop.status_code == 200, stop.content.decode()[:300]
+
+    ips_emulator.state.clock.advance(RUN_SECONDS * 2)
+    token = RunFollow.objects.get(pk=execution.pk).token
+    with django_capture_on_commit_callbacks(execute=True):
+        assert follow.follow_step(execution.pk, token) == "finished"
+    execution.refresh_from_db()
+    assert execution.ips_result == "ok" and execution.ips_success_count > 0
+
+    page = client.get(reverse("jobs:run_detail", args=[execution.pk]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert '<table class="details">' in body, body[body.find('id="log-details"'):][:600]
+    assert body.count('<tr class="log-') >= 1 and "No details." not in body
+
+    calls = ips_emulator.state.calls
+    assert calls and {c["soap_version"] for c in calls} == {"1.2"}
+    assert {c["namespace"] for c in calls} == {NAMESPACE[strict_ips]}
+    assert list(Execution.objects.filter(operation="stopJob").values_list("outcome", flat=True)) == ["accepted"]
