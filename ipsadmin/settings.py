@@ -179,7 +179,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: throttles every backend after it
-    "django.contrib.auth.backends.ModelBackend",  # local accounts (superusers, break-glass)
+    "jobs.auth.LocalBackend",  # local accounts (superusers, break-glass); never one that signs in with IPS
     "jobs.auth.IpsBackend",  # IPS emails, on connections with sign-in with IPS on; never local accounts
 ]
 

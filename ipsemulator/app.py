@@ -572,8 +572,9 @@ def _post_inject(state: EmulatorState, data) -> Response:
 def _post_config(state: EmulatorState, data) -> Response:
     if not isinstance(data, dict):
         return _json(400, {"error": "send a JSON object"})
-    if not isinstance(data.get("void_empty_body", False), bool):
-        return _json(400, {"error": "void_empty_body must be true or false"})
+    for flag in ("void_empty_body", "stop_takes_run_handles_only"):
+        if not isinstance(data.get(flag, False), bool):
+            return _json(400, {"error": f"{flag} must be true or false"})
     if "job_duration" in data:
         try:
             duration = float(data["job_duration"])
@@ -585,6 +586,8 @@ def _post_config(state: EmulatorState, data) -> Response:
     answer = {"ok": True, "job_duration": state.job_duration}
     if "void_empty_body" in data:
         state.void_empty_body = answer["void_empty_body"] = data["void_empty_body"]
+    if "stop_takes_run_handles_only" in data:
+        state.stop_takes_run_handles_only = answer["stop_takes_run_handles_only"] = data["stop_takes_run_handles_only"]
     return _json(200, answer)
 
 

@@ -19,7 +19,8 @@ Choices where the IPS reference leaves room (also in README.md):
 * executeJob on a job with an unfinished run: ``30001``, "... is already
   running ...". Unknown job handles, or another company's, are ``30001``.
 * stopJob takes the scheduled job's handle (the reference's example); a run's
-  handle is ``30001`` there. getActiveJobs and getJobLogDetails take either.
+  handle is ``30001`` there (``state.stop_takes_run_handles_only``: the other way
+  round). getActiveJobs and getJobLogDetails take either.
 * A parameter the request's version does not declare never gets here: it is
   ``30003`` when the request is parsed (``schema.check_params``).
 """
@@ -296,9 +297,16 @@ def stopJob(st, user: User, p: dict):
     authorize(st, user, "stopJob", company)
     # The scheduled job's handle, as the reference's example sends it (47|My Test Job|): a
     # run's handle there is not documented, so it is refused like any other unknown handle.
-    job = _job(st, company, handle)
     now = st.now()
-    run = unfinished_run(st, job.handle, now)
+    if st.stop_takes_run_handles_only:
+        run = next((r for r in st.runs if r.handle == handle and r.job.company == company), None)
+        if run is None:
+            raise IpsFault(30001, f"Invalid active job handle '{handle}' for company '{company}'")
+        if run.finished(now):
+            run = None
+    else:
+        job = _job(st, company, handle)
+        run = unfinished_run(st, job.handle, now)
     if run is None:
         raise IpsFault(30001, f"Job '{handle}' is not running")
     if run.stopped_after is None:

@@ -93,6 +93,9 @@ class EmulatorState:
         self.job_duration = float(job_duration)
         #: Void operations (executeJob, stopJob, ...) answer an empty SOAP Body ("Response: None").
         self.void_empty_body = False
+        #: stopJob takes only a run's handle, refusing the scheduled job's (30001): the other reading
+        #: of the reference, for the dashboard's fallback.
+        self.stop_takes_run_handles_only = False
         self._lock = threading.RLock()
         self._calls: list[dict] = []
         self._injections: list[Injection] = []
@@ -149,6 +152,7 @@ class EmulatorState:
             self._injections.clear()
             self.job_duration = self._initial_job_duration
             self.void_empty_body = False
+            self.stop_takes_run_handles_only = False
             self._load()
 
     def inject(self, kind: str, *, operation: str | None = None,

@@ -9,16 +9,43 @@ AUTHENTICATION_BACKENDS, so IPS logins are throttled like any other.
 
 import logging
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.utils.translation import gettext
 
 from . import ips, throttle
 from .services import connections, people
-from .models import Connection
+from .models import Connection, IpsIdentity
 
 log = logging.getLogger(__name__)
+
+
+class LocalBackend(ModelBackend):
+    """Local accounts, by their password here; never an account that signs in with IPS.
+
+    IPS says who such an account is: a password set on it here (by an
+    administrator, or by whoever took the admin's password form) must not make
+    it anyone's to log in as, IpsAdmin memberships and all."""
+
+    def user_can_authenticate(self, user):
+        return super().user_can_authenticate(user) and not _signs_in_with_ips(user)
+
+    def get_user(self, user_id):
+        # Every request reads its user through here: its identity in the same query.
+        User = get_user_model()
+        user = User._default_manager.select_related("ips_identity").filter(pk=user_id).first()
+        return user if user is not None and self.user_can_authenticate(user) else None
+
+
+def _signs_in_with_ips(user) -> bool:
+    try:
+        user.ips_identity
+    except IpsIdentity.DoesNotExist:
+        return False
+    return True
 
 
 class IpsBackend(ModelBackend):
@@ -62,6 +89,18 @@ def _say(request, text: str) -> None:
 
 class LoginForm(AuthenticationForm):
     """The login form, saying why sign-in with IPS refused, when it did."""
+
+    #: The longest user name tried: an email's longest. A longer one is refused here, before it is
+    #: counted (axes keeps 255 characters) or sent anywhere.
+    USERNAME_MAX = 254
+
+    def __init__(self, request=None, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        # AuthenticationForm sets max_length after the field is built: it is shown, never validated.
+        field = self.fields["username"]
+        field.max_length = self.USERNAME_MAX
+        field.widget.attrs["maxlength"] = str(self.USERNAME_MAX)
+        field.validators.append(MaxLengthValidator(self.USERNAME_MAX))
 
     def get_invalid_login_error(self):
         text = getattr(self.request, "ips_sign_in_error", None)

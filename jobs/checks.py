@@ -4,7 +4,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from . import demo
 from .models import IPS_CALLS_PER_RUN, AppendOnly
@@ -54,6 +54,25 @@ def demo_passwords_check(app_configs=None, **kwargs):
     ]
 
 
+#: IPS_SOAP_VERSION's values: "" (the WSDL's SOAP 1.1 binding, the reference's wire) or "1.2".
+SOAP_VERSIONS = ("", "1.2")
+
+
+@checks.register()
+def ips_soap_version_check(app_configs=None, **kwargs):
+    """At startup: a misspelt IPS_SOAP_VERSION would otherwise surface only at the first IPS call."""
+    value = settings.IPS_SOAP_VERSION
+    if value in SOAP_VERSIONS:
+        return []
+    return [
+        checks.Error(
+            f"IPS_SOAP_VERSION is {value!r}: it must be empty (the WSDL's SOAP 1.1 binding) or \"1.2\".",
+            hint="Set the environment variable IPS_SOAP_VERSION to 1.2, or leave it unset.",
+            id="jobs.E010",
+        )
+    ]
+
+
 #: What a role that can run the application must not hold on an append-only table:
 #: each lets it undo the table's guard (TRIGGER: a trigger of its own; TRUNCATE:
 #: no row trigger fires; REFERENCES: a key of its own that blocks or locks rows).
@@ -61,9 +80,17 @@ FORBIDDEN_PRIVILEGES = ("TRIGGER", "TRUNCATE", "REFERENCES")
 #: The triggers of migration 0015 every append-only table carries.
 GUARD_TRIGGERS = ("append_only", "no_delete", "no_truncate")
 
+_WHO_SQL = """
+SELECT current_user, r.rolsuper, r.rolcreaterole,
+       EXISTS (SELECT FROM pg_roles WHERE rolname = 'ipsadmin_prune')
+       AND pg_has_role(current_user, 'ipsadmin_prune', 'MEMBER')
+FROM pg_roles AS r WHERE r.rolname = current_user
+"""
+
 _ROLE_SQL = """
 SELECT t.tablename,
        pg_has_role(current_user, t.tableowner, 'MEMBER'),
+       t.tableowner,
        ARRAY(SELECT p FROM unnest(%(privileges)s::text[]) AS p
              WHERE has_table_privilege(current_user, format('%%I.%%I', t.schemaname, t.tablename), p)),
        ARRAY(SELECT g FROM unnest(%(triggers)s::text[]) AS g
@@ -84,30 +111,45 @@ def append_only_tables() -> list[str]:
 def database_role_check(app_configs=None, **kwargs):
     """`manage.py check --deploy` on PostgreSQL: the app's role cannot undo the guard of the append-only tables.
 
-    It must not own them (nor be a superuser), nor hold TRIGGER, TRUNCATE or
-    REFERENCES on them, nor be a member of ipsadmin_prune; and their guard
-    triggers must be there, enabled. docs/deploy.md gives such a role."""
+    It must not own them, nor be a member of a role that owns them, nor be a
+    superuser or hold CREATEROLE (either can make it a member of the owner), nor
+    hold TRIGGER, TRUNCATE or REFERENCES on them, nor be a member of
+    ipsadmin_prune; and their guard triggers must be there, enabled. A check that
+    cannot run is an error too (jobs.E007), never a pass. docs/deploy.md gives
+    such a role."""
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql":
         return []
+    hint = "Run the application as the role of docs/deploy.md (PostgreSQL roles), not as the one that migrates."
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_user, pg_has_role(current_user, 'ipsadmin_prune', 'MEMBER')")
-            role, prunes = cursor.fetchone()
+        # In a savepoint of its own: a failed query leaves the caller's transaction usable.
+        with transaction.atomic(using=DEFAULT_DB_ALIAS), connection.cursor() as cursor:
+            cursor.execute(_WHO_SQL)
+            role, superuser, createrole, prunes = cursor.fetchone()
             cursor.execute(_ROLE_SQL, {"privileges": list(FORBIDDEN_PRIVILEGES), "triggers": list(GUARD_TRIGGERS),
                                        "tables": append_only_tables()})
             tables = cursor.fetchall()
-    except DatabaseError:  # no database yet (before migrate), or no ipsadmin_prune: nothing to say
-        return []
-    hint = "Run the application as the role of docs/deploy.md (PostgreSQL roles), not as the one that migrates."
+    except DatabaseError as exc:
+        # Never a pass: a check that did not run says nothing about the role.
+        return [checks.Error(
+            f"The database role check could not run: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}.",
+            hint=hint + " Run `manage.py check --deploy` again once the database answers, as the app's role.",
+            id="jobs.E007")]
     errors = []
-    owned = [t for t, owns, _, _ in tables if owns]
-    if owned:
+    if superuser or createrole:
         errors.append(checks.Error(
-            f"The database role {role!r} owns (or is a superuser over) {', '.join(owned)}: "
-            "it can drop the triggers that keep them append-only.",
-            hint=hint, id="jobs.E002"))
-    for table, owns, held, _ in tables:
+            f"The database role {role!r} is "
+            + ("a superuser" if superuser else "allowed to create roles (CREATEROLE)")
+            + ": it can make itself a member of the tables' owner and drop the triggers that keep them append-only.",
+            hint=hint + f" ALTER ROLE {role} NOSUPERUSER NOCREATEROLE;", id="jobs.E006"))
+    owned = [(t, owner) for t, owns, owner, _, _ in tables if owns]
+    if owned:
+        owners = sorted({owner for _, owner in owned})
+        errors.append(checks.Error(
+            f"The database role {role!r} owns, is a member of the owner ({', '.join(owners)}) of, or is a superuser "
+            f"over {', '.join(t for t, _ in owned)}: it can drop the triggers that keep them append-only.",
+            hint=hint + "".join(f" REVOKE {o} FROM {role};" for o in owners if o != role), id="jobs.E002"))
+    for table, owns, _, held, _ in tables:
         if held and not owns:  # an owner holds them all: said above
             errors.append(checks.Error(
                 f"The database role {role!r} holds {', '.join(held)} on {table}: it can undo its append-only guard.",
@@ -116,7 +158,7 @@ def database_role_check(app_configs=None, **kwargs):
         errors.append(checks.Error(
             f"The database role {role!r} is a member of ipsadmin_prune: it can delete and truncate the audit trail.",
             hint=hint, id="jobs.E004"))
-    for table, _, _, missing in tables:
+    for table, _, _, _, missing in tables:
         if missing:
             errors.append(checks.Error(
                 f"{table} lacks its guard ({', '.join(f'{table}_{g}' for g in missing)} missing or disabled).",

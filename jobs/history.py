@@ -1,4 +1,4 @@
-"""Reading the audit trail at any size: history pages, a job's figures, export rows.
+"""Reading the audit trail at any size: history pages, a job's figures, export chunks.
 
 A history page is read from an index in its own order, and starts right
 after the last row of the page before it (keyset paging): the first page, a
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import unicodedata
 from dataclasses import dataclass, field
 
 from django.db import connections, models
@@ -26,7 +25,6 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from .middleware import neutralise_bidi
 from .models import FAILED_IPS_RESULTS, FAILED_OUTCOMES, Execution
 
 PAGE_SIZE = 50
@@ -388,89 +386,3 @@ def company_summaries(company_ids, now=None) -> dict[int, RunStats]:
         .annotate(**_FIGURES)
     )
     return {row.pop("company_id"): RunStats(**row) for row in rows}
-
-
-# --- Export ---------------------------------------------------------------------------------
-
-#: The CSV columns: header, and the Execution field each comes from (company: its name).
-EXPORT_COLUMNS = [
-    ("id", "id"),
-    ("requested at", "requested_at"),
-    ("operation", "operation"),
-    ("company handle", "company_handle"),
-    ("company", "company_id"),
-    ("job", "job_name"),
-    ("job handle", "job_handle"),
-    ("user", "username"),
-    ("IPS user type", "role"),
-    ("outcome", "outcome"),
-    ("message", "message"),
-    ("IPS fault code", "fault_code"),
-    ("IPS fault reason", "fault_reason"),
-    ("sent at", "sent_at"),
-    ("finished at", "finished_at"),
-    ("request time (ms)", "duration_ms"),
-    ("IPS run", "ips_run_name"),
-    ("IPS result", "ips_result"),
-    ("IPS log type", "ips_log_type"),
-    ("IPS success count", "ips_success_count"),
-    ("IPS warning count", "ips_warning_count"),
-    ("IPS error count", "ips_error_count"),
-    ("IPS duplicate count", "ips_duplicate_count"),
-    ("IPS update count", "ips_update_count"),
-    ("IPS total count", "ips_total_count"),
-    ("IPS fatal error", "ips_fatal"),
-    ("IPS start", "ips_started_at"),
-    ("IPS end", "ips_ended_at"),
-    ("IPS runtime (ms)", "ips_runtime_ms"),
-    ("request id", "request_id"),
-]
-
-# CSV injection (OWASP): a spreadsheet runs a cell that starts with one of these
-# as a formula (a job name from IPS, a fault reason or a message could), and
-# finds that start past blanks and invisible characters, in the fullwidth and
-# small forms (NFKC folds those to ASCII), and after a separator inside the
-# cell (";" splits cells where it is the list separator).
-_FORMULA_STARTS = frozenset("=+-@\u2212")  # U+2212: the minus sign, which NFKC keeps
-_BLANKS = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})  # spaces, line breaks, controls, ZWSP, BOM
-_SEPARATORS = frozenset(",;\t\r\n|")
-
-
-def _formula_start(text: str, at: int) -> bool:
-    """Does a formula start at ``text[at]``, once blanks and invisible characters are skipped?"""
-    while at < len(text) and unicodedata.category(text[at]) in _BLANKS:
-        at += 1
-    return at < len(text) and unicodedata.normalize("NFKC", text[at])[:1] in _FORMULA_STARTS
-
-
-def _may_run(text: str) -> bool:
-    if text.startswith(("\t", "\r")) or _formula_start(text, 0):
-        return True
-    return any(
-        unicodedata.normalize("NFKC", c) in _SEPARATORS and _formula_start(text, i + 1) for i, c in enumerate(text)
-    )
-
-
-def _cell(value, zone):
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return timezone.localtime(value, zone).isoformat(timespec="milliseconds")
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, str):
-        # Shown as code points, as on every HTML page: a name that reads one way and is another.
-        value = neutralise_bidi(value)
-        if _may_run(value):
-            return "'" + value  # read as text; the writer quotes every cell (views/history.py)
-    return value
-
-
-def export_rows(queryset, sort: Sort, company_names: dict[int, str], zone, chunk: int = 2000, split: Split | None = None):
-    """The export's rows in ``sort``'s order, as lists of CSV cells, read ``chunk`` rows a query."""
-    fields = [f for _, f in EXPORT_COLUMNS]
-    company = fields.index("company_id")
-    for row in chunks(queryset, sort, fields, chunk, split):
-        cells = [_cell(v, zone) for v in row]
-        cells[company] = _cell(company_names.get(row[company], ""), zone)
-        yield cells

@@ -6,6 +6,8 @@ import uuid
 
 from django.conf import settings
 
+from .text import BIDI_CONTROLS, neutralise_bidi
+
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -63,18 +65,8 @@ class RequestIdLogFilter(logging.Filter):
         return True
 
 
-# Bidirectional control characters (Unicode "Trojan Source"): escaped by the
-# HTML escaper yet still reorder the text around them, so a job name could
-# show one thing and be another. Shown as their code point instead.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def neutralise_bidi(text: str) -> str:
-    return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
-
-
 class BidiControlMiddleware:
-    """Every HTML page (the admin's too) shows bidi controls as visible marks."""
+    """Every HTML page (the admin's too) shows bidi controls as visible marks (text.py)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -85,7 +77,7 @@ class BidiControlMiddleware:
             return response
         charset = response.charset or "utf-8"
         text = response.content.decode(charset, "replace")
-        if _BIDI.search(text):
+        if BIDI_CONTROLS.search(text):
             response.content = neutralise_bidi(text).encode(charset)
             if response.has_header("Content-Length"):
                 response["Content-Length"] = str(len(response.content))

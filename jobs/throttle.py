@@ -32,12 +32,19 @@ def normalize_username(name: str | None) -> str | None:
     return unicodedata.normalize("NFKC", str(name)).strip().casefold()
 
 
+def counted_name(name: str | None) -> str | None:
+    """The name an attempt is counted under: normalized, and cut to what AccessAttempt keeps
+    (PostgreSQL refuses a longer one: the login would end in a 500)."""
+    name = normalize_username(name)
+    return None if name is None else name[: AccessAttempt._meta.get_field("username").max_length]
+
+
 def throttle_username(request, credentials: dict | None = None) -> str | None:
     """AXES_USERNAME_CALLABLE: the user name failures are counted by."""
     field = settings.AXES_USERNAME_FORM_FIELD
     if credentials is not None:
-        return normalize_username(credentials.get(field))
-    return normalize_username(getattr(request, "data", request.POST).get(field))
+        return counted_name(credentials.get(field))
+    return counted_name(getattr(request, "data", request.POST).get(field))
 
 
 def _recent(attempts):
@@ -84,7 +91,7 @@ def count_ips_check(request, username: str) -> bool:
     ip_address = getattr(request, "axes_ip_address", None)
     if not ip_address:
         return True
-    name = normalize_username(username)
+    name = counted_name(username)
     with transaction.atomic():
         _lock_address(ip_address)
         if address_failures(ip_address) >= settings.AXES_IP_FAILURE_LIMIT:

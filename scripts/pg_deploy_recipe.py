@@ -16,7 +16,9 @@ parallel do not meet, and a fresh password for ``'…'``. Then, in order:
    changes, a user and a company deleted), what it must not (prune, delete,
    TRUNCATE, a trigger of its own), and the system check database_role_check:
    no error;
-4. as the owner: the check fails (it owns the tables), prune works.
+4. as the owner: the check fails (it owns the tables), prune works;
+5. the owner of another database, a member of ``ipsadmin_prune`` like every
+   owner, cannot connect to this one (CONNECT is not PUBLIC's).
 
 Everything made is dropped at the end (not ipsadmin_prune: other databases'
 functions belong to it). ``--keep`` leaves it for a look.
@@ -142,6 +144,7 @@ def run(url: str, keep: bool = False, say=print) -> None:
             if done.returncode:
                 raise RuntimeError(f"as the {mode} role:\n{done.stdout}\n{done.stderr}")
             say(done.stdout.strip())
+        say(other_owner_refused(url, database, token))
     finally:
         if keep:
             say(f"kept: {database}, {owner}, {app}")
@@ -150,6 +153,31 @@ def run(url: str, keep: bool = False, say=print) -> None:
                 su.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
                 su.execute(f'DROP ROLE IF EXISTS "{app}"')
                 su.execute(f'DROP ROLE IF EXISTS "{owner}"')
+
+
+def other_owner_refused(url: str, database: str, token: str) -> str:
+    """The owner of another ipsadmin database of the server (a member of ipsadmin_prune too) cannot connect.
+
+    Were it let in, it could SET ROLE ipsadmin_prune and delete this database's trail."""
+    import psycopg
+
+    other, password = f"ipsadmin_other_owner_{token}", secrets.token_urlsafe(18)
+    with _connect(url, dbname="postgres") as su:
+        su.execute(f'CREATE ROLE "{other}" LOGIN PASSWORD \'{password}\'')
+        su.execute(f'GRANT ipsadmin_prune TO "{other}"')
+    try:
+        try:
+            with _connect(url, dbname=database, user=other, password=password):
+                pass
+        except psycopg.OperationalError as exc:
+            if "permission denied for database" not in str(exc):
+                raise
+        else:
+            raise AssertionError(f"{other}, a member of ipsadmin_prune, connected to {database}")
+    finally:
+        with _connect(url, dbname="postgres") as su:
+            su.execute(f'DROP ROLE IF EXISTS "{other}"')
+    return f"another database's owner (a member of ipsadmin_prune): refused CONNECT to {database}"
 
 
 # --- Inside Django, as one of the roles (a subprocess of run()) -------------------------

@@ -13,7 +13,7 @@ of the project uses only the names below, as ``ips.X``.
 
 from ..ipsversions import FAULT_NAMES, region_service_url
 from .client import BUNDLED_VERSIONS, IPS_NS, Endpoint, IpsClient, clear_clients, get_client, stats
-from .connections import client_for, endpoint_for
+from .connections import client_for, endpoint_for, refused_url
 from .errors import (
     IpsApiFault,
     IpsAuthenticationFault,
@@ -26,6 +26,7 @@ from .errors import (
     IpsTimeout,
     IpsUnavailable,
 )
+from .urls import Origin, origin_of, url_problem
 from .replies import (
     ActiveJob,
     CompanyInfo,
@@ -60,6 +61,11 @@ __all__ = [
     "clear_clients",
     "client_for",
     "endpoint_for",
+    # where a password may go
+    "Origin",
+    "origin_of",
+    "url_problem",
+    "refused_url",
     "stats",
     "BUNDLED_VERSIONS",
     "IPS_NS",

@@ -17,8 +17,18 @@ from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
 
 from .. import ipsversions
 from .errors import IpsError, IpsHttpError, IpsMalformedReply, IpsTimeout, IpsUnavailable
-from .replies import ActiveJob, CompanyInfo, CompanyMembership, JobLog, ScheduledJob, UserInfo, read_reply
+from .replies import (
+    VOID_OPERATIONS,
+    ActiveJob,
+    CompanyInfo,
+    CompanyMembership,
+    JobLog,
+    ScheduledJob,
+    UserInfo,
+    read_reply,
+)
 from .transport import Transport
+from .urls import origin_of
 
 IPS_NS = "http://www.scene7.com/IpsApi/xsd"
 BUNDLED_WSDL_DIR = Path(__file__).resolve().parents[2] / "wsdl"
@@ -79,9 +89,14 @@ def _parsed_wsdl(source: str, connect_timeout: float, read_timeout: float) -> ze
         if client is None:
             try:
                 transport = Transport(connect_timeout=connect_timeout, read_timeout=read_timeout)
-                # Fetched where configured, never where it redirects (a request to an internal address).
+                # Fetched where configured, never where it redirects (a request to an internal address),
+                # and what it imports only from there.
                 transport.session.max_redirects = 0
+                transport.wsdl_origin = origin_of(source) if _is_remote(source) else None
                 client = zeep.Client(source, transport=transport)
+            except IpsError as error:
+                error.url = source
+                raise
             except requests.TooManyRedirects:
                 error = IpsUnavailable("The WSDL URL answered with a redirect, which the dashboard does not follow",
                                        url=source)
@@ -101,6 +116,10 @@ def _parsed_wsdl(source: str, connect_timeout: float, read_timeout: float) -> ze
             stats["wsdl_parses"] += 1
             _wsdl_cache[source] = client
         return client
+
+
+def _is_remote(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
 
 
 def _element_names(client) -> set[str]:
@@ -342,6 +361,9 @@ class IpsClient:
 
 def _reply_of(operation: str, response):
     """The value of an HTTP reply: SOAP results and faults, or why it is neither."""
+    if operation in VOID_OPERATIONS and 200 <= response.status_code < 300 and not response.content.strip():
+        # An empty 202 or 204 (or 200): done, with nothing to say, like "Response: None".
+        return None
     ctype = response.headers.get("Content-Type", "").lower()
     if response.status_code != 200 and "xml" not in ctype:
         raise IpsHttpError(

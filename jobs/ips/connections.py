@@ -1,5 +1,6 @@
 """The client of a dashboard connection: its Endpoint from the connection's
-fields and the Django settings. The connection is duck-typed (a
+fields and the Django settings, and where a password may go (``url_problem``:
+every endpoint is checked, whatever path asks for it). The connection is duck-typed (a
 ``jobs.models.Connection`` or anything with the same methods), so the
 package never imports the models."""
 
@@ -10,12 +11,28 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .client import Endpoint, IpsClient, get_client
 from .errors import IpsError
+from .urls import url_problem
+
+
+def refused_url(connection) -> str | None:
+    """Why ``connection``'s stored service or WSDL URL gets no request (saved before it was
+    checked, or bypassing the form); None when both may be used."""
+    for what, url in (("service URL", connection.resolved_service_url()), ("WSDL URL", connection.wsdl_url)):
+        problem = url_problem(url) if url or what == "service URL" else None
+        if problem:
+            return f"connection “{connection}”: its {what} is refused, nothing was sent: {problem}"
+    return None
 
 
 def endpoint_for(connection) -> Endpoint:
     """Where and as whom ``connection`` calls IPS.
 
-    Raises ImproperlyConfigured when its password cannot be decrypted."""
+    Raises IpsError when its service or WSDL URL fails url_problem (the password would go
+    there, or the WSDL come from where the form refuses), ImproperlyConfigured when its
+    password cannot be decrypted."""
+    refused = refused_url(connection)
+    if refused:
+        raise IpsError(refused)
     return Endpoint(
         service_url=connection.resolved_service_url(),
         user=connection.username,

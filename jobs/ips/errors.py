@@ -98,18 +98,21 @@ class IpsReplyTooLarge(IpsMalformedReply):
     A malformed reply for everyone above (outcome ``bad_reply``); ``wire_bytes``
     and ``inflated_bytes`` say how much was read and held when reading stopped."""
 
-    def __init__(self, operation: str, limit: int, *, wire_bytes: int, inflated_bytes: int):
+    def __init__(self, operation: str, limit: int, *, wire_bytes: int, inflated_bytes: int, wsdl: bool = False):
         self.operation = operation
         self.limit = limit
         self.wire_bytes = wire_bytes
         self.inflated_bytes = inflated_bytes
-        super().__init__(
-            f"IPS sent a reply larger than {limit / 1_000_000:g} MB to {operation}; "
-            "the dashboard stopped reading it"
-        )
+        if wsdl:
+            message = f"The WSDL URL sent a document larger than {limit / 1_000_000:g} MB; the dashboard stopped reading it"
+        else:
+            message = f"IPS sent a reply larger than {limit / 1_000_000:g} MB to {operation}; the dashboard stopped reading it"
+        super().__init__(message)
 
 
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+#: A 32-bit signed int: what IPS's xsd:int codes are, and what the database's int columns hold.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def error_for_fault(operation: str, fault) -> IpsError:
@@ -133,6 +136,8 @@ def error_for_fault(operation: str, fault) -> IpsError:
                     code = int(code_text) if code_text is not None else None
                 except ValueError:
                     code = None
+                if code is not None and not INT32_MIN <= code <= INT32_MAX:
+                    code = None  # no IPS code; and the audit row's int column would refuse it
                 reason = _child_text(node, "reason") or fault_string
                 return cls(operation, code, reason.strip(), fault_string)
     return IpsFault(operation, None, fault_string or "unknown fault", fault_string)

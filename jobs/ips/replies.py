@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from .. import ipsversions
-from .errors import IpsMalformedReply, error_for_fault
+from .errors import INT32_MAX, SOAP12_ENV, IpsMalformedReply, error_for_fault
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,24 @@ def _from_soap(cls, data):
             names = f.metadata.get("soap") or (_camel(f.name),)
             raw = next((data[n] for n in names if data.get(n) is not None), None)
         convert = f.metadata.get("convert")
-        values[f.name] = convert(raw) if convert else raw
+        value = convert(raw) if convert else raw
+        values[f.name] = _in_range(value, f.metadata.get("range") or _RANGES.get(f.type))
     return cls(**values)
+
+
+#: What a number of each field type may be, so that every consumer gets a storable value
+#: (the audit row's PositiveIntegerField and the like): IPS's xsd:int counts are never negative.
+_RANGES = {"int | None": (0, INT32_MAX)}
+#: ActiveJob.progress is a percentage (the audit row's PositiveSmallIntegerField).
+_PERCENT = {"range": (0, 100)}
+
+
+def _in_range(value, bounds):
+    """``value`` clamped into ``bounds`` (None: any)."""
+    if bounds is None or not isinstance(value, int) or isinstance(value, bool):
+        return value
+    low, high = bounds
+    return max(low, min(high, value))
 
 
 def _list(cls):
@@ -150,8 +166,9 @@ class ActiveJob:
     description: str | None
     server_name: str | None
     start_date: dt.datetime | None
-    total_size: int | None = field(metadata={"convert": _lenient_int})
-    progress: int | None = None
+    # Bytes, not a count: past 2 GB is real (and it is shown, never stored).
+    total_size: int | None = field(metadata={"convert": _lenient_int, "range": (0, 2**63 - 1)})
+    progress: int | None = field(default=None, metadata=_PERCENT)
     progress_message: str | None = None
     last_progress_update: dt.datetime | None = None
     task_progress: list = field(
@@ -287,7 +304,6 @@ CONVERTERS = {
 }
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 #: Replies are read in either SOAP version, whichever the request was: a WSDL's
 #: binding decides what zeep sends, and the service answers in kind.
 SOAP_ENVELOPES = (SOAP_ENV, SOAP12_ENV)

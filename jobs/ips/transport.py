@@ -17,6 +17,7 @@ import urllib3.connection
 import zeep
 
 from .errors import IpsError, IpsHttpError, IpsReplyTooLarge, IpsTimeout
+from .urls import origin_of
 
 #: The largest IPS reply read, in bytes, on the wire and once decompressed (each counted
 #: as it arrives): a reply past it is not read (IpsReplyTooLarge). docs/reliability.md says why 20 MB.
@@ -124,6 +125,8 @@ class Transport(zeep.Transport):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._operation = operation or threading.local()
+        #: A remote WSDL's origin: what it imports is loaded from there only (None: no limit, a bundled WSDL).
+        self.wsdl_origin = None
         # Only the codings _Inflater undoes (and counts), whatever else urllib3 could decode.
         self.session.headers["Accept-Encoding"] = "gzip, deflate"
         adapter = _WatchedAdapter()
@@ -168,27 +171,40 @@ class Transport(zeep.Transport):
         return response
 
     def _load_remote_data(self, url):
-        # A remote WSDL under the same deadline as a call.
+        # A remote WSDL (and what it imports) under a call's deadline and size cap, streamed:
+        # requests' .content would read it whole and let urllib3 inflate it without a limit.
+        if self.wsdl_origin is not None and origin_of(url) != self.wsdl_origin:
+            # An xsd:import or wsdl:import elsewhere: a server-side request wherever the WSDL points.
+            raise IpsError("The WSDL imports a document from another address than the WSDL URL's; not loaded")
+        deadline = time.monotonic() + self.budget
         with _Watch(self.budget) as watch:
             try:
-                response = self.session.get(url, timeout=(self.connect_timeout, self.read_timeout))
+                response = self.session.get(
+                    url, timeout=(self.connect_timeout, self.read_timeout), stream=True, allow_redirects=False
+                )
                 with contextlib.closing(response):
+                    if response.is_redirect:
+                        raise requests.TooManyRedirects(f"the WSDL answered HTTP {response.status_code}, a redirect")
                     response.raise_for_status()
-                    return response.content
-            except Exception:
-                if watch.fired:
+                    return self._read_body(response, deadline, wsdl=True)
+            except IpsReplyTooLarge:
+                raise
+            except Exception as exc:
+                if watch.fired or isinstance(exc, IpsTimeout):
                     raise requests.exceptions.ReadTimeout(f"the WSDL did not arrive within {self.budget:g} s") from None
                 raise
 
-    def _read_body(self, response, deadline: float) -> bytes:
+    def _read_body(self, response, deadline: float, wsdl: bool = False) -> bytes:
         """The body, decompressed, read and inflated a step at a time within the deadline and the size cap."""
-        operation = getattr(self._operation, "name", "the call")
+        operation = "the WSDL" if wsdl else getattr(self._operation, "name", "the call")
         coding = response.headers.get("Content-Encoding", "").strip().lower()
         inflater = _Inflater(coding)
         wire = 0
 
         def too_large():
-            return IpsReplyTooLarge(operation, MAX_REPLY_BYTES, wire_bytes=wire, inflated_bytes=inflater.held)
+            return IpsReplyTooLarge(
+                operation, MAX_REPLY_BYTES, wire_bytes=wire, inflated_bytes=inflater.held, wsdl=wsdl
+            )
 
         try:
             declared = int(response.headers.get("Content-Length", ""))

@@ -18,7 +18,12 @@ What the rules say:
   change; no stage: the row is final. A column writable in no stage is its identity;
 * ``once``: columns set once, from empty;
 * ``clock``: times written as "now": the database refuses another time (beyond
-  ``CLOCK_SKEW``) from any role that cannot drop its trigger;
+  ``CLOCK_SKEW``, migration 0015's ``CLOCK_SKEW_SECONDS``) from any role that
+  cannot drop its trigger; such a role writes them on the database's clock
+  (``AppendOnly._on_database_clock``), so an app server's clock off the
+  database's does not stop it;
+* rule values (``when``) are JSON scalars (null, bool, int, str), kept as such
+  in ``as_json``; the ORM compares them as PostgreSQL compares jsonb;
 * foreign keys are set NULL only when the row they point to is deleted (in
   PostgreSQL by its own ``ON DELETE SET NULL``: ``set_null_by_database``);
 * ``deleted_by``: the one way rows are deleted, if any (prune_executions).
@@ -30,10 +35,13 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
-from django.db import connections, models
+from django.db import connections, models, router
+from django.utils import timezone
 
 #: How far from the database's clock a "now" written by the application may be.
 CLOCK_SKEW = dt.timedelta(minutes=2)
+#: Below this, the app's clock is taken as the database's (AppendOnly._on_database_clock).
+CLOCK_TOLERANCE = dt.timedelta(seconds=1)
 
 
 def set_null_by_database(collector, field, sub_objs, using):
@@ -50,8 +58,28 @@ def set_null_by_database(collector, field, sub_objs, using):
 set_null_by_database.lazy_sub_objs = True
 
 
+#: What a rule's value may be: a JSON scalar, compared as PostgreSQL compares jsonb.
+RULE_VALUE_TYPES = (type(None), bool, int, str)
+
+
 def _values(values) -> tuple:
-    return tuple(None if v is None else str(v) for v in values)
+    """A rule's values as they go to JSON: their own types (a bool stays true, an int 1), never strings."""
+    values = tuple(values)
+    for v in values:
+        if not isinstance(v, RULE_VALUE_TYPES):
+            raise TypeError(f"A rule's value is null, a bool, an int or a string (JSON's scalars), not {v!r}.")
+    return values
+
+
+def _as_json(value):
+    """A value as jsonb compares it: true is not 1, 1 is not "1" (an int and a float alike are numbers)."""
+    if value is None:
+        return ("null",)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("number", value)
+    return ("string", str(value))
 
 
 @dataclass(frozen=True)
@@ -71,7 +99,8 @@ class Stage:
 
 
 def _matches(when: dict[str, tuple], row: dict) -> bool:
-    return all((None if row[c] is None else str(row[c])) in _values(v) for c, v in when.items())
+    """Does the row hold one of the values of each column ``when`` names (compared as JSON, like the trigger)?"""
+    return all(_as_json(row[c]) in {_as_json(v) for v in _values(vs)} for c, vs in when.items())
 
 
 def blank(value) -> bool:
@@ -96,6 +125,12 @@ class Rules:
     once: tuple[str, ...] = ()
     clock: tuple[str, ...] = ()
     deleted_by: str = ""
+
+    def __post_init__(self):
+        # Both guards read the same values: JSON scalars (the trigger compares jsonb).
+        for when in [b.when for b in self.born] + [s.when for s in self.stages]:
+            for values in when.values():
+                _values(values)
 
     def columns(self) -> set[str]:
         """Every column the rules name (each must be one of the table's)."""
@@ -236,11 +271,53 @@ class AppendOnly(models.Model):
             if column in rules.once and not blank(stored[column]):
                 raise PermissionError(f"The {column} of this {name} is set once.")
 
+    def clock_offset(self, using: str | None = None) -> dt.timedelta:
+        """How far ahead of the app server's clock this row's times are written (read once per instance).
+
+        PostgreSQL's guard holds a role that cannot drop its trigger to the
+        database's clock (CLOCK_SKEW): an app server whose clock is off would have
+        every press refused. For such a role this is the difference of the two
+        clocks (``clock_timestamp()`` against ``timezone.now()``, one query), and
+        the times it writes are shifted by it (``_on_database_clock``). Zero off
+        PostgreSQL, for an owner or a superuser (not bound by that rule), and
+        when the clocks agree within CLOCK_TOLERANCE."""
+        cached = getattr(self, "_clock_offset", None)
+        if cached is not None:
+            return cached
+        using = using or self._state.db or router.db_for_write(type(self), instance=self)
+        if connections[using].vendor != "postgresql":
+            return dt.timedelta(0)
+        with connections[using].cursor() as cursor:
+            before = timezone.now()
+            cursor.execute(
+                "SELECT clock_timestamp(), NOT pg_has_role(current_user, "
+                "(SELECT relowner FROM pg_class WHERE oid = %s::regclass), 'MEMBER')",
+                [self._meta.db_table],
+            )
+            database_now, bound = cursor.fetchone()
+            after = timezone.now()
+        offset = database_now - (before + (after - before) / 2)
+        self._clock_offset = offset if bound and abs(offset) > CLOCK_TOLERANCE else dt.timedelta(0)
+        return self._clock_offset
+
+    def _on_database_clock(self, using: str, columns) -> None:
+        """Move the "now" times about to be written (``RULES.clock``) onto the database's clock:
+        a time that was "now" on the app server is "now" on the database (clock_offset)."""
+        written = [c for c in self.RULES.clock if c in columns and getattr(self, c) is not None]
+        if not written:
+            return
+        offset = self.clock_offset(using)
+        if offset:
+            for column in written:
+                setattr(self, column, getattr(self, column) + offset)
+
     def save(self, *args, **kwargs):
         stored = getattr(self, "_stored", None)
+        using = kwargs.get("using") or self._state.db or router.db_for_write(type(self), instance=self)
         if stored is None:
             # Never an UPDATE of a row this instance was not loaded from.
             self.check_insert()
+            self._on_database_clock(using, self._loaded())
             kwargs["force_insert"] = True
             super().save(*args, **kwargs)
             self._stored = {c: getattr(self, c) for c in self._loaded()}
@@ -256,6 +333,7 @@ class AppendOnly(models.Model):
             if kwargs.get("update_fields") is not None:
                 changed &= {self._meta.get_field(f).attname for f in kwargs["update_fields"]}
             self.check_change(stored, changed)
+            self._on_database_clock(using, changed)
             # Only what changed: an UPDATE never rewrites a column with what the instance believes.
             kwargs["update_fields"] = sorted(changed)
             super().save(*args, **kwargs)

@@ -175,23 +175,6 @@ class Execution(AppendOnly):
         }
     )
 
-    IDENTITY_FIELDS = frozenset(
-        {
-            "operation",
-            "company_handle",
-            "job_handle",
-            "job_name",
-            "username",
-            "role",
-            "role_from_ips",
-            "role_read_at",
-            "requested_at",
-            "client_ip",
-            "user_agent",
-            "request_id",
-        }
-    )
-
     operation = models.CharField(max_length=40, default="executeJob")
     job = models.ForeignKey("jobs.Job", null=True, on_delete=set_null_by_database, related_name="executions")
     company = models.ForeignKey(Company, null=True, on_delete=set_null_by_database, related_name="executions")

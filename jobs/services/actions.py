@@ -184,7 +184,15 @@ def send_stop(execution: Execution, job: Job):
         mark_sent(execution)
         # The scheduled job's handle, as the reference's stopJob example sends it (47|My Test Job|);
         # whether IPS takes a run's handle there is not documented. The row keeps the run's.
-        client.stop_job(job.company.handle, job.handle)
+        try:
+            client.stop_job(job.company.handle, job.handle)
+        except ips.IpsApiFault as error:
+            # 30001 INVALID_PARAMETER: the handle was refused, nothing stopped; an IPS that takes
+            # only run handles gets the run's, once.
+            if error.code != 30001 or not run.job_handle or run.job_handle == job.handle:
+                raise
+            log.info("stopJob refused the job handle %r (30001): retrying with the run's", job.handle)
+            client.stop_job(job.company.handle, run.job_handle)
         return Outcome.ACCEPTED, format_lazy(
             _("IPS is stopping “{job}” (run {run})."), job=job.name, run=run.name
         ), None

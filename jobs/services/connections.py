@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
-from urllib3.util import parse_url
 
 from .. import ips, roles
 from ..models import IPS_CALLS_PER_RUN, Company, Connection
-from .sync import fit
+from .base import fit
 
 log = logging.getLogger(__name__)
 
@@ -25,61 +22,10 @@ SERVICE_ACCOUNT_TYPES = {roles.UserType.IPS_ADMIN, roles.UserType.IPS_USER}
 
 # --- Where a password goes -----------------------------------------------------------
 
-#: Plain HTTP only to this machine (the local emulator): a password crosses no network in clear.
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where the HTTP client connects for a URL: scheme, host and port."""
-
-    scheme: str
-    host: str
-    port: int | None
-
-
-def origin_of(url: str) -> Origin | None:
-    """The origin requests (over urllib3) connects to for ``url``, read as it reads it; None if it cannot.
-
-    Python's urlsplit reads some URLs differently: for it
-    ``http://127.1:18290\\@127.0.0.1/`` is 127.0.0.1, for requests 127.1:18290."""
-    try:
-        prepared = requests.PreparedRequest()
-        prepared.prepare_url(url, None)
-        parsed = parse_url(prepared.url)
-    except Exception:  # requests and urllib3 raise several kinds for a URL they cannot use
-        return None
-    if not parsed.host or parsed.auth:
-        return None
-    scheme = (parsed.scheme or "").lower()
-    return Origin(scheme, parsed.host.strip("[]").lower(), parsed.port or _DEFAULT_PORTS.get(scheme))
-
-
-def url_problem(url: str) -> str | None:
-    """Why the dashboard will not send a password to ``url`` (in words for the admin); None when it may.
-
-    Only https, or plain http to this machine; no user name or password in the
-    URL; nothing two parsers could read as two different hosts."""
-    if "\\" in url or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        return "The URL may not contain backslashes, spaces or control characters."
-    try:
-        split = urlsplit(url)
-        split_port = split.port
-    except ValueError:
-        return "The URL's port is not valid."
-    scheme = split.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        return "The URL must start with https:// (or http:// to this machine)."
-    if "@" in split.netloc or split.username is not None:
-        return "The URL may not carry a user name or password: the service account's fields are for that."
-    origin = origin_of(url)
-    as_python_reads = ((split.hostname or "").lower(), split_port or _DEFAULT_PORTS[scheme])
-    if origin is None or (origin.host, origin.port) != as_python_reads:
-        return "This URL reads as two different addresses (to Python and to the HTTP client): give a plain one."
-    if origin.scheme == "http" and origin.host not in _LOOPBACK:
-        return "Plain http:// is for this machine only (127.0.0.1, localhost, ::1): use https://."
-    return None
+# The check lives in ips (every endpoint is checked there); these names stay for the forms and people.
+Origin = ips.Origin
+origin_of = ips.origin_of
+url_problem = ips.url_problem
 
 
 # --- One deadline for a request's IPS calls, across connections -------------------------------
@@ -102,6 +48,10 @@ def request_budget() -> float:
     return IPS_CALLS_PER_RUN * per_call()
 
 
+class OutOfTime(ips.IpsError):
+    """An IPS call not started: it could not have ended before the request's deadline."""
+
+
 class Deadline:
     """One budget for every IPS call of a request (a sign-in, an admin action), across
     connections: a worker that outlasts gunicorn's timeout is killed, its answer a 500."""
@@ -110,28 +60,26 @@ class Deadline:
         self.seconds = request_budget() if seconds is None else seconds
         self._end = time.monotonic() + self.seconds
 
+    @classmethod
+    def unlimited(cls) -> Deadline:
+        """No deadline (a background task, a command): every check passes."""
+        return cls(math.inf)
+
     def remaining(self) -> float:
         return self._end - time.monotonic()
 
-    def allows(self, calls: int = 1, connection: Connection | None = None) -> bool:
-        """Can ``calls`` more IPS calls, each at its own deadline, end before this one?
-        On ``connection``, its remote WSDL counts as one more (it is fetched at first use)."""
+    def check(self, calls: int = 1, connection: Connection | None = None) -> None:
+        """Raise OutOfTime unless ``calls`` more IPS calls, each at its own deadline, can end before this one.
+
+        The one test of the deadline: callers that say it in their own words catch OutOfTime.
+        On ``connection``, its remote WSDL counts as one more call (it is fetched at first use)."""
         if connection is not None and connection.wsdl_url:
             calls += 1
-        return self.remaining() >= calls * per_call()
-
-
-class OutOfTime(ips.IpsError):
-    """An IPS call not started: it could not have ended before the request's deadline."""
-
-
-def in_time(deadline: Deadline | None, calls: int = 1, connection: Connection | None = None) -> None:
-    """Raise OutOfTime unless ``calls`` more IPS calls can end before ``deadline`` (None: no deadline)."""
-    if deadline is not None and not deadline.allows(calls, connection):
-        raise OutOfTime(
-            f"IPS answered too slowly for this to finish within one request ({deadline.seconds:g} s): "
-            "stopped before asking it again. Try again later."
-        )
+        if self.remaining() < calls * per_call():
+            raise OutOfTime(
+                f"IPS answered too slowly for this to finish within one request ({self.seconds:g} s): "
+                "stopped before asking it again. Try again later."
+            )
 
 
 def endpoint_origins(region: str, service_url: str, wsdl_url: str) -> tuple[Origin | None, Origin | None]:
@@ -159,14 +107,15 @@ def check_connection(connection: Connection, deadline: Deadline | None = None) -
     refused = _refused(connection)
     if refused:
         return False, refused
+    deadline = deadline or Deadline.unlimited()
     try:
-        in_time(deadline, 1, connection)
+        deadline.check(1, connection)
         client = ips.client_for(connection)
         if not client.check_login(connection.username, connection.get_password()):
             return False, f"{connection}: IPS says the login of {connection.username} is invalid."
-        in_time(deadline)
+        deadline.check()
         info = client.get_user_info()
-        in_time(deadline)
+        deadline.check()
         memberships = client.get_company_membership()
     except ips.IpsAuthorizationFault as error:
         # Real IPS's reason need not name the user type: say what to fix.
@@ -223,10 +172,11 @@ def service_account_companies(
     refused = _refused(connection)
     if refused:
         raise ips.IpsError(refused)
-    in_time(deadline, 1, connection)
+    deadline = deadline or Deadline.unlimited()
+    deadline.check(1, connection)
     client = ips.client_for(connection)
     info = client.get_user_info()
-    in_time(deadline)
+    deadline.check()
     return _service_account_companies(connection, info, client.get_company_membership())
 
 

@@ -18,9 +18,8 @@ from django.utils import timezone
 
 from .. import events, ips
 from ..models import Execution, RunFollow
-from .base import english, new_token
+from .base import english, fit, new_token
 from .status import LOG_PAGES, RunStatus, run_status
-from .sync import fit
 
 log = logging.getLogger(__name__)
 Outcome = Execution.Outcome

@@ -14,9 +14,8 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import ips, roles
 from ..models import Company, Connection, IpsIdentity, Membership, MembershipChange, Profile
-from .base import english
-from .connections import Deadline, OutOfTime, in_time, url_problem
-from .sync import fit
+from .base import english, fit
+from .connections import Deadline, OutOfTime, url_problem
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +87,11 @@ def password_may_go_to(connection: Connection) -> bool:
     return url_problem(connection.resolved_service_url()) is None
 
 
-def _in_time(deadline: Deadline | None, connection: Connection, calls: int = 1, first: bool = False) -> None:
-    """Refuse to start an IPS call that could not end before the request's deadline (nor ask another connection)."""
+def _before_asking(deadline: Deadline, connection: Connection, first: bool = False) -> None:
+    """Deadline.check, said in sign-in's words: no IPS call starts that could not end in time
+    (nor is another connection asked)."""
     try:
-        in_time(deadline, calls, connection if first else None)
+        deadline.check(1, connection if first else None)
     except OutOfTime:
         log.warning("sign-in with IPS stopped before asking %s: %.1f s left of the request's %g s",
                     connection, deadline.remaining(), deadline.seconds)
@@ -125,16 +125,17 @@ def sign_in_with_ips(connection: Connection, email: str, password: str, deadline
             ),
             final=False,
         )
-    _in_time(deadline, connection, first=True)  # with the remote WSDL, read at first use
+    deadline = deadline or Deadline.unlimited()
+    _before_asking(deadline, connection, first=True)  # with the remote WSDL, read at first use
     service = ips.client_for(connection)
     if not service.check_login(email, password):
         return None
     # A client of its own, not kept: the person's password lives only as long as this call.
     person = ips.IpsClient(dataclasses.replace(ips.endpoint_for(connection), user=email, password=password))
     try:
-        _in_time(deadline, connection)
+        _before_asking(deadline, connection)
         info = person.get_user_info()
-        _in_time(deadline, connection)
+        _before_asking(deadline, connection)
         memberships = person.get_company_membership()
     except ips.IpsAuthorizationFault:
         # A WebServiceUser may not read even its own user info: no rights here.

@@ -8,6 +8,7 @@ action sends is its row of the table in ``actions``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
@@ -78,7 +79,9 @@ def finish(execution: Execution, outcome: str, message: str | Promise, error: ip
         execution.fault_reason = error.reason
     execution.finished_at = timezone.now()
     start = execution.sent_at or execution.requested_at
-    execution.duration_ms = max(0, int((execution.finished_at - start).total_seconds() * 1000))
+    # A stored row's times are on the database's clock (AppendOnly.clock_offset), finished_at not yet.
+    offset = execution.clock_offset() if execution.pk is not None else dt.timedelta(0)
+    execution.duration_ms = max(0, int((execution.finished_at + offset - start).total_seconds() * 1000))
     if execution.pk is None:
         execution.save()
         return True

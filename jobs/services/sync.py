@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,10 +14,8 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import ips
 from ..models import Company, Job
-from .base import english
-
-if TYPE_CHECKING:
-    from .connections import Deadline
+from .base import english, fit
+from .connections import Deadline, OutOfTime
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +48,6 @@ class SyncResult:
             ).format(count=len(self.cut), shown=shown)
             text = f"{text}. {cut}"
         return text
-
-
-def fit(model, name: str, value):
-    """``value`` cut to the size of ``model``'s column ``name`` (its last character "…"), else as it is.
-
-    Text from IPS has no length limit; PostgreSQL refuses a value longer than
-    its varchar (SQLite stores it): one odd value must never fail the work."""
-    limit = getattr(model._meta.get_field(name), "max_length", None)
-    if limit and isinstance(value, str) and len(value) > limit:
-        return value[: limit - 1] + "…"
-    return value
 
 
 def _fit(values: dict, handle: str, cut: list) -> dict:
@@ -145,7 +131,10 @@ def sync_companies(companies, deadline: Deadline | None = None) -> list[SyncResu
     one only if its call can end in time: the others say they were not asked."""
     results = []
     for company in companies:
-        if deadline is not None and results and not deadline.allows(1, company.connection):
+        try:
+            if deadline is not None and results:  # the first is always asked
+                deadline.check(1, company.connection)
+        except OutOfTime:
             log.warning("sync of company %s not asked: %.1f s left of the request's %g s",
                         company.handle, deadline.remaining(), deadline.seconds)
             results.append(SyncResult(company, error=format_lazy(

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.models import Company, Connection, Execution, Job, Membership
+from jobs.models import Company, Connection, Execution, IpsIdentity, Job, Membership
 
 from .conftest import HTMX, press_run
 from .html_forms import Listener, form_data
@@ -538,7 +538,9 @@ CHANGING_ACTIONS = [
 @pytest.mark.parametrize("model, action", CHANGING_ACTIONS)
 def test_actions_that_change_need_the_change_permission(model, action, held, runs, job, connection, company,
                                                           ips_emulator):
-    _, browser = _staff("operator", f"jobs.{held}_{model}")
+    # Add companies also creates companies: it needs their add permission too (tested below).
+    extra = ["jobs.add_company"] if action == "add_companies_from_ips" else []
+    _, browser = _staff("operator", f"jobs.{held}_{model}", *extra)
     url = reverse(f"admin:jobs_{model}_changelist")
     page = browser.get(url)
     assert page.status_code == 200
@@ -721,8 +723,8 @@ def test_who_only_administers_users_cannot_touch_a_privileged_account(users):
         assert browser.post(reverse("admin:auth_user_delete", args=[target.pk]), {"post": "yes"}).status_code == 403
     superuser.refresh_from_db()
     assert superuser.is_active and superuser.check_password("pw")
-    # Accounts without privileges stay theirs to administer.
-    ordinary = users["IpsUser"]
+    # Accounts without privileges (nor memberships, nor IPS sign-in) stay theirs to administer.
+    ordinary = users["nomember"]
     password_url = reverse("admin:auth_user_password_change", args=[ordinary.pk])
     response = browser.post(password_url, {"password1": "N3w-Passw0rd!", "password2": "N3w-Passw0rd!",
                                            "usable_password": "true"})
@@ -738,3 +740,104 @@ def test_groups_are_changed_by_superusers_only(operators):
     assert browser.post(url, {"name": "Operators", "permissions": everything}).status_code == 403
     assert browser.post(reverse("admin:auth_group_add"), {"name": "Mine", "permissions": everything}).status_code == 403
     assert operators.permissions.count() == 1 and not Group.objects.filter(name="Mine").exists()
+
+
+# --- Accounts that sign in with IPS, or carry memberships: their passwords -----------------------
+
+
+@pytest.mark.parametrize("target", ["ips identity", "memberships"])
+def test_who_only_administers_users_cannot_set_the_password_of_an_ips_or_member_account(target, users, connection):
+    """The takeover: set a password on an account with IpsAdmin memberships, then log in as it."""
+    victim = users["IpsAdmin"]
+    if target == "ips identity":
+        IpsIdentity.objects.create(user=victim, connection=connection, email="ipsadmin@example.com",
+                                   read_at=timezone.now())
+    _, browser = _staff("useradmin", "auth.view_user", "auth.change_user")
+    password_url = reverse("admin:auth_user_password_change", args=[victim.pk])
+    assert browser.get(password_url).status_code == 403
+    response = browser.post(password_url, {"password1": "Taken-0ver!", "password2": "Taken-0ver!",
+                                           "usable_password": "true"})
+    assert response.status_code == 403
+    victim.refresh_from_db()
+    assert not victim.check_password("Taken-0ver!")
+    assert Client().post(reverse("login"), {"username": victim.username, "password": "Taken-0ver!"}).status_code == 200
+
+
+def test_who_may_grant_roles_sets_the_password_of_a_member_but_not_of_an_ips_account(users, connection):
+    _, browser = _staff("useradmin", "auth.view_user", "auth.change_user", "jobs.grant_ips_roles")
+    member, signed_in = users["IpsAdmin"], users["IpsUser"]
+    IpsIdentity.objects.create(user=signed_in, connection=connection, email="ipsuser@example.com",
+                               read_at=timezone.now())
+    form = {"password1": "N3w-Passw0rd!", "password2": "N3w-Passw0rd!", "usable_password": "true"}
+    assert browser.post(reverse("admin:auth_user_password_change", args=[member.pk]), form).status_code == 302
+    assert browser.post(reverse("admin:auth_user_password_change", args=[signed_in.pk]), form).status_code == 403
+
+
+def test_an_account_that_signs_in_with_ips_never_logs_in_with_a_local_password(users, connection):
+    """Even a password a superuser set: IPS says who such an account is, not a password kept here."""
+    boss = Client()
+    boss.force_login(users["admin"])
+    victim = users["IpsAdmin"]
+    IpsIdentity.objects.create(user=victim, connection=connection, email="ipsadmin@example.com",
+                                   read_at=timezone.now())
+    response = boss.post(reverse("admin:auth_user_password_change", args=[victim.pk]),
+                         {"password1": "Set-by-b0ss!", "password2": "Set-by-b0ss!", "usable_password": "true"})
+    assert response.status_code == 302
+    victim.refresh_from_db()
+    assert victim.check_password("Set-by-b0ss!")
+    assert Client().post(reverse("login"), {"username": victim.username, "password": "Set-by-b0ss!"}).status_code == 200
+    # A local account still logs in with its own.
+    assert Client().post(reverse("login"), {"username": "ipsuser", "password": "pw"}).status_code == 302
+
+
+# --- Sign-in connections: where everyone's password goes is a superuser's to choose ---------------
+
+
+@pytest.mark.parametrize("change", ["tick ips_sign_in", "untick ips_sign_in", "service URL", "region", "WSDL URL"])
+def test_only_superusers_choose_where_sign_in_passwords_go(change, connection, ips_emulator, listener):
+    _, browser = _staff("connections", "jobs.view_connection", "jobs.change_connection")
+    if change != "tick ips_sign_in":
+        Connection.objects.filter(pk=connection.pk).update(ips_sign_in=True)
+    elsewhere = f"https://127.0.0.1:{listener.port}/scene7/services/IpsApiService"
+    changes = {
+        "tick ips_sign_in": {"ips_sign_in": "on"},
+        "untick ips_sign_in": {"ips_sign_in": None},
+        "service URL": {"service_url": elsewhere},
+        "region": {"region": "na", "service_url": ""},
+        "WSDL URL": {"wsdl_url": f"https://127.0.0.1:{listener.port}/scene7/webservice/IpsApi.wsdl"},
+    }[change]
+    before = Connection.objects.values().get(pk=connection.pk)
+    url = reverse("admin:jobs_connection_change", args=[connection.pk])
+    _post_change_form(browser, url, "connection_form", password="typed-again", **changes)
+    after = Connection.objects.values().get(pk=connection.pk)
+    for field in ("ips_sign_in", "region", "service_url", "wsdl_url"):
+        assert after[field] == before[field], field
+
+
+def test_only_superusers_add_a_sign_in_connection(ips_emulator, users):
+    _, browser = _staff("connections", "jobs.view_connection", "jobs.add_connection", "jobs.change_connection")
+    form = {**_connection_form(ips_emulator, name="Mine"), "ips_sign_in": "on"}
+    browser.post(reverse("admin:jobs_connection_add"), form)
+    assert not Connection.objects.filter(ips_sign_in=True).exists()
+    boss = Client()
+    boss.force_login(users["admin"])
+    response = boss.post(reverse("admin:jobs_connection_add"), {**form, "name": "Real"})
+    assert response.status_code == 302
+    assert Connection.objects.get(name="Real").ips_sign_in
+
+
+# --- Add companies creates companies: it needs the permission to add one -------------------------
+
+
+@pytest.mark.parametrize("perms, runs", [
+    (["jobs.change_connection"], False),
+    (["jobs.view_connection", "jobs.add_company"], False),
+    (["jobs.change_connection", "jobs.add_company"], True),
+])
+def test_add_companies_needs_the_add_company_permission(perms, runs, connection, ips_emulator):
+    _, browser = _staff("operator", *perms)
+    url = reverse("admin:jobs_connection_changelist")
+    assert ('value="add_companies_from_ips"' in browser.get(url).content.decode()) is runs
+    calls = len(ips_emulator.state.calls)
+    browser.post(url, {"action": "add_companies_from_ips", "_selected_action": [str(connection.pk)]}, follow=True)
+    assert (len(ips_emulator.state.calls) > calls) is runs

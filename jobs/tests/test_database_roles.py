@@ -45,8 +45,9 @@ def test_the_check_passes_as_the_app_role_of_the_recipe(app_role):
 @pytest.mark.postgres
 def test_the_check_fails_as_a_superuser(db):
     """The test runner's own role: it can drop every trigger."""
-    [error] = checks.database_role_check()[:1]
-    assert error.id == "jobs.E002" and "owns (or is a superuser over)" in error.msg
+    errors = checks.database_role_check()
+    assert [e.id for e in errors][:2] == ["jobs.E006", "jobs.E002"]
+    assert "is a superuser" in errors[0].msg and "or is a superuser over" in errors[1].msg
 
 
 @pytest.mark.postgres
@@ -91,6 +92,44 @@ def test_the_check_fails_when_a_guard_trigger_is_gone(app_role):
         errors = checks.database_role_check()
     assert [(e.id, e.msg.split(" lacks")[0]) for e in errors] == [
         ("jobs.E005", "jobs_historyexport"), ("jobs.E005", "jobs_membershipchange")]
+
+
+@pytest.mark.postgres
+def test_the_check_fails_for_a_role_that_can_create_roles(app_role):
+    """CREATEROLE: on PostgreSQL 15 such a role can GRANT the tables' owner TO itself, then drop the triggers."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER ROLE {app_role.name} CREATEROLE")
+    with app_role.acting():
+        errors = checks.database_role_check()
+    assert [e.id for e in errors] == ["jobs.E006"]
+    assert "CREATEROLE" in errors[0].msg
+
+
+@pytest.mark.postgres
+def test_the_check_says_superuser_of_a_superuser(db):
+    errors = checks.database_role_check()
+    assert "jobs.E006" in [e.id for e in errors]
+    assert any("superuser" in e.msg and e.id == "jobs.E006" for e in errors)
+
+
+@pytest.mark.postgres
+def test_the_check_fails_for_a_member_of_the_role_that_owns_the_tables(app_role, table_owner):
+    with connection.cursor() as cursor:
+        cursor.execute(f"GRANT {table_owner.name} TO {app_role.name}")
+    with app_role.acting():
+        errors = checks.database_role_check()
+    assert "jobs.E002" in [e.id for e in errors]
+    assert any(table_owner.name in e.msg for e in errors if e.id == "jobs.E002")
+
+
+@pytest.mark.postgres
+def test_the_check_fails_closed_when_it_cannot_run(app_role, monkeypatch):
+    """A query the role may not run (or any database error) is an error of its own, never a pass."""
+    monkeypatch.setattr(checks, "_ROLE_SQL", "SELECT * FROM no_such_table_of_ipsadmin")
+    with app_role.acting():
+        errors = checks.database_role_check()
+    assert [e.id for e in errors] == ["jobs.E007"]
+    assert "could not" in errors[0].msg
 
 
 def test_the_check_runs_with_check_deploy():

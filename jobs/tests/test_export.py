@@ -3,6 +3,8 @@
 import csv
 import datetime as dt
 import io
+import random
+import unicodedata
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -10,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import history
+from jobs import csvexport, history
 from jobs.views import history as history_views
 from jobs.services import base, exports
 from jobs.models import Execution, HistoryExport, Job, Profile
@@ -100,7 +102,7 @@ def test_it_exports_the_filtered_rows_with_the_ips_result_columns(client, login,
     assert row["id"] == str(a.pk) and row["job"] == "My Test Job" and row["company"] == "Demo Company"
     assert (row["outcome"], row["IPS result"], row["IPS runtime (ms)"]) == ("accepted", "errors", "61000")
     assert (row["IPS success count"], row["IPS error count"], row["request id"]) == ("3", "1", a.request_id)
-    assert list(row) == [h for h, _ in history.EXPORT_COLUMNS]
+    assert list(row) == [h for h, _ in csvexport.EXPORT_COLUMNS]
 
 
 def test_the_export_is_recorded_with_who_what_and_how_many(client, login, two_rows):
@@ -162,10 +164,10 @@ def test_it_reads_the_rows_a_chunk_at_a_time(client, login, users, job, django_a
     """Keyset chunks: a query per chunk of rows, never all rows at once, never an OFFSET."""
     for i in range(7):
         make_execution(job, users["IpsUser"], "denied", requested_at=timezone.now() - dt.timedelta(minutes=i))
-    rows = list(history.export_rows(Execution.objects.all(), history.DEFAULT_SORT, {}, dt.timezone.utc, chunk=3))
+    rows = list(csvexport.export_rows(Execution.objects.all(), history.DEFAULT_SORT, {}, dt.timezone.utc, chunk=3))
     assert [int(r[0]) for r in rows] == list(Execution.objects.order_by("-requested_at", "-id").values_list("pk", flat=True))
     with django_assert_max_num_queries(3) as queries:
-        list(history.export_rows(Execution.objects.all(), history.DEFAULT_SORT, {}, dt.timezone.utc, chunk=3))
+        list(csvexport.export_rows(Execution.objects.all(), history.DEFAULT_SORT, {}, dt.timezone.utc, chunk=3))
     assert all("OFFSET" not in q["sql"] for q in queries.captured_queries)
 
 
@@ -350,3 +352,75 @@ def test_the_header_and_numbers_stay_plain_values(client, login, two_rows):
     rows = read_csv(client.post(URL))
     assert {r["IPS fault code"] for r in rows} == {"", "30000"}
     assert {r["IPS runtime (ms)"] for r in rows} == {"61000", ""}
+
+
+# --- How a cell is judged: the fast path gives exactly what the per-character reading gave ---------
+
+
+def _may_run_per_character(text: str) -> bool:
+    """The reading csvexport._may_run must agree with: every character of the
+    cell normalised (NFKC) on its own, one at a time (the export at a3faf77)."""
+    blanks, starts, separators = {"Zs", "Zl", "Zp", "Cc", "Cf"}, set("=+-@\u2212"), set(",;\t\r\n|")
+
+    def formula_start(at):
+        while at < len(text) and unicodedata.category(text[at]) in blanks:
+            at += 1
+        return at < len(text) and unicodedata.normalize("NFKC", text[at])[:1] in starts
+
+    if text.startswith(("\t", "\r")) or formula_start(0):
+        return True
+    return any(unicodedata.normalize("NFKC", c) in separators and formula_start(i + 1) for i, c in enumerate(text))
+
+
+# Each kind of character, ASCII and not: blanks and invisibles, separators, formula starts
+# (fullwidth, small, superscript, subscript, "==" and the minus sign), combining marks, letters.
+_ALPHABET = (
+    " \t\r\n\x00\x0b\x7f\u00a0\u2028\u2029\u200b\u200e\u202e\u2066\ufeff\u3000\u0085\u180e"
+    ",;|\uff0c\uff1b\uff5c\ufe50\ufe54\u037e"
+    "=+-@\u2212\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63\ufe6b\u207a\u207b\u207c\u208a\u208b\u208c\u2a75\u2a76"
+    "\u0338\u0301\u20d2aZ1'\"éß\u00bd\ufb01データ"
+)
+
+
+def _cells_to_judge():
+    yield from (raw for raw, _ in CSV_CELLS)
+    # A combining mark after a formula start: the cell as a whole normalises to "≠",
+    # yet a spreadsheet sees the "=" first.
+    yield from ["=\u0338 1", "a;=\u0338", "\uff1d\u0338", "+\u0301", "a\u037e-1", "x\u2a75y", "\u00a0\u207a1"]
+    rnd = random.Random(20261129)
+    for _ in range(5000):
+        yield "".join(rnd.choice(_ALPHABET) for _ in range(rnd.randrange(1, 9)))
+
+
+def test_the_fast_path_judges_every_cell_as_the_per_character_reading_does():
+    cells = list(_cells_to_judge())
+    assert sum(map(_may_run_per_character, cells)) > 1000  # the mix has both kinds
+    assert [c for c in cells if csvexport._may_run(c) != _may_run_per_character(c)] == []
+
+
+def test_every_character_outside_ascii_has_an_ascii_stand_in_of_its_kind():
+    """All of Unicode, in this Python's version of it: the table covers every
+    character, and each stand-in is a blank, separator or formula start as it is."""
+    table = csvexport._StandIns()
+    table.LIMIT = 0  # nothing kept: this test leaves no table of a million characters behind
+    everything = "".join(map(chr, range(128, 0x110000)))
+    stand_ins = everything.translate(table)
+    assert stand_ins.isascii() and len(stand_ins) == len(everything)
+    assert len(table) == 0
+    # Each character got the stand-in of its kind (translate would have failed on a kind
+    # without one, such as a formula start that is also a separator), and each is of that kind.
+    for kind, ascii_ in csvexport._StandIns.ASCII_OF_KIND.items():
+        assert csvexport._kind(ascii_) == kind, (kind, ascii_)
+
+
+def test_the_quick_check_looks_for_every_ascii_formula_start():
+    """_may_run skips the regex when none of "=", "+", "-", "@" is in the cell: those are all the ASCII ones."""
+    assert {chr(i) for i in range(128) if csvexport._kind(chr(i))[2]} == set("=+-@")
+
+
+def test_the_table_of_stand_ins_stays_bounded():
+    table = csvexport._StandIns()
+    table.LIMIT = 3
+    assert "\uff1da\u00a0b\uff1bc\u00e9\u00e8".translate(table) == "=x\x00x;xxx"
+    assert len(table) == 3
+    assert "\uff1d\u00e8".translate(table) == "=x"

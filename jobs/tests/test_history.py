@@ -1,8 +1,10 @@
 """History at scale: who sees what and why not, every filter, keyset paging, sorting,
 the address as the one state (Back/Forward), and a page's queries at any size."""
 
+import ast
 import datetime as dt
 import re
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -483,3 +485,27 @@ def test_the_last_allowed_dates_still_filter(client, login, rows):
     response = client.get(URL, {"from": "1900-01-01", "to": "9999-12-30"})
     assert response.status_code == 200
     assert len(shown(response)) == 6
+
+
+def _jobs_imports(module: str) -> set[str]:
+    """The modules of jobs that jobs/<module>.py imports."""
+    tree = ast.parse((Path(history.__file__).parent / f"{module}.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jobs"):
+            names |= {(node.module + ".").split(".")[1] or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("jobs.")}
+    return names
+
+
+def test_reading_history_imports_nothing_of_the_web_layer():
+    """History and its export are read by views, never the other way: the bidi
+    helper they share with the middleware lives in text.py, which imports nothing of jobs."""
+    web = {"middleware", "views", "templatetags", "context_processors", "urls", "admin"}
+    assert _jobs_imports("history") & web == set()
+    assert _jobs_imports("csvexport") & web == set()
+    assert _jobs_imports("csvexport") >= {"history", "text"}
+    assert _jobs_imports("text") == set()

@@ -214,3 +214,37 @@ def test_deleting_a_user_as_the_app_role_records_the_memberships(app_role, users
         users["IpsUser"].delete()
     [change] = MembershipChange.objects.all()
     assert (change.username, change.source, change.user_id) == ("ipsuser", "user_deleted", None)
+
+
+@pytest.mark.parametrize("how", ["change page", "delete selected"])
+def test_deleting_users_in_the_admin_names_who_deleted(how, users):
+    boss = users[SUPERUSER]
+    admin = Client()
+    admin.force_login(boss)
+    target = users["IpsUser"]
+    if how == "change page":
+        response = admin.post(reverse("admin:auth_user_delete", args=[target.pk]), {"post": "yes"})
+    else:
+        response = admin.post(reverse("admin:auth_user_changelist"),
+                              {"action": "delete_selected", "_selected_action": [target.pk], "post": "yes"})
+    assert response.status_code == 302
+    assert list(MembershipChange.objects.values_list("username", "role_before", "source", "actor_id", "actor_name")) == [
+        ("ipsuser", "IpsUser", "user_deleted", boss.pk, "admin"),
+    ]
+
+
+@pytest.mark.parametrize("how", ["change page", "delete selected"])
+def test_deleting_companies_in_the_admin_names_who_deleted(how, users, other_company):
+    boss = users[SUPERUSER]
+    admin = Client()
+    admin.force_login(boss)
+    if how == "change page":
+        response = admin.post(reverse("admin:jobs_company_delete", args=[other_company.pk]), {"post": "yes"})
+    else:
+        response = admin.post(reverse("admin:jobs_company_changelist"),
+                              {"action": "delete_selected", "_selected_action": [other_company.pk], "post": "yes"})
+    assert response.status_code == 302
+    assert not Company.objects.filter(pk=other_company.pk).exists()
+    assert list(MembershipChange.objects.values_list("username", "company_handle", "source", "actor_id")) == [
+        ("othercompany", "48", "company_deleted", boss.pk),
+    ]

@@ -7,13 +7,15 @@ the read timeout, so what remains of the deadline is known without a sleep or
 a margin: 1.0 s less at least 0.5 s, which no further call of up to 0.55 s fits.
 """
 
+from pathlib import Path
+
 import pytest
 from django.contrib import messages
 from django.test import Client
 from django.urls import reverse
 
 from jobs.models import Company, Connection
-from jobs.services import connections
+from jobs.services import base, connections, people, sync
 
 from .conftest import soap_calls
 
@@ -114,3 +116,21 @@ def test_without_gunicorns_timeout_the_budget_is_a_runs(settings):
     assert connections.request_budget() == 39.0  # what gunicorn's start check makes fit
     settings.GUNICORN_TIMEOUT = 45
     assert connections.request_budget() == 40.5
+
+
+# --- One deadline check, and fit where every service finds it ----------------------------------
+
+
+def test_the_deadline_says_out_of_time_in_one_place():
+    connections.Deadline(3600).check(2)  # plenty of time: nothing raised
+    with pytest.raises(connections.OutOfTime):
+        connections.Deadline(0).check()
+    # The copies are gone: every caller asks Deadline.check and says its own words.
+    for module in (connections, people, sync):
+        assert not hasattr(module, "in_time") and not hasattr(module, "_in_time"), module
+
+
+def test_fit_lives_in_services_base():
+    assert base.fit(Company, "name", "x" * 300) == "x" * 254 + "…"  # the column keeps 255
+    source = Path(sync.__file__).read_text()
+    assert "def fit(" not in source and "TYPE_CHECKING" not in source

@@ -470,6 +470,11 @@ def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, ips_
     for kind, params in failures:
         emulator.inject(kind, operation="executeJob", **params)
         assert run().status_code in (502, 504), kind
+    # An empty Body answers a void operation; for getActiveJobs (the Active in IPS panel) it is malformed.
+    emulator.inject("empty_body", operation="getActiveJobs")
+    response = keep(dashboard.get(reverse("jobs:active", args=[company.pk]), **HTMX))
+    assert response.status_code == 200
+    assert "not a valid getActiveJobsReturn (an empty body)" in response.content.decode()
 
     # The wrong password: an authentication fault, in a run and in the admin.
     emulator.users[SERVICE_EMAIL].password = "changed-in-IPS"

@@ -1,4 +1,4 @@
-"""The dashboard against an IPS as strict as the real one may be, all at once, in both API versions.
+"""The dashboard against an IPS as strict as the real one may be, all at once, in every API version the dashboard offers.
 
 The emulator refuses any parameter a version does not declare (always: a
 refused call would fail the step that made it), answers
@@ -11,13 +11,14 @@ import pytest
 from django.urls import reverse
 
 from ipsemulator.clock import ManualClock
+from jobs import ipsversions
 from jobs.models import Execution, RunFollow
 from jobs.services import connections, follow, sync
 
 from .conftest import HTMX, press_run
 
 RUN_SECONDS = 10.0
-NAMESPACE = {"": "http://www.scene7.com/IpsApi/xsd", "2014-04-03": "http://www.scene7.com/IpsApi/xsd/2014-04-03"}
+NAMESPACE = {v.key: v.namespace for v in ipsversions.VERSIONS}
 
 
 @pytest.fixture
@@ -32,7 +33,11 @@ def strict_ips(settings, ips_emulator, connection, request):
     return request.param
 
 
-@pytest.mark.parametrize("strict_ips", ["", "2014-04-03"], indirect=True)
+def test_every_version_the_dashboard_offers_is_tested_here():
+    assert sorted(NAMESPACE) == sorted(["", "2012-02-14", "2013-02-15", "2014-04-03", "2016-01-14-beta"])
+
+
+@pytest.mark.parametrize("strict_ips", sorted(NAMESPACE), indirect=True)
 def test_test_connection_sync_run_follow_details_and_stop_work_against_a_strict_ips(
     strict_ips, connection, company, users, client, login, ips_emulator, django_capture_on_commit_callbacks
 ):

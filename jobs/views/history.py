@@ -16,8 +16,9 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
+from ..csvexport import EXPORT_COLUMNS, export_rows
 from ..forms import HistoryFilterForm
-from ..history import DEFAULT_SORT, EXPORT_COLUMNS, CursorError, Sort, export_rows, visible_to
+from ..history import DEFAULT_SORT, CursorError, Sort, visible_to
 from ..history import page as keyset_page
 from ..models import Company, Job, MembershipChange
 from ..services import exports

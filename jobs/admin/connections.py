@@ -1,0 +1,211 @@
+"""Connections, their companies and jobs: the connection form (its URLs and password one secret) and the IPS actions."""
+
+from django import forms
+from django.db import models
+from django.contrib import admin, messages
+
+from .. import ips
+from ..models import Company, Connection, Job, Membership, MembershipChange
+from ..services import connections, sync
+from .people import MembershipInline, MembershipsByServiceMixin, RecordsMembershipsOnDelete
+
+
+def _https_urls(db_field, **kwargs):
+    """Model fields as form fields, a URL assuming https (the admin builds forms on this one: Django 6's default)."""
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
+class ConnectionForm(forms.ModelForm):
+    # Write-only: never rendered back, and left unchanged when blank.
+    password = forms.CharField(
+        label="Service account password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted. Leave blank to keep the current password.",
+    )
+
+    service_url = forms.URLField(
+        label="Service URL", required=False, assume_scheme="https", max_length=500,
+        help_text=Connection._meta.get_field("service_url").help_text,
+    )
+    wsdl_url = forms.URLField(
+        label="WSDL URL", required=False, assume_scheme="https", max_length=500,
+        help_text=Connection._meta.get_field("wsdl_url").help_text,
+    )
+
+    class Meta:
+        model = Connection
+        fields = ["name", "region", "service_url", "wsdl_url", "api_version", "username", "ips_sign_in"]
+        formfield_callback = _https_urls
+
+    def _clean_url(self, name: str) -> str:
+        # Parsed as the HTTP client will connect: https only (http to this machine), no user info.
+        url = self.cleaned_data.get(name) or ""
+        problem = connections.url_problem(url) if url else None
+        if problem:
+            raise forms.ValidationError(problem)
+        return url
+
+    def clean_service_url(self):
+        return self._clean_url("service_url")
+
+    def clean_wsdl_url(self):
+        return self._clean_url("wsdl_url")
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance.has_password and not cleaned.get("password"):
+            self.add_error("password", "A new connection needs the service account's password.")
+        elif self.instance.pk and not cleaned.get("password") and not self.errors:
+            # The addresses and the password are one secret: whoever points the connection
+            # elsewhere must know the password, or Test connection would hand it over there.
+            # (In clean(), self.instance still holds the stored values.)
+            stored = connections.endpoint_origins(
+                self.instance.region, self.instance.service_url, self.instance.wsdl_url
+            )
+            asked = connections.endpoint_origins(*(self._asked(name) for name in ("region", "service_url", "wsdl_url")))
+            if stored != asked:
+                self.add_error("password", (
+                    "The service URL, region or WSDL URL now points to another host: enter the service account's "
+                    "password again, or the stored one would be sent there."
+                ))
+        return cleaned
+
+    def _asked(self, name: str) -> str:
+        """The value the form would save: a field read-only here (not in the form) keeps the stored one."""
+        if name in self.fields:
+            return self.cleaned_data.get(name, "")
+        return getattr(self.instance, name)
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("password"):
+            self.instance.set_password(self.cleaned_data["password"])
+        return super().save(commit)
+
+
+def _may_ask(modeladmin, request, deadline, connection) -> bool:
+    """May ``connection`` be asked in this request? Says so when not.
+
+    One deadline for the whole action, inside the worker's timeout: the first
+    connection is always asked (callers skip this for it); after it, one only if a call can end in time."""
+    try:
+        deadline.check(1, connection)
+    except connections.OutOfTime:
+        modeladmin.message_user(request, (
+            f"{connection}: not asked: IPS answered too slowly for every connection to be asked within one "
+            f"request ({deadline.seconds:g} s). Select it again."
+        ), messages.WARNING)
+        return False
+    return True
+
+
+@admin.action(description="Test connection (checkLogin, getUserInfo, getCompanyMembership)")
+def test_connections(modeladmin, request, queryset):
+    deadline = connections.Deadline()
+    for n, connection in enumerate(queryset):
+        if n and not _may_ask(modeladmin, request, deadline, connection):
+            continue
+        ok, text = connections.check_connection(connection, deadline)
+        modeladmin.message_user(request, text, messages.SUCCESS if ok else messages.ERROR)
+
+
+@admin.action(description="Add the service account's companies from IPS", permissions=["add_companies"])
+def add_companies_from_ips(modeladmin, request, queryset):
+    deadline = connections.Deadline()
+    for n, connection in enumerate(queryset):
+        if n and not _may_ask(modeladmin, request, deadline, connection):
+            continue
+        try:
+            added = connections.add_service_account_companies(connection, deadline)
+        except ips.IpsError as error:
+            modeladmin.message_user(request, f"{connection}: {error}", messages.ERROR)
+            continue
+        names = ", ".join(f"{c.name} ({c.handle})" for c in added)
+        modeladmin.message_user(
+            request, f"{connection}: {len(added)} compan{'y' if len(added) == 1 else 'ies'} added{': ' + names if names else ''}.",
+            messages.SUCCESS,
+        )
+
+
+def _sync(modeladmin, request, companies):
+    # One deadline over every company, whatever its connection: the request must end in time.
+    results = sync.sync_companies(companies.select_related("connection"), connections.Deadline())
+    for result in results:
+        modeladmin.message_user(request, str(result), messages.ERROR if result.error else messages.SUCCESS)
+
+
+@admin.action(description="Sync jobs from IPS (getScheduledJobs)", permissions=["change"])
+def sync_connection_jobs(modeladmin, request, queryset):
+    _sync(modeladmin, request, Company.objects.filter(connection__in=queryset))
+
+
+@admin.action(description="Sync jobs from IPS (getScheduledJobs)", permissions=["change"])
+def sync_company_jobs(modeladmin, request, queryset):
+    _sync(modeladmin, request, queryset)
+
+
+@admin.action(description="Sync these jobs' companies from IPS", permissions=["change"])
+def sync_job_companies(modeladmin, request, queryset):
+    _sync(modeladmin, request, Company.objects.filter(jobs__in=queryset).distinct())
+
+
+@admin.register(Connection)
+class ConnectionAdmin(RecordsMembershipsOnDelete, admin.ModelAdmin):
+    form = ConnectionForm
+    # The form's own URL fields assume https; so do the ones the admin builds from the model first.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ["name", "region", "service_url", "api_version", "username", "ips_sign_in", "has_password", "updated_at"]
+    list_filter = ["region", "api_version", "ips_sign_in"]
+    search_fields = ["name", "username", "service_url"]
+    actions = [test_connections, add_companies_from_ips, sync_connection_jobs]
+    membership_source = MembershipChange.Source.COMPANY_DELETED
+
+    def memberships_of(self, objs):
+        return Membership.objects.filter(company__connection__in=objs)
+
+    def get_readonly_fields(self, request, obj=None):
+        # Sign-in with IPS sends everyone's email and password to the connection's service:
+        # only superusers switch it on or off, or move a connection that has it.
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields.append("ips_sign_in")
+            if obj is not None and obj.ips_sign_in:
+                fields += ["region", "service_url", "wsdl_url"]
+        return fields
+
+    def has_add_companies_permission(self, request) -> bool:
+        """Add companies creates Company rows: changing connections is not enough."""
+        return self.has_change_permission(request) and request.user.has_perm("jobs.add_company")
+
+    @admin.display(boolean=True, description="password set")
+    def has_password(self, obj):
+        return obj.has_password
+
+
+@admin.register(Company)
+class CompanyAdmin(RecordsMembershipsOnDelete, MembershipsByServiceMixin, admin.ModelAdmin):
+    list_display = ["name", "handle", "connection"]
+    list_filter = ["connection"]
+    search_fields = ["name", "handle"]
+    inlines = [MembershipInline]
+    actions = [sync_company_jobs]
+    membership_source = MembershipChange.Source.COMPANY_DELETED
+
+    def memberships_of(self, objs):
+        return Membership.objects.filter(company__in=objs)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["name", "company", "type", "exec_schedule", "next_fire_time", "trigger_state", "is_gone"]
+    list_filter = ["is_gone", "type", "trigger_state", "company"]
+    search_fields = ["name", "handle", "description"]
+    readonly_fields = ["last_synced_at", "gone_at"]
+    actions = [sync_job_companies]
+
+    def has_delete_permission(self, request, obj=None):
+        # A job missing from IPS is marked gone by a sync, never deleted.
+        return False

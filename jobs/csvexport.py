@@ -1,0 +1,144 @@
+"""The CSV export of history: its columns, and each cell written so that no
+spreadsheet runs or reorders it. The rows come from history.chunks (keyset
+chunks, constant memory); views/history.py streams them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+
+from django.utils import timezone
+
+from .history import Sort, Split, chunks
+from .text import neutralise_bidi
+
+#: The CSV columns: header, and the Execution field each comes from (company: its name).
+EXPORT_COLUMNS = [
+    ("id", "id"),
+    ("requested at", "requested_at"),
+    ("operation", "operation"),
+    ("company handle", "company_handle"),
+    ("company", "company_id"),
+    ("job", "job_name"),
+    ("job handle", "job_handle"),
+    ("user", "username"),
+    ("IPS user type", "role"),
+    ("outcome", "outcome"),
+    ("message", "message"),
+    ("IPS fault code", "fault_code"),
+    ("IPS fault reason", "fault_reason"),
+    ("sent at", "sent_at"),
+    ("finished at", "finished_at"),
+    ("request time (ms)", "duration_ms"),
+    ("IPS run", "ips_run_name"),
+    ("IPS result", "ips_result"),
+    ("IPS log type", "ips_log_type"),
+    ("IPS success count", "ips_success_count"),
+    ("IPS warning count", "ips_warning_count"),
+    ("IPS error count", "ips_error_count"),
+    ("IPS duplicate count", "ips_duplicate_count"),
+    ("IPS update count", "ips_update_count"),
+    ("IPS total count", "ips_total_count"),
+    ("IPS fatal error", "ips_fatal"),
+    ("IPS start", "ips_started_at"),
+    ("IPS end", "ips_ended_at"),
+    ("IPS runtime (ms)", "ips_runtime_ms"),
+    ("request id", "request_id"),
+]
+
+# CSV injection (OWASP): a spreadsheet runs a cell that starts with one of these
+# as a formula (a job name from IPS, a fault reason or a message could), and
+# finds that start past blanks and invisible characters, in the fullwidth and
+# small forms (NFKC folds those to ASCII), and after a separator inside the
+# cell (";" splits cells where it is the list separator).
+_FORMULA_STARTS = frozenset("=+-@\u2212")  # U+2212: the minus sign, which NFKC keeps
+_BLANKS = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})  # spaces, line breaks, controls, ZWSP, BOM
+_SEPARATORS = frozenset(",;\t\r\n|")
+
+
+def _kind(c: str) -> tuple[bool, bool, bool]:
+    """What one character is to a spreadsheet: (blank, separator, formula start).
+
+    Each character is normalised on its own (NFKC), never the cell as a whole:
+    normalising "=\\u0338" together would compose it into "≠" and hide the "="
+    a spreadsheet sees first."""
+    folded = unicodedata.normalize("NFKC", c)
+    blank = unicodedata.category(c) in _BLANKS
+    return blank, folded in _SEPARATORS, not blank and folded[:1] in _FORMULA_STARTS
+
+
+# The ASCII characters of each kind (NFKC leaves ASCII as it is), as regex classes.
+_ASCII = [chr(i) for i in range(128)]
+_ASCII_BLANKS, _ASCII_SEPARATORS, _ASCII_STARTS = (
+    "[" + "".join(re.escape(c) for c in _ASCII if _kind(c)[k]) + "]" for k in range(3)
+)
+#: A formula start past blanks after a separator, in ASCII. Searched in the cell
+#: after a ";": a formula start past blanks at the start of the cell counts too.
+#: (Starting with a set, the search skips ahead to a separator in C.)
+_AFTER_SEPARATOR = re.compile(f"{_ASCII_SEPARATORS}{_ASCII_BLANKS}*{_ASCII_STARTS}")
+
+
+class _StandIns(dict):
+    """str.translate's table: each non-ASCII character to an ASCII one of the
+    same kind, so that _AFTER_SEPARATOR reads any cell. Filled as characters come (the
+    slow path: one NFKC per distinct character, not per character of every
+    cell), up to LIMIT of them; past it they are worked out again each time."""
+
+    LIMIT = 20_000
+    #: (blank, separator, formula start) -> the ASCII stand-in (none is both a separator and a formula start).
+    ASCII_OF_KIND = {
+        (True, True, False): "\n",
+        (True, False, False): "\x00",
+        (False, True, False): ";",
+        (False, False, True): "=",
+        (False, False, False): "x",
+    }
+
+    def __missing__(self, code: int) -> str:
+        stand_in = self.ASCII_OF_KIND[_kind(chr(code))]
+        if len(self) < self.LIMIT:
+            self[code] = stand_in
+        return stand_in
+
+
+_STAND_INS = _StandIns()
+
+
+def _may_run(text: str) -> bool:
+    """Would a spreadsheet run this cell as a formula? An ASCII cell is read as
+    it is; any other, with its non-ASCII characters replaced by their stand-ins."""
+    if text.startswith(("\t", "\r")):
+        return True
+    ascii_text = text if text.isascii() else text.translate(_STAND_INS)
+    # Most cells have no formula start at all: four scans in C, no regex (the ASCII starts; tested).
+    if "=" not in ascii_text and "+" not in ascii_text and "-" not in ascii_text and "@" not in ascii_text:
+        return False
+    return _AFTER_SEPARATOR.search(";" + ascii_text) is not None
+
+
+def _cell(value, zone):
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return timezone.localtime(value, zone).isoformat(timespec="milliseconds")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        if not value.isascii():
+            # Shown as code points, as on every HTML page: a name that reads one way and is another.
+            value = neutralise_bidi(value)
+        if _may_run(value):
+            return "'" + value  # read as text; the writer quotes every cell (views/history.py)
+    return value
+
+
+def export_rows(queryset, sort: Sort, company_names: dict[int, str], zone, chunk: int = 2000, split: Split | None = None):
+    """The export's rows in ``sort``'s order, as lists of CSV cells, read ``chunk`` rows a query."""
+    fields = [f for _, f in EXPORT_COLUMNS]
+    company = fields.index("company_id")
+    for row in chunks(queryset, sort, fields, chunk, split):
+        cells = [_cell(v, zone) for v in row]
+        cells[company] = _cell(company_names.get(row[company], ""), zone)
+        yield cells
