@@ -22,9 +22,8 @@ SERVICE_ACCOUNT_TYPES = {roles.UserType.IPS_ADMIN, roles.UserType.IPS_USER}
 
 # --- Where a password goes -----------------------------------------------------------
 
-# The check lives in ips (every endpoint is checked there); these names stay for the forms and people.
-Origin = ips.Origin
-origin_of = ips.origin_of
+# The check lives in ips (every endpoint is checked there); the admin's form asks it through here
+# (the outer layer imports ips only for its errors).
 url_problem = ips.url_problem
 
 
@@ -82,13 +81,13 @@ class Deadline:
             )
 
 
-def endpoint_origins(region: str, service_url: str, wsdl_url: str) -> tuple[Origin | None, Origin | None]:
+def endpoint_origins(region: str, service_url: str, wsdl_url: str) -> tuple[ips.Origin | None, ips.Origin | None]:
     """Where a connection with these fields sends its password (the service) and reads its WSDL (None: bundled)."""
     try:
         service = Connection(region=region, service_url=service_url).resolved_service_url()
     except KeyError:  # a custom region without a URL: the form says so
         service = ""
-    return origin_of(service) if service else None, origin_of(wsdl_url) if wsdl_url else None
+    return ips.origin_of(service) if service else None, ips.origin_of(wsdl_url) if wsdl_url else None
 
 
 def _refused(connection: Connection) -> str | None:

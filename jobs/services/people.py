@@ -83,7 +83,7 @@ def is_local_account(username: str) -> bool:
 
 def password_may_go_to(connection: Connection) -> bool:
     """A person's IPS password only ever travels over HTTPS (the local emulator excepted), to the
-    host the HTTP client will really connect to (connections.url_problem)."""
+    host the HTTP client will really connect to (ips.url_problem)."""
     return url_problem(connection.resolved_service_url()) is None
 
 

@@ -34,7 +34,6 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
 
-from jobs import ips
 from jobs.ips.transport import Transport
 from jobs.services import sync
 from jobs.models import Company, Connection, Execution, Job, Membership, allow_pruning

@@ -1,6 +1,7 @@
-"""Issue 16's second pass on the IPS door: every endpoint's URL checked (not only the
-admin's paths), numbers from IPS stored whatever they are, Stop's fallback to the
-run's handle, and the SOAP version check at startup."""
+"""The IPS door against an odd or hostile IPS: every endpoint's URL checked (not only the
+admin's paths), a remote WSDL capped and kept to its origin, numbers from IPS stored
+whatever they are, empty void replies, Stop's fallback to the run's handle, and the
+SOAP version check at startup."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ipsemulator import app as emulator_app
 from ipsemulator.clock import ManualClock
 from jobs import checks, ips
 from jobs.ips import transport
-from jobs.models import Connection, Execution
+from jobs.models import Connection
 from jobs.services import actions, base, follow, sync
 from jobs.services import status as run_state
 
