@@ -12,8 +12,11 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default=None, help="TOML data file (default demo.toml)")
     parser.add_argument("--job-duration", type=float, default=3.0)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--no-scheduler", action="store_true",
+                        help="IPS's own scheduler does not fire jobs (it does by default)")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.data, args.job_duration, verbose=not args.quiet)
+    serve(args.host, args.port, args.data, args.job_duration, verbose=not args.quiet,
+          scheduler=not args.no_scheduler)
 
 
 if __name__ == "__main__":

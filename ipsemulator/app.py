@@ -7,8 +7,14 @@ No Django and nothing from ``jobs/``. Routes:
   with its ``soap:address`` rewritten to this server (Host header).
 * ``POST /scene7/services/IpsApiService``: the SOAP endpoint.
 * ``/_emulator/...``: JSON control endpoints for tests running in another
-  process (reset, inject, calls, config, clock). Local testing only: they have
-  no authentication, so never expose the emulator beyond localhost.
+  process (reset, inject, calls, config, clock, users, fire, hold, remove_job).
+  Local testing only: they have no authentication, so never expose the
+  emulator beyond localhost.
+
+Every reply carries a ``Date`` header in the emulator's clock (``state.now()``),
+not the real time, so a client can tell how IPS's clock differs from its own.
+IPS's own scheduler (``state.fire_due``) catches up at the start of every SOAP
+dispatch and control call.
 
 A SOAP request goes: parse -> fault injection -> authenticate -> required
 parameters -> authorize -> execute (the last four in ``state.py``).
@@ -67,6 +73,8 @@ import struct
 import time
 import traceback
 import zlib
+from datetime import timezone
+from email.utils import format_datetime
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
@@ -404,7 +412,10 @@ class EmulatorApp:
             traceback.print_exc()
             response = Response(500, fault_envelope(IpsFault(30000, "Internal emulator error")),
                                 XML_CONTENT_TYPE)
-        headers = response.headers + [("Content-Length", str(len(response.body)))]
+        # Date in IPS's own clock, so a client can tell how its clock differs; wsgiref adds
+        # its own (the real time) only when the app sends none.
+        date = format_datetime(self.state.now().astimezone(timezone.utc), usegmt=True)
+        headers = response.headers + [("Content-Length", str(len(response.body))), ("Date", date)]
         start_response(_status_line(response.status), headers)
         if response.stream is not None:
             return response.stream
@@ -425,7 +436,7 @@ class EmulatorApp:
                 return self.wsdl(environ, self.default_wsdl)
             return _text_response(405, "The IPS service answers SOAP POST requests")
         if path.startswith("/_emulator/"):
-            return self.control(environ, method, path[len("/_emulator/"):])
+            return self.control(environ, method, path[len("/_emulator/"):], query)
         return _text_response(404, f"Not found: {path}")
 
     # ----------------------------------------------------------------- WSDL
@@ -514,11 +525,14 @@ class EmulatorApp:
         return Response(status, body, content_type, [("Vary", "Accept-Encoding")])
 
     # -------------------------------------------------------------- control
-    def control(self, environ, method: str, name: str) -> Response:
+    def control(self, environ, method: str, name: str, query: dict | None = None) -> Response:
+        # IPS's scheduler catches up first, as at a SOAP dispatch: a test that moved the clock
+        # sees the runs it fired in what it asks next.
+        self.state.fire_due()
         handler = CONTROL_HANDLERS.get((method, name))
         if method != "POST":
             if handler is not None:
-                return handler(self.state, None)
+                return handler(self.state, query)
             if ("POST", name) in CONTROL_HANDLERS:
                 return _json(405, {"error": f"use POST /_emulator/{name}"})
             return _json(404, {"error": f"unknown control endpoint {name!r}"})
@@ -534,14 +548,40 @@ class EmulatorApp:
 
 # ------------------------------------------------------------ control endpoints
 # handler(state, data) -> Response, as operations.HANDLERS is for SOAP; data is
-# the POSTed JSON (None for a GET).
-def _get_calls(state: EmulatorState, data) -> Response:
+# the POSTed JSON (for a GET, the query string as parse_qs gives it).
+def _get_calls(state: EmulatorState, query) -> Response:
+    query = {k: v[-1] for k, v in (query or {}).items()}
+    unknown = set(query) - {"operation", "companyHandle", "user", "since", "until", "count"}
+    if unknown:
+        return _json(400, {"error": f"unknown parameters {sorted(unknown)}"})
+    try:
+        since, until = (to_datetime(_plus(query.get(k)) or None) for k in ("since", "until"))
+    except ValueError:
+        return _json(400, {"error": "since and until must be ISO date-times"})
+    calls = state.calls_matching(operation=query.get("operation") or None,
+                                 company_handle=query.get("companyHandle") or None,
+                                 user=query.get("user") or None, since=since, until=until)
+    if _truthy(query.get("count")):
+        # Counts only: cheap to poll (a bench counting calls per company per minute).
+        operations, companies = {}, {}
+        for c in calls:
+            operations[c["operation"]] = operations.get(c["operation"], 0) + 1
+            key = c["company_handle"] or ""
+            companies[key] = companies.get(key, 0) + 1
+        return _json(200, {"count": len(calls), "operations": operations, "companies": companies})
     return _json(200, [
         {"operation": c["operation"], "user": c["user"],
          "companyHandle": c["company_handle"], "jobHandle": c["job_handle"],
          "time": c["time"], "namespace": c["namespace"], "injected": c["injected"],
          "soap_version": c["soap_version"]}
-        for c in state.calls])
+        for c in calls])
+
+
+def _plus(value: str | None) -> str | None:
+    """An offset's "+" that came unencoded in a query string (and so as a space)."""
+    if value and len(value) > 6 and value[-6] == " " and value[-3] == ":":
+        return value[:-6] + "+" + value[-5:]
+    return value
 
 
 def _get_injections(state: EmulatorState, data) -> Response:
@@ -572,7 +612,7 @@ def _post_inject(state: EmulatorState, data) -> Response:
 def _post_config(state: EmulatorState, data) -> Response:
     if not isinstance(data, dict):
         return _json(400, {"error": "send a JSON object"})
-    for flag in ("void_empty_body", "stop_takes_run_handles_only"):
+    for flag in ("void_empty_body", "stop_takes_run_handles_only", "scheduler"):
         if not isinstance(data.get(flag, False), bool):
             return _json(400, {"error": f"{flag} must be true or false"})
     if "job_duration" in data:
@@ -588,6 +628,8 @@ def _post_config(state: EmulatorState, data) -> Response:
         state.void_empty_body = answer["void_empty_body"] = data["void_empty_body"]
     if "stop_takes_run_handles_only" in data:
         state.stop_takes_run_handles_only = answer["stop_takes_run_handles_only"] = data["stop_takes_run_handles_only"]
+    if "scheduler" in data:
+        state.scheduler = answer["scheduler"] = data["scheduler"]
     return _json(200, answer)
 
 
@@ -632,16 +674,52 @@ def _post_fire(state: EmulatorState, data) -> Response:
 
 
 def _post_clock(state: EmulatorState, data) -> Response:
-    if not isinstance(data, dict) or set(data) - {"advance"}:
-        return _json(400, {"error": 'send {"advance": seconds}'})
+    if not isinstance(data, dict) or set(data) - {"advance", "shift"}:
+        return _json(400, {"error": 'send {"advance": seconds} and/or {"shift": seconds}'})
     try:
         seconds = float(data.get("advance", 0))
         if seconds < 0 or seconds != seconds:
             raise ValueError
     except (TypeError, ValueError):
         return _json(400, {"error": "advance must be a non-negative number of seconds"})
-    state.advance(seconds)
+    try:
+        shift = float(data.get("shift", 0))
+        if shift != shift or abs(shift) == float("inf"):
+            raise ValueError
+    except (TypeError, ValueError):
+        return _json(400, {"error": "shift must be a number of seconds"})
+    if "advance" in data or "shift" not in data:
+        state.advance(seconds)  # {} still freezes time, as before
+    if shift:
+        state.shift(shift)
     return _json(200, {"ok": True, **_clock_info(state)})
+
+
+def _job_handle_of(data) -> str | None:
+    handle = data.get("job_handle") if isinstance(data, dict) else None
+    return handle if isinstance(handle, str) else None
+
+
+def _post_hold(state: EmulatorState, data) -> Response:
+    handle = _job_handle_of(data)
+    if handle is None or not isinstance(data.get("held", True), bool):
+        return _json(400, {"error": 'send {"job_handle": "<scheduled job handle>", "held": true|false}'})
+    try:
+        state.hold(handle, data.get("held", True))
+    except ValueError as exc:
+        return _json(404, {"error": str(exc)})
+    return _json(200, {"ok": True, "held": state.held})
+
+
+def _post_remove_job(state: EmulatorState, data) -> Response:
+    handle = _job_handle_of(data)
+    if handle is None:
+        return _json(400, {"error": 'send {"job_handle": "<scheduled job handle>"}'})
+    try:
+        state.remove_job(handle)
+    except ValueError as exc:
+        return _json(404, {"error": str(exc)})
+    return _json(200, {"ok": True})
 
 
 #: (HTTP method, path after /_emulator/) -> handler.
@@ -655,6 +733,8 @@ CONTROL_HANDLERS = {
     ("POST", "users"): _post_users,
     ("POST", "fire"): _post_fire,
     ("POST", "clock"): _post_clock,
+    ("POST", "hold"): _post_hold,
+    ("POST", "remove_job"): _post_remove_job,
 }
 
 

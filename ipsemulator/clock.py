@@ -60,5 +60,9 @@ class Timeline:
         self._wall_anchor = wall
         self._mono_anchor = clock()
 
+    def shift(self, seconds: float) -> None:
+        """Move the wall time (not the clock): as when a server's clock is set."""
+        self._wall_anchor += timedelta(seconds=seconds)
+
     def now(self) -> datetime:
         return self._wall_anchor + timedelta(seconds=self._clock() - self._mono_anchor)

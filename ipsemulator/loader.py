@@ -57,8 +57,9 @@ def read_settings(path: Path) -> tuple[dict, timezone]:
     return data, parse_offset(data.get("emulator", {}).get("utc_offset", "+00:00"))
 
 
-def load(data: dict, tz: timezone, now: datetime) -> Data:
-    """Build the records; ``now`` is the wall time of the start (for history)."""
+def load(data: dict, tz: timezone, now: datetime, scheduler: bool = False) -> Data:
+    """Build the records; ``now`` is the wall time of the start (for history). A job with
+    ``only_with_scheduler = true`` is left out unless ``scheduler`` (IPS's own scheduler on)."""
     emu = data.get("emulator", {})
     out = Data(server_name=emu.get("server_name", "ips-emulator"), tz=tz)
     for c in data.get("companies", []):
@@ -67,7 +68,12 @@ def load(data: dict, tz: timezone, now: datetime) -> Data:
         out.companies[company.handle] = company
     past: list[tuple[Job, datetime]] = []
     for j in data.get("jobs", []):
+        only_with_scheduler = j.get("only_with_scheduler", False)
+        if not isinstance(only_with_scheduler, bool):
+            raise ValueError(f"job {j['name']!r}: only_with_scheduler must be true or false")
         job = _job(j, out.companies)
+        if only_with_scheduler and not scheduler:
+            continue
         if job.handle in out.jobs:
             raise ValueError(f"job {job.name!r}: duplicate handle {job.handle!r}")
         out.jobs[job.handle] = job

@@ -23,6 +23,8 @@ Choices where the IPS reference leaves room (also in README.md):
   round). getActiveJobs and getJobLogDetails take either.
 * A parameter the request's version does not declare never gets here: it is
   ``30003`` when the request is parsed (``schema.check_params``).
+* resumeJob moves the job's next fire time to the first schedule match after
+  now: fire times that passed while it was paused are not made up for.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from datetime import datetime
 
 from .loader import to_datetime
 from .records import Company, Job, Run, User, run_name
+from .schedule import next_or_none
 from .tables import AUTHORIZED, IpsFault
 
 
@@ -169,10 +172,11 @@ def executeJob(st, user: User, p: dict):
     return None
 
 
-def start_run(st, job: Job, submit_user_email: str, now: datetime) -> Run:
-    """A new run of ``job``: by executeJob, or by IPS's own scheduler."""
-    handle, name = run_name(job, now, {r.handle for r in st.runs})
-    run = Run(handle, name, copy.deepcopy(job), submit_user_email, now, max(0.0, float(st.job_duration)))
+def start_run(st, job: Job, submit_user_email: str, start: datetime) -> Run:
+    """A new run of ``job`` that started at ``start`` (its handle and name say so): by
+    executeJob (now), or by IPS's own scheduler (the fire time, which may be a moment ago)."""
+    handle, name = run_name(job, start, {r.handle for r in st.runs})
+    run = Run(handle, name, copy.deepcopy(job), submit_user_email, start, max(0.0, float(st.job_duration)))
     st.runs.append(run)
     return run
 
@@ -289,7 +293,11 @@ def pauseJob(st, user: User, p: dict):
 
 
 def resumeJob(st, user: User, p: dict):
-    return _set_trigger(st, user, p, "resumeJob", "Normal")
+    _set_trigger(st, user, p, "resumeJob", "Normal")
+    # Fire times that passed while paused are not made up for: the next is after now.
+    job = st.jobs[p["jobHandle"]]
+    job.next_fire_time = next_or_none(job.exec_schedule, st.now(), st.tz) or job.next_fire_time
+    return None
 
 
 def stopJob(st, user: User, p: dict):

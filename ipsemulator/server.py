@@ -137,10 +137,11 @@ class RunningEmulator:
 
 def start(host: str = "127.0.0.1", port: int = 0, data_path: str | Path | None = None,
           job_duration: float = 3.0, verbose: bool = False,
-          wsdl_dir: str | Path | None = None) -> RunningEmulator:
+          wsdl_dir: str | Path | None = None, scheduler: bool = False) -> RunningEmulator:
     """Start an emulator on host:port (0 = a free port) in a daemon thread.
-    ``wsdl_dir``: where the IpsApi*.wsdl files are (default: the bundled ``wsdl/``)."""
-    state = EmulatorState(data_path, job_duration=job_duration)
+    ``wsdl_dir``: where the IpsApi*.wsdl files are (default: the bundled ``wsdl/``).
+    ``scheduler``: IPS's own scheduler fires jobs (off for tests: ``state.scheduler``)."""
+    state = EmulatorState(data_path, job_duration=job_duration, scheduler=scheduler)
     server = _make_server(host, port, state, verbose, wsdl_dir)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=f"ipsemulator:{server.server_port}", daemon=True)
@@ -150,21 +151,23 @@ def start(host: str = "127.0.0.1", port: int = 0, data_path: str | Path | None =
 
 
 def serve(host: str = "127.0.0.1", port: int = 8081, data_path: str | Path | None = None,
-          job_duration: float = 3.0, verbose: bool = True, out=None) -> None:
-    """Serve in the foreground until KeyboardInterrupt."""
+          job_duration: float = 3.0, verbose: bool = True, out=None, scheduler: bool = True) -> None:
+    """Serve in the foreground until KeyboardInterrupt. IPS's own scheduler fires jobs
+    unless ``scheduler`` is False."""
     out = out or sys.stdout
-    state = EmulatorState(data_path, job_duration=job_duration)
+    state = EmulatorState(data_path, job_duration=job_duration, scheduler=scheduler)
     server = _make_server(host, port, state, verbose)
     base_url = f"http://{_url_host(host)}:{server.server_port}"
     wsdls = "".join(f"  {'WSDL:' if i == 0 else '':8} {base_url}{WSDL_PREFIX}{name}\n"
                     for i, name in enumerate(sorted(server.get_app().wsdl_files)))
     out.write(
         f"IPS emulator on {base_url} (data: {state.data_path}, job duration "
-        f"{state.job_duration:g} s)\n"
+        f"{state.job_duration:g} s, scheduler {'on' if state.scheduler else 'off'})\n"
         f"{wsdls}"
         f"  service: {base_url}{SERVICE_PATH}\n"
         "  control: /_emulator/reset, /_emulator/inject, /_emulator/calls, "
-        "/_emulator/config, /_emulator/clock (local testing only)\n"
+        "/_emulator/config, /_emulator/clock, /_emulator/fire, /_emulator/hold, "
+        "/_emulator/remove_job (local testing only)\n"
         "Quit with Ctrl-C.\n")
     out.flush()
     try:

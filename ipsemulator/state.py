@@ -6,7 +6,8 @@ the wire. The data comes from ``loader.py``, the lifecycle from
 ``records.py``, the operations from ``operations.py``; this core only ties
 them together under one lock, so that every request sees one consistent
 moment. Nothing runs in the background: a run's state is computed from
-``state.clock`` whenever it is looked at.
+``state.clock`` whenever it is looked at, and IPS's own scheduler
+(``fire_due``) catches up at the start of each call.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Callable
 from . import operations
 from .clock import ManualClock, Timeline
 from .loader import DEFAULT_DATA, load, read_settings
+from .schedule import next_after, next_or_none
 from .records import Company, Job, JobLog, Membership, Run, User  # noqa: F401  (public names)
 from .tables import (ARRAY_PARAMS, INJECTION_KINDS, JOB_TYPES, OPERATIONS, REQUIRED, ROLES,  # noqa: F401
                      FAULT_NAMES, IpsFault, fault_family)
@@ -27,6 +29,11 @@ from .tables import (ARRAY_PARAMS, INJECTION_KINDS, JOB_TYPES, OPERATIONS, REQUI
 
 class StaleCall(Exception):
     """A call that started before a reset(): the test that sent it is over."""
+
+
+#: Trigger states IPS's scheduler fires in (Quartz's: Paused waits for resumeJob; Complete,
+#: Error and None have no trigger that fires).
+FIRING_TRIGGER_STATES = ("Normal", "Blocked")
 
 
 # ----------------------------------------------------------------- injection
@@ -87,10 +94,14 @@ def make_injection(kind: str, *, operation: str | None = None,
 class EmulatorState:
     """The emulator's live data. Thread-safe (one lock)."""
 
-    def __init__(self, data_path: str | Path | None = None, job_duration: float = 3.0):
+    def __init__(self, data_path: str | Path | None = None, job_duration: float = 3.0,
+                 scheduler: bool = False):
         self.data_path = Path(data_path) if data_path else DEFAULT_DATA
         self._initial_job_duration = float(job_duration)
         self.job_duration = float(job_duration)
+        # Off by default: a test must not get a run because the wall clock crossed a fire time.
+        self._initial_scheduler = bool(scheduler)
+        self._scheduler = bool(scheduler)
         #: Void operations (executeJob, stopJob, ...) answer an empty SOAP Body ("Response: None").
         self.void_empty_body = False
         #: stopJob takes only a run's handle, refusing the scheduled job's (30001): the other reading
@@ -98,6 +109,7 @@ class EmulatorState:
         self.stop_takes_run_handles_only = False
         self._lock = threading.RLock()
         self._calls: list[dict] = []
+        self._call_times: list[datetime] = []  # each call's exact time, for since/until
         self._injections: list[Injection] = []
         #: Bumped by reset(), so a call that slept (or streams) through one can tell.
         self.generation = 0
@@ -106,7 +118,7 @@ class EmulatorState:
     def _load(self) -> None:
         raw, tz = read_settings(self.data_path)
         self._timeline = Timeline(tz)
-        data = load(raw, tz, self._timeline.now())
+        data = load(raw, tz, self._timeline.now(), scheduler=self._scheduler)
         self.server_name = data.server_name
         self.tz = tz
         self.companies: dict[str, Company] = data.companies
@@ -116,6 +128,10 @@ class EmulatorState:
         self.runs: list[Run] = data.runs
         self._data_injections = [make_injection(spec.pop("kind"), **spec)
                                  for spec in data.injections]
+        #: Handles of the jobs held back: their fire times pass without a run.
+        self._held: set[str] = set()
+        if self._scheduler:
+            self._roll_forward()
 
     # --------------------------------------------------------------- time
     @property
@@ -142,6 +158,79 @@ class EmulatorState:
             self.clock.advance(seconds)
             return self.now()
 
+    def shift(self, seconds: float) -> datetime:
+        """Set IPS's wall clock ``seconds`` later (or earlier, if negative), as an administrator
+        would set the server's clock: a skew for clients to notice (the Date header). Runs are
+        timed on the wall time, so shifting back makes a running run younger."""
+        with self._lock:
+            self._timeline.shift(float(seconds))
+            return self.now()
+
+    # ---------------------------------------------------------- scheduler
+    @property
+    def scheduler(self) -> bool:
+        """Whether IPS's own scheduler fires jobs at their next fire times (see fire_due)."""
+        return self._scheduler
+
+    @scheduler.setter
+    def scheduler(self, on: bool) -> None:
+        with self._lock:
+            if on and not self._scheduler:
+                # Fire times that passed while it was off are skipped, not fired all at once.
+                self._roll_forward()
+            self._scheduler = bool(on)
+
+    def _roll_forward(self) -> None:
+        now = self.now()
+        for job in self.jobs.values():
+            if job.next_fire_time is None or job.next_fire_time <= now:
+                job.next_fire_time = next_or_none(job.exec_schedule, now, self.tz) or job.next_fire_time
+
+    def fire_due(self) -> list[str]:
+        """IPS's scheduler, evaluated lazily (nothing runs in the background): every job in a
+        firing trigger state whose next fire time has come starts a run, timed at that fire time,
+        by its submit user; then its next fire time moves to the first match after now. Missed
+        fire times in between are skipped (Quartz's "fire once now" misfire policy). No run when
+        the job is still running then, or held back; a schedule that is not understood never
+        fires. Called at the start of every SOAP dispatch and control call. Returns the new
+        runs' handles."""
+        started = []
+        with self._lock:
+            if not self._scheduler:
+                return started
+            now = self.now()
+            for job in list(self.jobs.values()):
+                fire_at = job.next_fire_time
+                if job.trigger_state not in FIRING_TRIGGER_STATES or fire_at is None or fire_at > now:
+                    continue
+                try:
+                    following = next_after(job.exec_schedule, now, self.tz)
+                except ValueError:
+                    continue
+                fire_at = fire_at.astimezone(self.tz)  # the run's name in the server's zone
+                running = operations.unfinished_run(self, job.handle, fire_at)
+                if job.handle not in self._held and running is None:
+                    started.append(operations.start_run(self, job, job.submit_user_email, fire_at).handle)
+                job.next_fire_time = following
+        return started
+
+    def hold(self, job_handle: str, held: bool = True) -> None:
+        """Hold a job back (or let it go): while held, its fire times pass without a run, as
+        when IPS silently misses one; its next fire time moves on all the same."""
+        with self._lock:
+            self.fire_due()
+            if job_handle not in self.jobs:
+                raise ValueError(f"unknown job {job_handle!r}")
+            if held:
+                self._held.add(job_handle)
+            else:
+                self._held.discard(job_handle)
+
+    @property
+    def held(self) -> list[str]:
+        with self._lock:
+            return sorted(self._held)
+
     # ------------------------------------------------------- test helpers
     def reset(self) -> None:
         """Reload the data file; clear injections and calls; restore the real
@@ -149,10 +238,12 @@ class EmulatorState:
         with self._lock:
             self.generation += 1
             self._calls.clear()
+            self._call_times.clear()
             self._injections.clear()
             self.job_duration = self._initial_job_duration
             self.void_empty_body = False
             self.stop_takes_run_handles_only = False
+            self._scheduler = self._initial_scheduler
             self._load()
 
     def inject(self, kind: str, *, operation: str | None = None,
@@ -181,13 +272,33 @@ class EmulatorState:
         with self._lock:
             return [dict(c) for c in self._calls]
 
+    def calls_matching(self, operation: str | None = None, company_handle: str | None = None,
+                       user: str | None = None, since: datetime | None = None,
+                       until: datetime | None = None) -> list[dict]:
+        """The calls (as ``calls``) of that operation, company and user (case-insensitive),
+        received at or after ``since`` and before ``until``; None matches anything."""
+        user = user.lower() if user else None
+        with self._lock:
+            out = []
+            for c, at in zip(self._calls, self._call_times):
+                if ((operation and c["operation"] != operation)
+                        or (company_handle and c["company_handle"] != company_handle)
+                        or (user and (c["user"] or "").lower() != user)):
+                    continue
+                if (since and at < since) or (until and at >= until):
+                    continue
+                out.append(dict(c))
+            return out
+
     def record_call(self, operation: str, user: str | None, company_handle: str | None,
                     job_handle: str | None, namespace: str | None = None,
                     injected: str | None = None, soap_version: str = "1.1") -> None:
         with self._lock:
+            now = self.now()
+            self._call_times.append(now)
             self._calls.append({
                 "operation": operation, "user": user, "company_handle": company_handle,
-                "job_handle": job_handle, "time": self.now().isoformat(timespec="milliseconds"),
+                "job_handle": job_handle, "time": now.isoformat(timespec="milliseconds"),
                 "namespace": namespace, "injected": injected, "soap_version": soap_version,
             })
 
@@ -214,6 +325,7 @@ class EmulatorState:
         """Runs listed by getActiveJobs now, optionally of one scheduled job
         (or with that run handle): handle, job_handle, state, progress."""
         with self._lock:
+            self.fire_due()
             now = self.now()
             out = []
             for r in self.runs:
@@ -226,6 +338,7 @@ class EmulatorState:
     def job_logs(self, job_handle: str | None = None) -> list[JobLog]:
         """The logs as they stand now (unfinished runs' too), oldest first."""
         with self._lock:
+            self.fire_due()
             now = self.now()
             return [r.log(now, operations.root_of(self, r.job.company), self.server_name)
                     for r in self.runs if job_handle is None or job_handle in (r.handle, r.job.handle)]
@@ -279,6 +392,7 @@ class EmulatorState:
         """IPS's own scheduler starts a run of the job (no executeJob, no dashboard):
         its submit user is the job's. Returns the run's handle."""
         with self._lock:
+            self.fire_due()
             job = self.jobs.get(job_handle)
             if job is None:
                 raise ValueError(f"unknown job {job_handle!r}")
@@ -298,7 +412,18 @@ class EmulatorState:
             job = Job(company=company, handle=values.pop("handle", f"{company}|{name}|"), name=name,
                       type=type, **values)
             self.jobs[job.handle] = job
+            if self._scheduler and job.next_fire_time is None:
+                job.next_fire_time = next_or_none(job.exec_schedule, self.now(), self.tz)
             return job
+
+    def remove_job(self, job_handle: str) -> None:
+        """The job is gone from IPS (as deleted there): no longer scheduled or listed by
+        getScheduledJobs. Its runs and their logs stay (each run keeps its own copy of the job)."""
+        with self._lock:
+            self.fire_due()
+            if self.jobs.pop(job_handle, None) is None:
+                raise ValueError(f"unknown job {job_handle!r}")
+            self._held.discard(job_handle)
 
     def _scheduled_handle_of(self, handle: str | None) -> str | None:
         if handle is None:
@@ -320,6 +445,8 @@ class EmulatorState:
         with self._lock:
             if generation is not None and generation != self.generation:
                 raise StaleCall(operation)
+            # Before anything else, so that the call sees the runs the schedule started by now.
+            self.fire_due()
             user = operations.authenticate(self, credentials)
             for name, value in params.items():
                 if isinstance(value, list) and name not in ARRAY_PARAMS:

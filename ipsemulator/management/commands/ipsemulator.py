@@ -20,8 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--job-duration", type=float, default=3.0,
                             help="seconds an executed job runs (default 3)")
         parser.add_argument("--quiet", action="store_true", help="do not log requests")
+        parser.add_argument("--no-scheduler", action="store_true",
+                            help="IPS's own scheduler does not fire jobs at their schedule "
+                                 "(it does by default; POST /_emulator/config {\"scheduler\": true} switches)")
 
     def handle(self, *args, **options):
         serve(host=options["host"], port=options["port"], data_path=options["data"],
               job_duration=options["job_duration"], verbose=not options["quiet"],
-              out=self.stdout)
+              out=self.stdout, scheduler=not options["no_scheduler"])
