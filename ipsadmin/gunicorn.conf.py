@@ -4,8 +4,8 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
-# Sync workers: a Run holds its worker for at most three IPS calls, each with
-# a whole-reply deadline of connect + read timeout (3 x (3 s + 10 s) by
+# Sync workers: a Run holds its worker for at most two IPS calls, each with
+# a whole-reply deadline of connect + read timeout (2 x (3 s + 10 s) by
 # default); on_starting refuses timeouts that would not fit in this one.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "45"))
 graceful_timeout = 20

@@ -235,18 +235,28 @@ IPS_SOAP_VERSION = env_str("IPS_SOAP_VERSION", "")
 # gunicorn's worker timeout (ipsadmin/gunicorn.conf.py reads the same variable): a whole
 # sign-in or admin action across connections must end inside it (services.connections.Deadline).
 GUNICORN_TIMEOUT = env_float("GUNICORN_TIMEOUT", 45.0)
-# A Run makes at most three IPS calls (getActiveJobs, executeJob, getActiveJobs
-# to name the run), each with a whole-reply deadline of connect + read timeout:
+# A Run makes at most two IPS calls (getActiveJobs, then executeJob; the watcher
+# names the run), each with a whole-reply deadline of connect + read timeout:
 # gunicorn refuses to start unless all fit in its worker timeout (jobs/checks.py).
 # A 'sending' row older than the timeouts of a run's IPS calls plus this
 # margin belongs to a process that died mid-call, and is marked interrupted.
 IPS_STALE_MARGIN = env_float("IPS_STALE_MARGIN", 30.0)
-# Following accepted runs in the background (jobs/tasks.py): the first poll
-# after this many seconds, then each wait 1.5 times the last, up to the
-# maximum; past the deadline a run is recorded as "no result from IPS".
-IPS_FOLLOW_FIRST_POLL = env_float("IPS_FOLLOW_FIRST_POLL", 2.0)
-IPS_FOLLOW_MAX_INTERVAL = env_float("IPS_FOLLOW_MAX_INTERVAL", 60.0)
+# A run IPS says nothing of for this long (not running, no final log) is recorded
+# as "no result from IPS" by the watcher, after one more look.
 IPS_FOLLOW_DEADLINE = timedelta(hours=env_float("IPS_FOLLOW_DEADLINE_HOURS", 24.0))
+# The watcher of each company's runs (jobs/services/watch.py, `manage.py watch_ips`): a look
+# every IPS_WATCH_INTERVAL seconds while IPS runs something watched here, else every
+# IPS_WATCH_IDLE_INTERVAL (IPS's own runs are found then). Logs are read again from the last
+# start seen less the overlap; a company's first look reads back IPS_WATCH_BACKFILL_HOURS.
+# A press whose run is not in IPS past IPS_WATCH_GRACE (IPS's clock) was not started.
+IPS_WATCH_INTERVAL = env_float("IPS_WATCH_INTERVAL", 10.0)
+IPS_WATCH_IDLE_INTERVAL = env_float("IPS_WATCH_IDLE_INTERVAL", 60.0)
+IPS_WATCH_LEASE_MARGIN = env_float("IPS_WATCH_LEASE_MARGIN", 5.0)
+IPS_WATCH_LOG_OVERLAP = timedelta(minutes=env_float("IPS_WATCH_LOG_OVERLAP_MINUTES", 5.0))
+IPS_WATCH_BACKFILL = timedelta(hours=env_float("IPS_WATCH_BACKFILL_HOURS", 24.0))
+IPS_WATCH_GRACE = timedelta(seconds=env_float("IPS_WATCH_GRACE", 30.0))
+# Without IPS's Date header, times are judged on the dashboard's clock moved by the last offset seen, +- this.
+IPS_WATCH_CLOCK_SLACK = timedelta(seconds=env_float("IPS_WATCH_CLOCK_SLACK", 2.0))
 # Sign-in with IPS: user types read from IPS are refreshed at each sign-in and
 # by the refresh task; one older than this no longer lets its holder run or
 # stop jobs (they read on), until IPS confirms it again.

@@ -15,10 +15,13 @@ from .history import Sort, Split, chunks
 from .text import neutralise_bidi
 
 #: The CSV columns: header, and the Execution field each comes from (company: its name).
+#: "started by": here (pressed in the dashboard), schedule (IPS's scheduler) or other (another IPS
+#: client); for the last two, "user" is IPS's submit user and "requested at" when the run was found.
 EXPORT_COLUMNS = [
     ("id", "id"),
     ("requested at", "requested_at"),
     ("operation", "operation"),
+    ("started by", "started_by"),
     ("company handle", "company_handle"),
     ("company", "company_id"),
     ("job", "job_name"),

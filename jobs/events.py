@@ -1,6 +1,6 @@
 """Background work and after-commit events: the one seam between the use cases and the task backend.
 
-Services schedule background work here (``schedule(FOLLOW, …)``) and never
+Services schedule background work here (``schedule(CHORE, …)``) and never
 know which backend runs it: jobs/tasks.py registers how each kind is
 enqueued when the app is ready. What services announce (``run_ended``) is
 sent after the transaction that recorded it commits, and never for one that
@@ -19,15 +19,15 @@ from django.dispatch import Signal
 
 log = logging.getLogger(__name__)
 
-#: Kinds of background work: one follow step of a run (execution id, token), one run of a chore (name, token).
-FOLLOW = "follow"
+#: Kinds of background work: one run of a chore (name, token). Runs in IPS are watched by
+#: `manage.py watch_ips` (services.watch), which needs no chain of tasks.
 CHORE = "chore"
 
 #: kind -> enqueue(*args, when): filled by jobs/tasks.py (JobsConfig.ready imports it).
 SCHEDULERS: dict[str, Callable[..., None]] = {}
 
-#: Sent once per run, after the commit that recorded its IPS result (by a worker's
-#: follow step or a browser's poll alike), with ``execution_id`` and ``result``.
+#: Sent once per run, after the commit that recorded its IPS result (by the company's
+#: watcher), with ``execution_id`` and ``result``.
 run_ended = Signal()
 
 
@@ -38,8 +38,7 @@ def register(kind: str, enqueue: Callable[..., None]) -> None:
 def schedule(kind: str, *args, when: dt.datetime) -> None:
     """Enqueue background work to run at ``when``, once the current transaction commits.
 
-    A kind nobody registered fails here, loudly, not later in silence: an
-    accepted run must never be left unfollowed."""
+    A kind nobody registered fails here, loudly, not later in silence."""
     try:
         enqueue = SCHEDULERS[kind]
     except KeyError:
@@ -49,7 +48,7 @@ def schedule(kind: str, *args, when: dt.datetime) -> None:
         try:
             enqueue(*args, when=when)
         except Exception:
-            # The row stands; its chain waits for `manage.py resume_follows` (or start_chores).
+            # The chore's row stands; `manage.py start_chores` starts its chain again.
             log.exception("could not schedule %s work %r", kind, args)
 
     transaction.on_commit(send)

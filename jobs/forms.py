@@ -44,12 +44,14 @@ class HistoryFilterForm(forms.Form):
     job_name = forms.CharField(label=_("Job"), required=False, max_length=200)
     user = forms.CharField(label=_("User"), required=False, max_length=150)
     who = forms.ChoiceField(label=_("Whose"), required=False, choices=[("", _("Everyone's")), ("mine", _("Mine"))])
+    started_by = forms.ChoiceField(label=_("Started by"), required=False)
     outcome = forms.ChoiceField(label=_("Outcome"), required=False)
     ips_result = forms.ChoiceField(label=_("IPS result"), required=False)
     sort = forms.ChoiceField(required=False, choices=[(k, s.label) for k, s in SORTS.items()], widget=forms.HiddenInput)
 
     #: The order of the parameters in the page's address.
-    PARAMS = ["range", "from", "to", "company", "job", "job_name", "user", "who", "outcome", "ips_result", "sort"]
+    PARAMS = ["range", "from", "to", "company", "job", "job_name", "user", "who", "started_by", "outcome", "ips_result",
+              "sort"]
 
     def __init__(self, *args, companies, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -68,6 +70,7 @@ class HistoryFilterForm(forms.Form):
         self.fields["company"].choices = [("", _("All companies"))] + [
             (c.pk, f"{c.name} ({c.handle})") for c in sorted(companies, key=lambda c: (c.name, c.handle))
         ]
+        self.fields["started_by"].choices = [("", _("Anyone")), *Execution.StartedBy.choices]
         self.fields["outcome"].choices = [("", _("All outcomes")), *Execution.Outcome.choices]
         self.fields["ips_result"].choices = [("", _("All results")), *Execution.IpsResult.choices]
         self.chosen_job = None
@@ -208,6 +211,9 @@ class HistoryFilterForm(forms.Form):
             executions = executions.filter(job_id__in=self.job_ids)
         if self.usernames is not None:
             executions = executions.by_usernames(self.usernames)
+        if data.get("started_by"):
+            # Pressed here, the IPS schedule, another IPS client: index execution_started_by_recent.
+            executions = executions.filter(started_by=data["started_by"])
         if data.get("outcome"):
             executions = executions.filter(outcome=data["outcome"])
         if data.get("ips_result"):
@@ -220,11 +226,11 @@ class HistoryFilterForm(forms.Form):
         return executions
 
     def narrows(self) -> bool:
-        """Does a filter with an index of its own apply (job, user, outcome, IPS result, company)?"""
+        """Does a filter with an index of its own apply (job, user, who started it, outcome, IPS result, company)?"""
         data = self.cleaned_data
         return bool(
             data.get("company") or data.get("job") or self.job_ids is not None or self.usernames is not None
-            or data.get("outcome") or data.get("ips_result")
+            or data.get("started_by") or data.get("outcome") or data.get("ips_result")
         )
 
     def split(self) -> Split | None:

@@ -15,17 +15,9 @@ import logging
 from django_tasks import task
 
 from . import events
-from .services import chores, follow
+from .services import chores
 
 log = logging.getLogger(__name__)
-
-
-@task()
-def follow_run(execution_id: int, token: str) -> str:
-    """Poll IPS once for a run, record what it says, and schedule the next poll."""
-    did = follow.follow_step(execution_id, token)
-    log.info("follow of execution %s: %s", execution_id, did)
-    return did
 
 
 @task()
@@ -40,13 +32,8 @@ CHORES = {chores.REFRESH_MEMBERSHIPS: refresh_memberships}
 assert set(CHORES) == set(chores.NAMES), "every chore has its task"
 
 
-def enqueue_follow(execution_id: int, token: str, *, when: dt.datetime) -> None:
-    follow_run.using(run_after=when).enqueue(execution_id, token)
-
-
 def enqueue_chore(name: str, token: str, *, when: dt.datetime) -> None:
     CHORES[name].using(run_after=when).enqueue(token)
 
 
-events.register(events.FOLLOW, enqueue_follow)
 events.register(events.CHORE, enqueue_chore)

@@ -9,12 +9,17 @@ PORT=${PORT:-8000}
 export DEBUG=${DEBUG:-1}
 unset DATABASE_URL  # the demo runs on its own SQLite file
 export TASKS_BACKEND=db  # SQLite: one db_worker (docs/deploy.md)
+# The demo's watcher looks every few seconds (production: 10 s busy, 60 s idle), so a run
+# fired by the emulator's own schedule is in History within a minute.
+export IPS_WATCH_INTERVAL=${IPS_WATCH_INTERVAL:-2}
+export IPS_WATCH_IDLE_INTERVAL=${IPS_WATCH_IDLE_INTERVAL:-5}
 
 "$PY" manage.py migrate --noinput -v 0
 
 PIDS=()
 # Ctrl-C reaches gunicorn; the emulator and the worker are stopped here.
-trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT INT TERM
+# Everything started here is in this script's process group, the restart loops' children too.
+trap 'trap - EXIT INT TERM; kill 0 2>/dev/null || true' EXIT INT TERM
 
 "$PY" manage.py ipsemulator --host 127.0.0.1 --port "$EMULATOR_PORT" &
 PIDS+=($!)
@@ -29,16 +34,24 @@ done
 "$PY" manage.py load_demo --service-url "http://127.0.0.1:$EMULATOR_PORT/scene7/services/IpsApiService"
 "$PY" manage.py start_chores >/dev/null  # the refresh of memberships read from IPS
 
-# The background worker: polls IPS for every accepted run until its log is
-# final, and writes the result on the history row, with or without a browser.
+# keep_running CMD...: CMD started again whenever it exits (a crash, a kill), like a service
+# manager would (scripts/keep_running.sh).
+source scripts/keep_running.sh
+
+# The watcher: one look per company per interval at what IPS runs and its job logs; every
+# run (pressed here or by IPS's schedule) lands in History with its result, and each
+# connection's jobs are synced on its interval.
+keep_running "$PY" manage.py watch_ips &
+PIDS+=($!)
+# The task worker: the recurring chores (memberships read from IPS), exports.
 # --no-reload: one process, stopped by the trap above (DEBUG would reload).
-"$PY" manage.py db_worker --no-reload &
+keep_running "$PY" manage.py db_worker --no-reload &
 PIDS+=($!)
 
 cat <<MSG
 
   ipsadmin is running at http://127.0.0.1:$PORT/   (IPS emulator on port $EMULATOR_PORT,
-  task worker: manage.py db_worker)
+  watcher: manage.py watch_ips, task worker: manage.py db_worker)
 
   Sign in with IPS as <user type>@example.com, e.g. ipsuser@example.com
   (your companies and user types are read from the emulator), or with the
@@ -50,7 +63,7 @@ cat <<MSG
     admin             superuser (acts as IpsAdmin everywhere), Django admin at /admin/
   (one user per IPS user type: see README.md)
 
-  Ctrl-C stops all three.
+  Ctrl-C stops them all.
 
 MSG
 "$PY" -m gunicorn -c ipsadmin/gunicorn.conf.py --bind "127.0.0.1:$PORT" ipsadmin.wsgi

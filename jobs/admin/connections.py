@@ -1,11 +1,14 @@
 """Connections, their companies and jobs: the connection form (its URLs and password one secret) and the IPS actions."""
 
 from django import forms
-from django.db import models
 from django.contrib import admin, messages
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.text import Truncator
 
 from .. import ips
-from ..models import Company, Connection, Job, Membership, MembershipChange
+from ..models import Company, CompanyWatch, Connection, Job, Membership, MembershipChange
 from ..services import connections, sync
 from .people import MembershipInline, MembershipsByServiceMixin, RecordsMembershipsOnDelete
 
@@ -35,11 +38,23 @@ class ConnectionForm(forms.ModelForm):
         label="WSDL URL", required=False, assume_scheme="https", max_length=500,
         help_text=Connection._meta.get_field("wsdl_url").help_text,
     )
+    # Blank keeps the current interval (a new connection: the default), like the password.
+    sync_interval = forms.DurationField(
+        label="Sync every", required=False,
+        help_text=Connection._meta.get_field("sync_interval").help_text + " Leave blank to keep it as it is.",
+    )
 
     class Meta:
         model = Connection
-        fields = ["name", "region", "service_url", "wsdl_url", "api_version", "username", "ips_sign_in"]
+        fields = ["name", "region", "service_url", "wsdl_url", "api_version", "username", "ips_sign_in",
+                  "sync_interval"]
         formfield_callback = _https_urls
+
+    def clean_sync_interval(self):
+        value = self.cleaned_data.get("sync_interval")
+        if value is None:
+            return self.instance.sync_interval or Connection._meta.get_field("sync_interval").get_default()
+        return value
 
     def _clean_url(self, name: str) -> str:
         # Parsed as the HTTP client will connect: https only (http to this machine), no user info.
@@ -157,7 +172,8 @@ class ConnectionAdmin(RecordsMembershipsOnDelete, admin.ModelAdmin):
     form = ConnectionForm
     # The form's own URL fields assume https; so do the ones the admin builds from the model first.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = ["name", "region", "service_url", "api_version", "username", "ips_sign_in", "has_password", "updated_at"]
+    list_display = ["name", "region", "service_url", "api_version", "username", "ips_sign_in", "sync_interval",
+                    "has_password", "updated_at"]
     list_filter = ["region", "api_version", "ips_sign_in"]
     search_fields = ["name", "username", "service_url"]
     actions = [test_connections, add_companies_from_ips, sync_connection_jobs]
@@ -185,17 +201,132 @@ class ConnectionAdmin(RecordsMembershipsOnDelete, admin.ModelAdmin):
         return obj.has_password
 
 
+class SyncFailingFilter(admin.SimpleListFilter):
+    """Companies whose last sync of jobs (getScheduledJobs) failed: the error stays until one succeeds."""
+
+    title = "sync failing"
+    parameter_name = "sync_failing"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(sync_error="")
+        if self.value() == "no":
+            return queryset.filter(sync_error="")
+        return queryset
+
+
+class WatcherFailingFilter(admin.SimpleListFilter):
+    """Companies whose watcher's last look at IPS failed (services.watch): runs are not being recorded."""
+
+    title = "watcher failing"
+    parameter_name = "watcher_failing"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(watch__isnull=False).exclude(watch__last_error="")
+        if self.value() == "no":
+            return queryset.filter(Q(watch__isnull=True) | Q(watch__last_error=""))
+        return queryset
+
+
+def _at(value) -> str:
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}" if value else "—"
+
+
+def _watch(obj) -> CompanyWatch | None:
+    try:
+        return obj.watch
+    except CompanyWatch.DoesNotExist:
+        return None
+
+
 @admin.register(Company)
 class CompanyAdmin(RecordsMembershipsOnDelete, MembershipsByServiceMixin, admin.ModelAdmin):
-    list_display = ["name", "handle", "connection"]
-    list_filter = ["connection"]
+    """Companies, with how their jobs sync and how their watcher fares: both run in the background
+    (manage.py watch_ips), so a failure of either shows here, in the list and on the company."""
+
+    list_display = ["name", "handle", "connection", "last_synced_at", "sync_state", "watcher_state"]
+    list_filter = ["connection", SyncFailingFilter, WatcherFailingFilter]
+    list_select_related = ["connection", "watch"]
     search_fields = ["name", "handle"]
     inlines = [MembershipInline]
     actions = [sync_company_jobs]
     membership_source = MembershipChange.Source.COMPANY_DELETED
+    fieldsets = [
+        (None, {"fields": ["connection", "handle", "name"]}),
+        ("Sync of its jobs (getScheduledJobs)", {"fields": ["last_synced_at", "sync_error", "sync_failed_at"]}),
+        ("Watcher of its runs in IPS", {"fields": [
+            "watch_last_look_at", "watch_last_ok_at", "watch_last_error", "watch_next_look_at", "watch_next_sync_at",
+            "watch_lease", "watch_looks",
+        ]}),
+    ]
+    # Written by the sync and the watcher, never typed in.
+    readonly_fields = [
+        "last_synced_at", "sync_error", "sync_failed_at", "watch_last_look_at", "watch_last_ok_at",
+        "watch_last_error", "watch_next_look_at", "watch_next_sync_at", "watch_lease", "watch_looks",
+    ]
 
     def memberships_of(self, objs):
         return Membership.objects.filter(company__in=objs)
+
+    @admin.display(description="last sync")
+    def sync_state(self, obj):
+        if obj.sync_error:
+            return f"failed at {_at(obj.sync_failed_at)}: {Truncator(obj.sync_error).chars(120)}"
+        return "ok" if obj.last_synced_at else "never synced"
+
+    @admin.display(description="watcher")
+    def watcher_state(self, obj):
+        watch = _watch(obj)
+        if watch is None or watch.last_look_at is None:
+            return "not looked yet"
+        if watch.last_error:
+            return (f"failing: {Truncator(watch.last_error).chars(120)} "
+                    f"(last look {_at(watch.last_look_at)}, last success {_at(watch.last_ok_at)})")
+        return f"ok (last look {_at(watch.last_look_at)})"
+
+    @admin.display(description="last look at IPS")
+    def watch_last_look_at(self, obj):
+        watch = _watch(obj)
+        return _at(watch.last_look_at) if watch else "—"
+
+    @admin.display(description="last successful look")
+    def watch_last_ok_at(self, obj):
+        watch = _watch(obj)
+        return _at(watch.last_ok_at) if watch else "—"
+
+    @admin.display(description="last look's error")
+    def watch_last_error(self, obj):
+        watch = _watch(obj)
+        return (watch.last_error or "none") if watch else "—"
+
+    @admin.display(description="next look due")
+    def watch_next_look_at(self, obj):
+        watch = _watch(obj)
+        return _at(watch.next_look_at) if watch else "—"
+
+    @admin.display(description="next sync due")
+    def watch_next_sync_at(self, obj):
+        watch = _watch(obj)
+        return _at(watch.next_sync_at) if watch else "—"
+
+    @admin.display(description="held by")
+    def watch_lease(self, obj):
+        watch = _watch(obj)
+        if watch is None or not watch.lease_owner or watch.lease_until is None or watch.lease_until < timezone.now():
+            return "nobody"
+        return f"{watch.lease_owner} until {_at(watch.lease_until)}"
+
+    @admin.display(description="looks")
+    def watch_looks(self, obj):
+        watch = _watch(obj)
+        return watch.looks if watch else 0
 
 
 @admin.register(Job)

@@ -51,6 +51,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "job_name",
         "company_label",
         "username",
+        "started_by",
         "role",
         "operation",
         "outcome",
@@ -58,7 +59,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "fault_code",
         "duration_ms",
     ]
-    list_filter = ["outcome", "ips_result", "company", ("requested_at", admin.DateFieldListFilter)]
+    # Fixed choices, each served by its index (started_by: execution_started_by_recent).
+    list_filter = ["started_by", "outcome", "ips_result", "company", ("requested_at", admin.DateFieldListFilter)]
     # The box is shown for any search field; get_search_results decides what is searched.
     search_fields = ["request_id"]
     search_help_text = "A request id (whole), a user name (whole, any case), or part of a job's name."

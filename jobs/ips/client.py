@@ -5,6 +5,8 @@ project's exceptions."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import email.utils
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -242,6 +244,7 @@ class IpsClient:
         method = getattr(self._service, operation)
         e = self.endpoint
         self._operation.name = operation
+        self._operation.reply_date = None
         try:
             response = method(**params, _soapheaders=[self._auth_header()])
         except IpsError:
@@ -270,7 +273,14 @@ class IpsClient:
         except (zeep.exceptions.ValidationError, zeep.exceptions.Error, TypeError, ValueError) as exc:
             # zeep refused to build the request: nothing was sent.
             raise IpsError(f"Could not build the {operation} request: {getattr(exc, 'message', exc)}") from None
+        self._operation.reply_date = _date_header(response)
         return _reply_of(operation, response)
+
+    def reply_date(self) -> dt.datetime | None:
+        """IPS's own time when it answered this thread's last call (its HTTP ``Date``), or None.
+
+        Times of runs are judged in IPS's clock, which may be off the dashboard's."""
+        return getattr(self._operation, "reply_date", None)
 
     # The operations, by their IPS names in snake case.
 
@@ -385,6 +395,17 @@ def _reply_of(operation: str, response):
             status=response.status_code,
         )
     return value
+
+
+def _date_header(response) -> dt.datetime | None:
+    value = getattr(response, "headers", {}).get("Date", "")
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # absent or garbled: the caller judges without it
+    if when is None or when.tzinfo is None:
+        return None
+    return when.astimezone(dt.timezone.utc)
 
 
 def _connection_error(operation, url, exc) -> IpsUnavailable:

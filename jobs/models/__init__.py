@@ -1,7 +1,7 @@
 """The models of jobs/, one module per subject; every public name is importable from here."""
 
 from .append_only import CLOCK_SKEW, AppendOnly, AppendOnlyQuerySet, Rules
-from .background import Chore, RunFollow
+from .background import Chore, CompanyWatch, RunFollow
 from .catalogue import Job, JobQuerySet
 from .connections import Company, CompanyQuerySet, Connection
 from .executions import (
@@ -23,6 +23,7 @@ __all__ = [
     "CLOCK_SKEW",
     "Chore",
     "Company",
+    "CompanyWatch",
     "CompanyQuerySet",
     "Connection",
     "Execution",

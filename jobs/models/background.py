@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from django.db import models
+import datetime as dt
+
+from django.db import models, transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 
 # The execution by name ("jobs.Execution"): .executions imports this module,
 # ExecutionQuerySet.prune() deletes the follows of what it prunes.
@@ -37,6 +41,62 @@ class RunFollow(models.Model):
 
     def __str__(self):
         return f"follow of execution {self.execution_id}"
+
+
+class CompanyWatchQuerySet(models.QuerySet):
+    def wake(self, company_id: int, now: dt.datetime | None = None) -> None:
+        """Look at the company soon: a press went to IPS there (after the current transaction commits)."""
+
+        def soon():
+            at = now or timezone.now()
+            self.get_or_create(company_id=company_id, defaults={"next_look_at": at, "next_sync_at": at})
+            self.filter(pk=company_id, next_look_at__gt=at).update(next_look_at=at)
+
+        transaction.on_commit(soon, using=self.db)
+
+    def next_due(self) -> dt.datetime | None:
+        """When a look is next due that a watcher may take: a company under another watcher's lease
+        is due when its lease ends, not before (a waiting watcher must not spin)."""
+        due = Greatest("next_look_at", Coalesce("lease_until", "next_look_at"))
+        return self.annotate(due=due).order_by("due").values_list("due", flat=True).first()
+
+
+class CompanyWatch(models.Model):
+    """The one watcher of a company's runs in IPS (services.watch): its lease, its place in IPS's logs.
+
+    Whichever watcher process holds the lease looks at the company; a process
+    killed mid-look leaves a lease that ends by itself (``lease_until``), so
+    another takes over. Times of runs (``log_cursor``) are IPS's own clock.
+    """
+
+    company = models.OneToOneField(
+        "jobs.Company", primary_key=True, on_delete=models.CASCADE, related_name="watch"
+    )
+    next_look_at = models.DateTimeField(help_text="When the next look at IPS is due.")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    log_cursor = models.DateTimeField(
+        null=True, blank=True, help_text="IPS's time: the newest start of a run read from the company's job logs."
+    )
+    ips_offset_ms = models.BigIntegerField(
+        null=True, blank=True, help_text="IPS's clock minus the dashboard's at the last look (from its Date header)."
+    )
+    looks = models.PositiveBigIntegerField(default=0)
+    last_look_at = models.DateTimeField(null=True, blank=True)
+    last_ok_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    next_sync_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CompanyWatchQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # The watcher's loop: companies due for a look.
+            models.Index(fields=["next_look_at"], name="companywatch_due"),
+        ]
+
+    def __str__(self):
+        return f"watch of company {self.company_id}"
 
 
 class Chore(models.Model):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -56,6 +59,13 @@ class Connection(models.Model):
         help_text="People log in with their IPS email and password; their companies and user types are read "
         "from IPS (checkLogin, getUserInfo, getCompanyMembership). Passwords are never stored.",
     )
+    sync_interval = models.DurationField(
+        "sync every",
+        default=dt.timedelta(minutes=15),
+        validators=[MinValueValidator(dt.timedelta(seconds=10))],
+        help_text="How often the background watcher reads each company's jobs from IPS (getScheduledJobs), "
+        "as HH:MM:SS.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -105,6 +115,11 @@ class Company(models.Model):
     connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="companies")
     handle = models.CharField(max_length=255, help_text="The IPS company handle, e.g. 47.")
     name = models.CharField(max_length=255)
+    last_synced_at = models.DateTimeField(
+        "last synced", null=True, blank=True, help_text="When its jobs were last read from IPS."
+    )
+    sync_error = models.TextField(blank=True, help_text="Why the last sync failed; empty once one succeeds.")
+    sync_failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "handle"]

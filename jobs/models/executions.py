@@ -41,10 +41,10 @@ def allow_pruning():
         _pruning.active = False
 
 
-#: IPS calls one Run may wait on in turn: getActiveJobs, executeJob, then
-#: getActiveJobs again to name the run it started. Each has a whole-reply
-#: deadline of connect + read timeout (jobs/ips/).
-IPS_CALLS_PER_RUN = 3
+#: IPS calls one Run may wait on in turn: getActiveJobs (is it running?), then
+#: executeJob; the watcher names the run. Each has a whole-reply deadline of
+#: connect + read timeout (jobs/ips/).
+IPS_CALLS_PER_RUN = 2
 #: How long after its acceptance a run is followed in IPS again after a reload.
 FOLLOW_FOR = dt.timedelta(minutes=15)
 
@@ -75,6 +75,22 @@ class ExecutionQuerySet(AppendOnlyQuerySet):
             RunFollow.objects.filter(execution__in=old).delete()
             count, _ = old.delete()
         return count
+
+    def open_runs(self):
+        """Runs IPS has not said the end of: accepted (pressed or seen in IPS), or pressed with an
+        unknown fate (IPS may have started them). The watcher's work (index execution_open_runs)."""
+        return self.filter(
+            Q(outcome=Execution.Outcome.ACCEPTED) | Q(outcome__in=Execution.UNCERTAIN, sent_at__isnull=False),
+            operation="executeJob", ips_result="",
+        )
+
+    def uncertain(self, now=None):
+        """Presses sent to IPS whose fate is unknown: IPS may or may not have started the run.
+        Another press of the job waits until the watcher knows (never past the follow deadline)."""
+        since = (now or timezone.now()) - settings.IPS_FOLLOW_DEADLINE
+        return (
+            self.open_runs().exclude(outcome=Execution.Outcome.ACCEPTED).filter(requested_at__gte=since)
+        )
 
     def last_run_of(self, job):
         """The job's latest run sent to IPS, or None."""
@@ -147,9 +163,20 @@ class Execution(AppendOnly):
         FATAL = "fatal", _("fatal error")
         STOPPED = "stopped", _("stopped")
         NO_RESULT = "no_result", _("no result from IPS")
+        NOT_STARTED = "not_started", _("not started by IPS")
+
+    class StartedBy(models.TextChoices):
+        """Who started a run, as far as the dashboard and IPS can say."""
+
+        HERE = "here", _("pressed here")
+        SCHEDULE = "schedule", _("IPS schedule")
+        OTHER = "other", _("another IPS client")
 
     #: Refused here, never sent: history, not a job's "last run".
     NOT_SENT = (Outcome.DENIED, Outcome.ALREADY_RUNNING, Outcome.JOB_GONE, Outcome.NOT_RUNNING)
+    #: A press that went wrong after executeJob was sent: IPS may have started the run.
+    UNCERTAIN = (Outcome.TIMED_OUT, Outcome.UNREACHABLE, Outcome.BAD_REPLY, Outcome.IPS_ERROR,
+                 Outcome.INTERRUPTED, Outcome.ERROR)
 
     #: What following the run writes on an accepted row, until ``ips_result`` is set;
     #: then the row is final like any other.
@@ -176,6 +203,10 @@ class Execution(AppendOnly):
     )
 
     operation = models.CharField(max_length=40, default="executeJob")
+    started_by = models.CharField(
+        max_length=10, choices=StartedBy.choices, default=StartedBy.HERE, db_default=StartedBy.HERE,
+        help_text="Pressed here, or a run IPS started that the dashboard found in its job logs.",
+    )
     job = models.ForeignKey("jobs.Job", null=True, on_delete=set_null_by_database, related_name="executions")
     company = models.ForeignKey(Company, null=True, on_delete=set_null_by_database, related_name="executions")
     company_handle = models.CharField(max_length=255)
@@ -197,6 +228,9 @@ class Execution(AppendOnly):
     fault_reason = models.TextField(blank=True)
     requested_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
+    # IPS's own time just before the action was sent (the Date of its answer to the look
+    # before): the run a press started cannot have begun earlier, in IPS's clock.
+    ips_clock_at = models.DateTimeField("IPS time when sent", null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Big: a row left 'sending' for weeks gets its (long) time when reconciled.
     duration_ms = models.PositiveBigIntegerField(
@@ -238,6 +272,12 @@ class Execution(AppendOnly):
                 condition=Q(outcome="sending"),
                 name="execution_one_in_flight_per_job",
             ),
+            # One row per IPS run: a press and the watcher's find of the same run are one row.
+            models.UniqueConstraint(
+                fields=["company", "ips_run_handle"],
+                condition=Q(operation="executeJob") & ~Q(ips_run_handle=""),
+                name="execution_one_row_per_ips_run",
+            ),
         ]
         # History pages by keyset (jobs/history.py): each filter has an index
         # that hands its rows over already in the page's order, (requested_at,
@@ -268,6 +308,16 @@ class Execution(AppendOnly):
             models.Index(
                 fields=["job", "-requested_at", "-id"], condition=Q(FAILED_RUN), name="execution_job_failures"
             ),
+            # The watcher: a company's runs IPS has not said the end of (open_runs()).
+            models.Index(
+                fields=["company", "requested_at"],
+                condition=Q(operation="executeJob", ips_result="",
+                            outcome__in=["accepted", "timed_out", "unreachable", "bad_reply", "ips_error",
+                                         "interrupted", "error"]),
+                name="execution_open_runs",
+            ),
+            # History by who started the run (pressed here, IPS schedule, other clients).
+            models.Index(fields=["started_by", "-requested_at", "-id"], name="execution_started_by_recent"),
             # reconcile_executions: stale in-flight rows by age.
             models.Index(
                 fields=["requested_at"], condition=Q(outcome="sending"), name="execution_inflight_age"
@@ -281,8 +331,11 @@ class Execution(AppendOnly):
     #: as a refusal that never reached IPS.
     INSERTABLE = (Outcome.SENDING, *NOT_SENT)
     #: What services.press.finish() writes on a 'sending' row (and the run IPS named, for a stop).
-    FINISH_FIELDS = ("outcome", "message", "fault_family", "fault_code", "fault_reason", "sent_at", "finished_at",
-                     "duration_ms", "ips_run_handle", "ips_run_name")
+    FINISH_FIELDS = ("outcome", "message", "fault_family", "fault_code", "fault_reason", "sent_at", "ips_clock_at",
+                     "finished_at", "duration_ms", "ips_run_handle", "ips_run_name")
+    #: Empty in a run the watcher found in IPS (nobody pressed it here).
+    SEEN_FRESH = ("fault_family", "fault_code", "fault_reason", "sent_at", "ips_clock_at", "finished_at",
+                  "duration_ms")
 
     RULES = Rules(
         kind="an audit trail",
@@ -292,14 +345,22 @@ class Execution(AppendOnly):
             Born(when={"outcome": (Outcome.SENDING,)},
                  fresh=tuple(sorted({*FINISH_FIELDS, *IPS_FIELDS} - {"outcome"}))),
             Born(when={"outcome": NOT_SENT},
-                 fresh=tuple(sorted({"fault_family", "fault_code", "fault_reason", "sent_at", *IPS_FIELDS}))),
+                 fresh=tuple(sorted({"fault_family", "fault_code", "fault_reason", "sent_at", "ips_clock_at",
+                                     *IPS_FIELDS}))),
+            # A run IPS started (its schedule, another client), found by the watcher.
+            Born(when={"operation": ("executeJob",), "outcome": (Outcome.ACCEPTED,),
+                       "started_by": (StartedBy.SCHEDULE, StartedBy.OTHER)},
+                 fresh=tuple(sorted(SEEN_FRESH))),
         ),
-        born_as="sending or as a refusal made here",
+        born_as="sending, as a refusal made here, or as a run found in IPS",
         later=("ips_result",),
         stages=(
             Stage(when={"outcome": (Outcome.SENDING,)}, writable=FINISH_FIELDS),
             # Following an accepted run, until its IPS result is recorded.
             Stage(when={"operation": ("executeJob",), "outcome": (Outcome.ACCEPTED,), "ips_result": ("",)},
+                  writable=tuple(sorted(IPS_FIELDS))),
+            # A press whose fate is unknown: the watcher finds its run in IPS, or that there was none.
+            Stage(when={"operation": ("executeJob",), "outcome": UNCERTAIN, "ips_result": ("",)},
                   writable=tuple(sorted(IPS_FIELDS))),
         ),
         once=("ips_run_handle",),
@@ -332,6 +393,18 @@ class Execution(AppendOnly):
         if self.operation != "executeJob" or self.outcome != self.Outcome.ACCEPTED:
             return False
         return self.is_following or self.requested_at > now - FOLLOW_FOR
+
+    @property
+    def is_open(self) -> bool:
+        """IPS has not said the end of this run yet (accepted, or a press of unknown fate): watched."""
+        if self.operation != "executeJob" or self.ips_result:
+            return False
+        return self.outcome == self.Outcome.ACCEPTED or (self.outcome in self.UNCERTAIN and self.sent_at is not None)
+
+    @property
+    def is_uncertain(self) -> bool:
+        """Sent, and IPS may or may not have started it: the watcher has not found out yet."""
+        return self.is_open and self.outcome != self.Outcome.ACCEPTED
 
     @property
     def is_following(self) -> bool:

@@ -4,7 +4,7 @@ In the spirit of healthchecks' TRANSPORTS: a row names its IPS operation (so
 the user types that may press it, from roles.AUTHORIZED), its send function,
 its button, confirm and messages. One press view (views.press) and one press
 path (press.press) serve every row; the templates loop over the rows. Adding
-an action (pause, resume) is a row, its send function, and its tests.
+an action is a row, its send function, and its tests.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .. import ips, roles
 from ..models import Execution, Job
-from .base import RequestInfo
-from .follow import start_follow
+from .base import RequestInfo, fit
 from .press import RunResult, mark_sent, press
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,11 @@ class Action:
     verb: Promise  # "run the job"
     done: Promise  # what nothing-sent means: "Nothing was started"
     uncertain: Promise  # when IPS may or may not have acted
-    #: "idle": offered on a job IPS is not running (Run); "active": on a run IPS is running (Stop).
+    #: On which jobs the button is offered (templates/jobs/job_list.html's action-cell):
+    #: "idle": a job IPS is not running (Run); "active": a run IPS is running (Stop);
+    #: "unpaused": a job whose trigger state is not "Paused" (Pause); "paused": one whose is (Resume).
     offered: str = "idle"
-    #: The answer replaces the job's row (Run); else it is only a message (Stop).
+    #: The answer replaces the job's row (Run, Pause, Resume); else it is only a message (Stop).
     swaps_row: bool = False
     button_class: str = ""
     #: The page's main action: its enabled button stands out.
@@ -157,11 +159,15 @@ def send_run(execution: Execution, job: Job):
                 job=job.name, state=a.state, progress=progress,
             ), None
         acted = True
-        mark_sent(execution)
+        # IPS's time as it answered the look: the run this press starts cannot have begun before it
+        # (the watcher names the run from IPS's own logs, in IPS's clock).
+        mark_sent(execution, ips_clock_at=client.reply_date())
         client.execute_job(job.company.handle, job.handle)
-        identify_run(client, job, execution, before={a.job_handle for a in listed})
         return Outcome.ACCEPTED, format_lazy(_("IPS accepted “{job}” and is running it now."), job=job.name), None
     except ips.IpsError as exc:
+        if acted and not exc.request_sent:
+            # Nothing reached IPS: no run to look for, and no reason to hold the next press back.
+            execution.sent_at = execution.ips_clock_at = None
         return *describe_error(exc, job, ACTIONS["run"], acted), exc
 
 
@@ -200,21 +206,73 @@ def send_stop(execution: Execution, job: Job):
         return *describe_error(exc, job, ACTIONS["stop"], acted), exc
 
 
-def identify_run(client: ips.IpsClient, job: Job, execution: Execution, before: set[str]) -> None:
-    """Name the run executeJob started: the job's run getActiveJobs lists now and did not before.
+def send_pause(execution: Execution, job: Job):
+    return _change_schedule(execution, job, ACTIONS["pause"], ips.IpsClient.pause_job)
 
-    Best effort: the run is accepted whatever this says. Without a name, the
-    run is later matched to its log by the job's name and the time it was sent.
-    """
+
+def send_resume(execution: Execution, job: Job):
+    return _change_schedule(execution, job, ACTIONS["resume"], ips.IpsClient.resume_job)
+
+
+def _change_schedule(execution: Execution, job: Job, action: Action, call: Callable):
+    """pauseJob or resumeJob, then the job's trigger state as IPS reports it, stored on the job.
+
+    No look before, unlike Run and Stop: the read-back after says what IPS made
+    of it, whatever the state was."""
     try:
-        new = [a for a in listed_runs(client, job) if a.job_handle not in before]
+        client = ips.client_for(job.company.connection)
+        mark_sent(execution)
+        call(client, job.company.handle, job.handle)
+    except ips.IpsError as exc:
+        return *describe_error(exc, job, action), exc
+    pausing = action.operation == "pauseJob"
+    try:
+        scheduled = read_back_schedule(client, job)
     except ips.IpsError as error:
-        log.warning("run of %r accepted, but IPS could not name it: %s", job.handle, error)
-        return
-    if new:
-        run = max(new, key=lambda a: (a.start_date is not None, a.start_date or dt.datetime.min))
-        execution.ips_run_handle = run.job_handle or ""
-        execution.ips_run_name = run.name or ""
+        # IPS accepted the change: a failed look afterwards does not undo it, nor is it the row's fault.
+        log.warning("%s of %r accepted, but its trigger state could not be read back: %s",
+                    action.operation, job.handle, error)
+        text = (
+            _("IPS accepted pausing “{job}”, but its trigger state could not be read back ({error}): "
+              "sync from IPS to see it.")
+            if pausing else
+            _("IPS accepted resuming “{job}”, but its trigger state could not be read back ({error}): "
+              "sync from IPS to see it.")
+        )
+        return Outcome.ACCEPTED, format_lazy(text, job=job.name, error=str(error)), None
+    state = job.trigger_state or "—"
+    if pausing:
+        return Outcome.ACCEPTED, format_lazy(
+            _("IPS accepted pausing “{job}” and now reports its trigger state as {state}."),
+            job=job.name, state=state,
+        ), None
+    if scheduled.next_fire_time is None:
+        return Outcome.ACCEPTED, format_lazy(
+            _("IPS accepted resuming “{job}” and now reports its trigger state as {state}, with no next fire time."),
+            job=job.name, state=state,
+        ), None
+    return Outcome.ACCEPTED, format_lazy(
+        _("IPS accepted resuming “{job}” and now reports its trigger state as {state}, next fire time {time}."),
+        job=job.name, state=state, time=f"{timezone.localtime(scheduled.next_fire_time):%Y-%m-%d %H:%M %Z}",
+    ), None
+
+
+class NotListed(ips.IpsError):
+    """getScheduledJobs answered without the job."""
+
+
+def read_back_schedule(client: ips.IpsClient, job: Job) -> ips.ScheduledJob:
+    """The job as getScheduledJobs lists it now; its trigger state and next fire time are stored on ``job``."""
+    listed = [s for s in client.get_scheduled_jobs(job.company.handle, job_handle=job.handle)
+              if s.job_handle == job.handle]
+    if not listed:
+        raise NotListed("getScheduledJobs did not list the job")
+    scheduled = listed[0]
+    job.trigger_state = fit(Job, "trigger_state", scheduled.trigger_state or "")
+    job.next_fire_time = scheduled.next_fire_time
+    # update(): only these two, whatever a sync running now writes to the rest.
+    Job.objects.filter(pk=job.pk).update(trigger_state=job.trigger_state, next_fire_time=job.next_fire_time)
+    return scheduled
 
 
 def listed_runs(client: ips.IpsClient, job: Job) -> list[ips.ActiveJob]:
@@ -240,7 +298,6 @@ ACTIONS: dict[str, Action] = {
             button_class="run",
             primary=True,
             busy_label=_("Starting…"),
-            on_accepted=start_follow,
         ),
         Action(
             "stop",
@@ -253,6 +310,44 @@ ACTIONS: dict[str, Action] = {
             uncertain=_("The run may or may not be stopping: check Active in IPS before trying again."),
             offered="active",
             button_class="danger",
+        ),
+        # Pause and Resume act on the schedule, not on a run: offered whatever IPS is running.
+        # Their answer swaps the row, so the button flips with the trigger state read back.
+        Action(
+            "pause",
+            "pauseJob",
+            send_pause,
+            label=_("Pause"),
+            confirm=_(
+                "Pause the schedule of “%(job)s” in company %(handle)s (%(company)s)? "
+                "IPS will not start it at its fire times until it is resumed."
+            ),
+            verb=_("pause the job"),
+            done=_("Nothing was paused"),
+            uncertain=_(
+                "The job may or may not be paused: sync from IPS to see its trigger state before trying again."
+            ),
+            offered="unpaused",
+            swaps_row=True,
+            button_class="pause",
+        ),
+        Action(
+            "resume",
+            "resumeJob",
+            send_resume,
+            label=_("Resume"),
+            confirm=_(
+                "Resume the schedule of “%(job)s” in company %(handle)s (%(company)s)? "
+                "IPS will start it again from its next fire time."
+            ),
+            verb=_("resume the job"),
+            done=_("Nothing was resumed"),
+            uncertain=_(
+                "The job may or may not be resumed: sync from IPS to see its trigger state before trying again."
+            ),
+            offered="paused",
+            swaps_row=True,
+            button_class="resume",
         ),
     )
 }

@@ -1,37 +1,81 @@
-"""What IPS is running in a company (getActiveJobs), and a run's log details (getJobLogDetails)."""
+"""What IPS is running in a company (as the watcher recorded it), and a run's log details (getJobLogDetails)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .. import ips
-from ..models import Company, Execution, Job
+from ..models import Company, CompanyWatch, Execution, Job
+
+
+@dataclass(frozen=True)
+class RunNow:
+    """A run as the watcher last saw it in IPS (the attributes of getActiveJobs' ActiveJob the pages show)."""
+
+    name: str
+    original_name: str
+    state: str
+    progress: int | None
+    start_date: object
+    #: Who started it: the person who pressed it here, else IPS's submit user and how.
+    by: str
+    started_by: str
+    execution: Execution
+    progress_message: str = ""
 
 
 @dataclass(frozen=True)
 class ActiveRun:
-    """A run IPS lists as active in a company, with the dashboard's job of it (if known)."""
+    """A run IPS is running in a company, with the dashboard's job of it (if known)."""
 
-    run: ips.ActiveJob
+    run: RunNow
     job: Job | None
 
 
+def run_now(execution: Execution) -> RunNow:
+    by = execution.username
+    if execution.started_by != Execution.StartedBy.HERE:
+        by = format_lazy("{user} ({how})", user=execution.username or "—", how=execution.get_started_by_display())
+    return RunNow(
+        name=execution.ips_run_name or execution.job_name,
+        original_name=execution.job_name,
+        state=execution.ips_state or "New",
+        progress=execution.ips_progress,
+        start_date=execution.ips_started_at,
+        by=by,
+        started_by=execution.started_by,
+        execution=execution,
+    )
+
+
 def active_runs(company: Company) -> tuple[list[ActiveRun], str | Promise]:
-    """getActiveJobs for the company, whoever started the runs: (runs, error, lazy: only shown)."""
-    try:
-        listed = ips.client_for(company.connection).get_active_jobs(company.handle)
-    except ips.IpsError as error:
-        return [], format_lazy(
-            _("IPS could not say what it is running this time ({error}); asking again."), error=str(error)
+    """What IPS is running in the company as the watcher last saw it, whoever started the runs:
+    (runs, a lazy note when the watcher's last look failed). Read from the database, never from IPS."""
+    rows = (
+        Execution.objects.open_runs()
+        # Accepted, or a press of unknown fate whose run the watcher found running.
+        .filter(Q(outcome=Execution.Outcome.ACCEPTED) | ~Q(ips_run_handle=""), company=company)
+        .exclude(ips_state="Done")
+        .select_related("job__company")
+        .order_by("ips_started_at", "requested_at", "pk")
+    )
+    runs = [ActiveRun(run_now(r), r.job) for r in rows]
+    watch = CompanyWatch.objects.filter(pk=company.pk).first()
+    error = ""
+    if watch is not None and watch.last_error:
+        error = format_lazy(
+            _("The last look at IPS failed ({error}); shown as of {time}. The watcher asks again."),
+            error=watch.last_error,
+            time=f"{timezone.localtime(watch.last_ok_at):%Y-%m-%d %H:%M:%S}" if watch.last_ok_at else "—",
         )
-    names = {a.original_name for a in listed}
-    by_name = {j.name: j for j in Job.objects.filter(company=company, name__in=names).select_related("company")}
-    return [ActiveRun(a, by_name.get(a.original_name)) for a in listed], ""
+    return runs, error
 
 
 #: The warning and error log types of the reference (string-constants/r-job-log-types.md).

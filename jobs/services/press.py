@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
 from django.utils.functional import Promise
@@ -19,7 +20,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .. import ips, roles
-from ..models import Execution, Job
+from ..models import CompanyWatch, Execution, Job
 from .base import RequestInfo, english
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,16 @@ def interrupted_message(operation: str = "executeJob") -> Promise:
         return _(
             "The server handling this press stopped before IPS answered. "
             "IPS may or may not have stopped the run: check its state before trying again."
+        )
+    if operation == "pauseJob":
+        return _(
+            "The server handling this press stopped before IPS answered. "
+            "IPS may or may not have paused the job's schedule: check its state before trying again."
+        )
+    if operation == "resumeJob":
+        return _(
+            "The server handling this press stopped before IPS answered. "
+            "IPS may or may not have resumed the job's schedule: check its state before trying again."
         )
     return _(
         "The server handling this press stopped before IPS answered. "
@@ -103,11 +114,13 @@ def finish(execution: Execution, outcome: str, message: str | Promise, error: ip
     return True
 
 
-def reconcile_stale(job: Job | None = None) -> int:
+def reconcile_stale(job: Job | None = None, company=None) -> int:
     """Mark 'sending' rows of dead processes 'interrupted'; returns how many."""
     rows = Execution.objects.stale()
     if job is not None:
         rows = rows.filter(job=job)
+    if company is not None:
+        rows = rows.filter(company=company)
     count = 0
     for execution in rows:
         if finish(execution, Outcome.INTERRUPTED, interrupted_message(execution.operation)):
@@ -191,6 +204,11 @@ def press(action, job: Job, access: roles.Access, user, info: RequestInfo) -> Ru
             visible,
         )
     reconcile_stale(job)
+    if action.operation == "executeJob":
+        doubt = Execution.objects.uncertain().filter(job=job).order_by("-requested_at").first()
+        if doubt is not None:
+            # IPS may be running that press's run: a second executeJob could start the job twice.
+            return _refused_here(execution, Outcome.ALREADY_RUNNING, _uncertain_message(job, doubt), visible)
     execution.outcome = Outcome.SENDING
     try:
         with transaction.atomic():
@@ -221,6 +239,8 @@ def press(action, job: Job, access: roles.Access, user, info: RequestInfo) -> Ru
                 finish(execution, Outcome.INTERRUPTED, interrupted_message(action.operation))
         raise
     _log_outcome(execution, error)
+    if execution.is_open:
+        CompanyWatch.objects.wake(job.company_id)  # its run (or that there is none) is found at the next look
     if execution.outcome == Outcome.ACCEPTED and action.on_accepted is not None:
         action.on_accepted(execution)
     return RunResult(execution, visible, where=error.url if error is not None else "", said=message)
@@ -233,17 +253,42 @@ def _refused_here(execution: Execution, outcome: str, message: Promise, visible:
     return RunResult(execution, visible, said=message)
 
 
+def _uncertain_message(job: Job, doubt: Execution) -> Promise:
+    return format_lazy(
+        _(
+            "Nothing was sent: the press of “{job}” by {user} at {since} ended without IPS saying whether it "
+            "started the job ({outcome}). The dashboard is checking IPS's own logs and offers Run again as soon "
+            "as it knows, within about {seconds} s."
+        ),
+        job=job.name,
+        user=doubt.username,
+        since=f"{timezone.localtime(doubt.requested_at):%Y-%m-%d %H:%M:%S}",
+        outcome=doubt.get_outcome_display(),
+        seconds=int(settings.IPS_WATCH_INTERVAL + settings.IPS_WATCH_GRACE.total_seconds()),
+    )
+
+
 def _in_flight_message(job: Job) -> Promise:
     other = Execution.objects.filter(job=job, outcome=Outcome.SENDING).first()
     if other is None:
         return format_lazy(
-            _("“{job}” is already being started or stopped. Nothing was sent: wait for that to finish."), job=job.name
+            _("“{job}” has a press on its way to IPS. Nothing was sent: wait for that to finish."), job=job.name
         )
     # Whole sentences: the verb's place differs between languages.
     if other.operation == "stopJob":
         text = _(
             "“{job}” is already being stopped by {user} (since {since}). Nothing was sent. "
             "If that server stopped before IPS answered, Run and Stop are offered again from {again}."
+        )
+    elif other.operation == "pauseJob":
+        text = _(
+            "“{job}” is already being paused by {user} (since {since}). Nothing was sent. "
+            "If that server stopped before IPS answered, its actions are offered again from {again}."
+        )
+    elif other.operation == "resumeJob":
+        text = _(
+            "“{job}” is already being resumed by {user} (since {since}). Nothing was sent. "
+            "If that server stopped before IPS answered, its actions are offered again from {again}."
         )
     else:
         text = _(
@@ -278,9 +323,10 @@ class Superseded(Exception):
     """The press's row was finished by another process (taken for dead) before it acted."""
 
 
-def mark_sent(execution: Execution) -> None:
+def mark_sent(execution: Execution, ips_clock_at: dt.datetime | None = None) -> None:
     """The action itself (not the look at getActiveJobs before it) goes to IPS now, unless
-    another process already took this press for dead and finished its row."""
+    another process already took this press for dead and finished its row. ``ips_clock_at``:
+    IPS's own time as it answered the look (its Date header), if it said."""
     with transaction.atomic():
         stored = (
             Execution.objects.select_for_update().filter(pk=execution.pk).values_list("outcome", flat=True).first()
@@ -288,5 +334,6 @@ def mark_sent(execution: Execution) -> None:
         if stored != Outcome.SENDING:
             raise Superseded()
         execution.sent_at = timezone.now()
-        execution.save(update_fields=["sent_at"])
+        execution.ips_clock_at = ips_clock_at
+        execution.save(update_fields=["sent_at", "ips_clock_at"])
 

@@ -84,6 +84,10 @@ def sync_company(company: Company) -> SyncResult:
     except ips.IpsError as error:
         result.error = format_lazy(_("sync failed: {error}"), error=str(error))
         log.warning("sync of company %s failed: %s", company.handle, error)
+        # Kept on the company until a sync succeeds: the jobs page and the admin show it.
+        Company.objects.filter(pk=company.pk).update(
+            sync_error=english(lambda: str(error)), sync_failed_at=timezone.now()
+        )
         return result
     now = timezone.now()
     with transaction.atomic():
@@ -122,6 +126,7 @@ def sync_company(company: Company) -> SyncResult:
                 job.is_gone, job.gone_at = True, now
                 job.save(update_fields=["is_gone", "gone_at"])
                 result.gone += 1
+        Company.objects.filter(pk=company.pk).update(last_synced_at=now, sync_error="", sync_failed_at=None)
     log.info("sync: %s", english(lambda: result))
     return result
 

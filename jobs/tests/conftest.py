@@ -17,10 +17,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection as db_connection
 from django.utils import timezone, translation
 
+from ipsemulator.clock import ManualClock
 from conftest import free_port, wait_for  # noqa: F401  (the root conftest's, shared with bench/)
 from jobs import ips
-from jobs.services import actions, base, press, sync
-from jobs.models import Company, Connection, Execution, Job, Membership
+from jobs.services import actions, base, press, sync, watch
+from jobs.models import Company, CompanyWatch, Connection, Execution, Job, Membership
 from jobs.roles import UserType
 
 #: What htmx sends with every request (``client.post(url, **HTMX)``).
@@ -122,10 +123,37 @@ def login(client, users):
     return _login
 
 
+#: How long an emulator run takes in tests on the ``clock`` fixture.
+RUN_SECONDS = 10.0
+
+
+@pytest.fixture
+def clock(ips_emulator):
+    """The emulator's clock, frozen: a run (RUN_SECONDS long) moves only when a test advances it."""
+    manual = ManualClock(9000.0)
+    ips_emulator.state.clock = manual
+    ips_emulator.state.job_duration = RUN_SECONDS
+    return manual
+
+
 def press_run(job, user, request_id="press-0001"):
     """A press of Run as the view makes it (the user's access resolved first); the audit row."""
     access = job.company.access(user, "executeJob")
     return actions.run_job(job, access, user, base.RequestInfo(request_id=request_id)).execution
+
+
+def look(company, owner="test-watcher", *, ok=True):
+    """One look of the company's watcher now, as a watcher process takes it when due (services.watch)."""
+    watch.ensure_watches()
+    CompanyWatch.objects.filter(pk=company.pk).update(
+        next_look_at=timezone.now() - dt.timedelta(seconds=1), lease_until=None, lease_owner=""
+    )
+    claimed = watch.claim(company.pk, owner, timezone.now())
+    assert claimed is not None
+    result = watch.look(claimed, owner)
+    if ok:
+        assert not result.error, result.error
+    return result
 
 
 def make_execution(job, user, outcome="accepted", **values):

@@ -2,24 +2,28 @@
 
 A fake action (pauseJob) added as one row and a send function gets its button,
 its role check for every user type, its confirm, its audit row and its
-message, with no other change. A run's ``run_ended`` event fires once, after
-the commit, whoever recorded the result, and never for a rolled-back one.
+message, with no other change. A press of Run that reached IPS wakes its
+company's watcher (services.watch); the watcher records the run's end once and
+``run_ended`` fires once, after the commit, never for a rolled-back one:
+for a result from IPS's log, for "no result from IPS" past the deadline and
+for "not started by IPS" alike.
 """
+
+import datetime as dt
 
 import pytest
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 
-from ipsemulator.clock import ManualClock
 from jobs import events, ips
-from jobs.models import Execution, RunFollow
-from jobs.services import actions, follow, press
-from jobs.services import status as run_state
+from jobs.models import CompanyWatch, Execution
+from jobs.services import actions, press, watch
 
-from .conftest import ALL_ACTORS, HTMX, press_run, soap_calls
+from .conftest import ALL_ACTORS, HTMX, RUN_SECONDS, executes, look, press_run, soap_calls
+from .test_watch_results import forget_runs, run_handles
 
-RUN_SECONDS = 10.0
 
 # actor -> (HTTP status, outcome of the one audit row, or None for no row).
 # Written out from shared/ips-api.md's pauseJob row, not derived from roles.py.
@@ -75,10 +79,11 @@ def test_the_pause_table_covers_every_actor():
 
 @pytest.mark.parametrize("actor", ALL_ACTORS)
 def test_a_new_action_row_gets_a_role_check_an_audit_row_and_its_message(
-    actor, pause, client, login, job, ips_emulator
+    actor, pause, client, login, job, ips_emulator, django_capture_on_commit_callbacks
 ):
     user = login(actor)
-    response = client.post(reverse("jobs:press", args=[job.pk, "pause"]), **HTMX)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("jobs:press", args=[job.pk, "pause"]), **HTMX)
 
     status, outcome = PAUSE_TABLE[actor]
     assert response.status_code == status
@@ -96,8 +101,9 @@ def test_a_new_action_row_gets_a_role_check_an_audit_row_and_its_message(
         assert row.message == "IPS paused “My Test Job”."
         assert escape(row.message) in body
         assert ips_emulator.state.jobs["47|My Test Job|"].trigger_state == "Paused"
-        # Not Run: no follow for an action without on_accepted.
-        assert not RunFollow.objects.exists()
+        # Not Run: no run in IPS to watch, and no company watcher woken for it.
+        assert not row.is_open and not Execution.objects.open_runs().exists()
+        assert not CompanyWatch.objects.exists()
     if status == 403:
         assert f"Your role {actor} in company 47 cannot pause jobs (pauseJob)." in body
         assert row.message == f"Your role {actor} in company 47 cannot pause jobs (pauseJob)."
@@ -122,32 +128,57 @@ def test_an_unknown_action_is_not_found(client, login, job):
     assert not Execution.objects.exists()
 
 
-def test_a_press_of_run_always_schedules_its_follow(job, users, monkeypatch, django_capture_on_commit_callbacks):
-    """Whoever presses (a view, a test, a bench script), an accepted run is followed: no argument to forget."""
-    scheduled = []
-    monkeypatch.setitem(events.SCHEDULERS, events.FOLLOW, lambda *args, when: scheduled.append(args))
-    with django_capture_on_commit_callbacks(execute=True):
-        execution = press_run(job, users["IpsUser"])
-    assert execution.outcome == "accepted"
-    follow_ = RunFollow.objects.get(execution=execution)
-    assert scheduled == [(execution.pk, follow_.token)]
-
-
 def test_an_unregistered_kind_of_work_fails_loudly(monkeypatch):
-    monkeypatch.delitem(events.SCHEDULERS, events.FOLLOW)
+    monkeypatch.delitem(events.SCHEDULERS, events.CHORE)
     with pytest.raises(Exception, match="no task backend registered"):
-        events.schedule(events.FOLLOW, 1, "token", when=None)
+        events.schedule(events.CHORE, "a-chore", "token", when=None)
 
 
-# --- A run's end, announced once ---------------------------------------------------
+# --- A press of Run wakes its company's watcher -------------------------------------
 
 
 @pytest.fixture
-def clock(ips_emulator):
-    manual = ManualClock(5000.0)
-    ips_emulator.state.clock = manual
-    ips_emulator.state.job_duration = RUN_SECONDS
-    return manual
+def asleep(job, other_company):
+    """Both companies' watchers asleep: their next looks an hour away."""
+    watch.ensure_watches()
+    later = timezone.now() + dt.timedelta(hours=1)
+    CompanyWatch.objects.update(next_look_at=later)
+    return later
+
+
+def _next_look(company):
+    return CompanyWatch.objects.get(pk=company.pk).next_look_at
+
+
+@pytest.mark.parametrize("fate", ["accepted", "uncertain"])
+def test_an_accepted_or_uncertain_press_wakes_its_companys_watcher(
+    fate, job, users, other_company, ips_emulator, asleep, django_capture_on_commit_callbacks
+):
+    """Whoever presses (a view, a test, a bench script), a press that reached IPS is looked for at
+    once: no argument to forget. After the commit only: a rolled-back press wakes nobody."""
+    if fate == "uncertain":
+        # executeJob is sent; IPS answers with an error page: it may or may not have started the run.
+        ips_emulator.state.inject("http_500_html", operation="executeJob")
+    with django_capture_on_commit_callbacks(execute=False) as pending:
+        execution = press_run(job, users["IpsUser"])
+    if fate == "accepted":
+        assert execution.outcome == "accepted", execution.message
+    else:
+        assert execution.outcome == "ips_error" and execution.is_uncertain, execution.message
+    assert _next_look(job.company) == asleep  # not before the commit
+    before = timezone.now()
+    for callback in pending:
+        callback()
+    assert before <= _next_look(job.company) <= timezone.now()
+    assert _next_look(other_company) == asleep  # its own company's watcher only
+    # A watcher process's next round looks at that company now, and only at it.
+    [result] = watch.watch_round("test-watcher")
+    assert result.company == job.company and not result.error, result
+    if fate == "accepted":
+        assert Execution.objects.get(pk=execution.pk).ips_run_handle  # its run, found at that look
+
+
+# --- A run's end, announced once ---------------------------------------------------
 
 
 @pytest.fixture
@@ -164,67 +195,115 @@ def ended():
 
 
 @pytest.fixture
-def accepted(clock, job, users, monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setitem(events.SCHEDULERS, events.FOLLOW, lambda *args, when: None)
-    with django_capture_on_commit_callbacks(execute=True):
-        execution = press_run(job, users["IpsUser"])
-    assert execution.outcome == "accepted", execution.message
-    return execution
+def deciding(clock, job, users, ips_emulator, dashboard_clock, settings, django_capture_on_commit_callbacks):
+    """make(kind) -> a press, and the world just before the look that decides its end, for each way a
+    run's end is recorded: "ok" (IPS's final log), "no_result" (IPS accepted the press but shows no run
+    of it, past the deadline), "not_started" (a press of unknown fate IPS shows no run of past the grace)."""
+
+    def make(kind):
+        if kind == "not_started":
+            ips_emulator.state.inject("http_500_html", operation="executeJob")
+        if kind != "no_result":
+            with django_capture_on_commit_callbacks(execute=True):
+                execution = press_run(job, users["IpsUser"])
+        if kind == "ok":
+            assert execution.outcome == "accepted", execution.message
+            clock.advance(RUN_SECONDS * 2)
+        elif kind == "no_result":
+            # IPS accepted executeJob, but no run of it ever shows (lost before any look saw it).
+            before = run_handles(ips_emulator)
+            with django_capture_on_commit_callbacks(execute=True):
+                execution = press_run(job, users["IpsUser"])
+            assert execution.outcome == "accepted", execution.message
+            forget_runs(ips_emulator, run_handles(ips_emulator) - before)
+            clock.advance(settings.IPS_WATCH_GRACE.total_seconds() + 60)
+            with django_capture_on_commit_callbacks(execute=True):
+                look(job.company)  # past the grace, not past the deadline: still open
+            assert Execution.objects.get(pk=execution.pk).is_open
+            dashboard_clock.advance(settings.IPS_FOLLOW_DEADLINE + dt.timedelta(seconds=1))
+        else:
+            assert execution.is_uncertain, execution.message
+            with django_capture_on_commit_callbacks(execute=True):
+                look(job.company)  # within the grace: IPS may still show it
+            assert Execution.objects.get(pk=execution.pk).is_open
+            clock.advance(settings.IPS_WATCH_GRACE.total_seconds() + 60)
+        return execution
+
+    return make
 
 
-def test_a_run_ended_event_fires_once_after_the_worker_records_the_result(
-    accepted, clock, ended, django_capture_on_commit_callbacks
+@pytest.mark.parametrize("kind", ["ok", "no_result", "not_started"])
+def test_the_watcher_records_a_runs_end_once_and_announces_it_once_after_the_commit(
+    kind, deciding, ended, job, django_capture_on_commit_callbacks
 ):
-    token = RunFollow.objects.get(pk=accepted.pk).token
-    clock.advance(RUN_SECONDS * 2)
+    execution = deciding(kind)
+    # The look that records the end, in a transaction that rolls back: nothing recorded, nothing said.
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            assert look(job.company).ended == 1
+            assert Execution.objects.get(pk=execution.pk).ips_result == kind
+            raise RuntimeError("the transaction that recorded the end rolls back")
+    assert ended == []
+    assert Execution.objects.get(pk=execution.pk).ips_result == ""
+    # The next look records it; announced after its commit, not before.
     with django_capture_on_commit_callbacks(execute=False) as pending:
-        assert follow.follow_step(accepted.pk, token) == "finished"
-    # Recorded, but not announced before the commit.
+        assert look(job.company).ended == 1
+    assert Execution.objects.get(pk=execution.pk).ips_result == kind
     assert ended == []
     for callback in pending:
         callback()
-    assert ended == [(accepted.pk, "ok")]
-    # A later step, or a browser's poll, finds the result recorded: no second event.
-    token = RunFollow.objects.get(pk=accepted.pk).token
+    assert ended == [(execution.pk, kind)]
+    # Later looks find it recorded: no second event.
     with django_capture_on_commit_callbacks(execute=True):
-        assert follow.follow_step(accepted.pk, token) == "done"
-        follow.observe_run(Execution.objects.get(pk=accepted.pk))
-    assert ended == [(accepted.pk, "ok")]
+        assert look(job.company).ended == 0
+        assert look(job.company).ended == 0
+    assert ended == [(execution.pk, kind)]
 
 
-def test_a_run_ended_event_fires_once_after_a_browser_poll_records_the_result(
-    accepted, clock, ended, client, login, job, django_capture_on_commit_callbacks
+def test_a_browsers_poll_records_and_announces_nothing(
+    deciding, ended, client, login, job, ips_emulator, django_capture_on_commit_callbacks
 ):
+    """Polls read the row; only the watcher asks IPS and records the end (once)."""
+    execution = deciding("ok")
     login("IpsUser")
-    clock.advance(RUN_SECONDS * 2)
+    calls = len(ips_emulator.state.calls)
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert client.get(reverse("jobs:status", args=[job.pk]), **HTMX).status_code == 200
+    assert len(ips_emulator.state.calls) == calls
+    assert ended == [] and Execution.objects.get(pk=execution.pk).ips_result == ""
+    with django_capture_on_commit_callbacks(execute=True):
+        look(job.company)
     for _ in range(3):
         with django_capture_on_commit_callbacks(execute=True):
             assert client.get(reverse("jobs:status", args=[job.pk]), **HTMX).status_code == 286
-    assert ended == [(accepted.pk, "ok")]
-    # The worker's next step finds it over too.
-    token = RunFollow.objects.get(pk=accepted.pk).token
-    with django_capture_on_commit_callbacks(execute=True):
-        assert follow.follow_step(accepted.pk, token) == "finished"
-    assert ended == [(accepted.pk, "ok")]
+    assert ended == [(execution.pk, "ok")]
 
 
-def test_no_run_ended_event_for_a_rolled_back_transaction(accepted, clock, ended, django_capture_on_commit_callbacks):
-    clock.advance(RUN_SECONDS * 2)
-    status = run_state.run_status(accepted)
-    assert status.finished
+@pytest.mark.parametrize("fate", ["denied", "already_running", "refused"])
+def test_a_press_that_sent_nothing_is_no_run_to_watch(
+    fate, job, users, ips_emulator, asleep, ended, clock, dashboard_clock, settings,
+    django_capture_on_commit_callbacks,
+):
+    """Refused here, or answered at the look before executeJob (IPS runs the job already; IPS refused
+    to say): executeJob never went out. No run to look for: the watcher is not woken for it, and
+    never writes an IPS result on its row nor announces an end for it."""
+    if fate == "already_running":
+        ips_emulator.state.fire_schedule(job.handle)  # IPS's schedule is running it
+    if fate == "refused":
+        ips_emulator.state.inject("soap_fault", operation="getActiveJobs", code=30000, reason="Busy")
+    user = users["IpsCompanyAdmin" if fate == "denied" else "IpsUser"]
     with django_capture_on_commit_callbacks(execute=True):
-        with pytest.raises(RuntimeError), transaction.atomic():
-            assert follow.record_status(accepted, status)
-            raise RuntimeError("the transaction that recorded the end rolls back")
-    assert ended == []
-    assert Execution.objects.get(pk=accepted.pk).ips_result == ""
+        execution = press_run(job, user)
+    assert execution.outcome == fate and execution.sent_at is None, execution.message
+    assert not execution.is_open and not execution.is_uncertain
+    assert executes(ips_emulator) == []
+    assert _next_look(job.company) == asleep
+    # Long past the grace, in both clocks: a press of unknown fate would be settled by now.
+    clock.advance(settings.IPS_WATCH_GRACE.total_seconds() + 60)
+    dashboard_clock.advance(settings.IPS_WATCH_GRACE + dt.timedelta(seconds=60))
     with django_capture_on_commit_callbacks(execute=True):
-        assert follow.record_status(accepted, status)
-    assert ended == [(accepted.pk, "ok")]
-
-
-def test_a_run_with_no_result_by_its_deadline_is_announced_once(accepted, ended, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        assert follow.record_no_result(accepted)
-        assert not follow.record_no_result(accepted)
-    assert ended == [(accepted.pk, "no_result")]
+        look(job.company)
+    execution.refresh_from_db()
+    assert execution.ips_result == "" and not execution.ips_run_handle
+    assert [e for e in ended if e[0] == execution.pk] == []

@@ -3,9 +3,12 @@
 The fixtures (connection, companies, users, jobs) are made as the test
 database's superuser; then each test does ``SET ROLE`` to ``app_role`` (a role
 with exactly the grants the recipe gives ``ipsadmin_app``, pg_roles.py) and runs
-the service code of a press of Run, a Stop, a follow step to the run's result,
-reconcile_stale, a sign-in with IPS, a sync and an export record: each must
-succeed as that role, under the append-only tables' guard as it binds the app.
+the service code of a press of Run (which wakes its company's watcher), a Stop,
+the company watcher's looks to the run's result (its lease and place in the
+logs on CompanyWatch, the run's IPS fields and result on the audit row, a run of
+IPS's own schedule on a row of its own), reconcile_stale, a sign-in with IPS, a
+sync and an export record: each must succeed as that role, under the
+append-only tables' guard as it binds the app.
 
 It also holds the app to the database's clock: with the app server's clock 10
 minutes off the database's, the app's writes still succeed, with the
@@ -19,31 +22,14 @@ from django.db import connection as db_connection
 from django.utils import timezone
 from django.utils import timezone as django_timezone_module
 
-from ipsemulator.clock import ManualClock
-from jobs import events
-from jobs.models import Company, Execution, HistoryExport, Job, MembershipChange, RunFollow
-from jobs.services import base, exports, follow, people, press, sync
-from jobs.services import actions
+from jobs.models import CompanyWatch, Execution, HistoryExport, Job, MembershipChange
+from jobs.services import actions, base, exports, people, press, sync, watch
 
-from .conftest import make_execution, press_run
+from .conftest import RUN_SECONDS, look, make_execution, press_run
 from .pg_roles import app_role  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.postgres
 
-RUN_SECONDS = 10.0
-
-
-@pytest.fixture
-def clock(ips_emulator):
-    manual = ManualClock(1000.0)
-    ips_emulator.state.clock = manual
-    return manual
-
-
-@pytest.fixture
-def no_queue(monkeypatch):
-    """Follow steps are called by the test, not queued."""
-    monkeypatch.setitem(events.SCHEDULERS, events.FOLLOW, lambda *args, when: None)
 
 
 def _db_now():
@@ -58,26 +44,39 @@ def _whoami():
         return cursor.fetchone()[0]
 
 
-def test_a_run_a_stop_and_a_follow_to_the_result_as_the_app_role(
-    app_role, job, users, clock, no_queue, django_capture_on_commit_callbacks
+def test_a_run_a_stop_and_the_watcher_recording_the_result_as_the_app_role(
+    app_role, job, users, clock, ips_emulator, django_capture_on_commit_callbacks
 ):
     user = users["IpsUser"]
+    nightly = Job.objects.get(company=job.company, handle="47|Nightly | Publish|")
     with app_role.acting():
         assert _whoami() == app_role.name
         with django_capture_on_commit_callbacks(execute=True):
-            run = press_run(job, user, request_id="as-app-run")
+            run = press_run(job, user, request_id="as-app-run")  # wakes the company's watcher: its row is made
         assert run.outcome == "accepted", run.message
-        token = RunFollow.objects.get(pk=run.pk).token
-        assert follow.follow_step(run.pk, token) in ("polled", "finished")
+        assert CompanyWatch.objects.filter(pk=job.company.pk, next_look_at__lte=timezone.now()).exists()
+        scheduled = ips_emulator.state.fire_schedule(nightly.handle)  # a run of IPS's own: a row of its own
+        clock.advance(RUN_SECONDS / 2)
+        with django_capture_on_commit_callbacks(execute=True):
+            look(job.company)  # names the press's run, records IPS's state, its place in the logs
+        assert Execution.objects.get(pk=run.pk).ips_state == "Running"
         stop = actions.stop_job(job, job.company.access(user, "stopJob"), user,
                                 base.RequestInfo(request_id="as-app-stop")).execution
         assert stop.outcome == "accepted", stop.message
         clock.advance(RUN_SECONDS * 2)
-        token = RunFollow.objects.get(pk=run.pk).token
-        assert follow.follow_step(run.pk, token) == "finished"
+        # The watcher process's own path: a round claims the company by its lease, looks, lets it go.
+        CompanyWatch.objects.filter(pk=job.company.pk).update(next_look_at=timezone.now())
+        with django_capture_on_commit_callbacks(execute=True):
+            results = [r for r in watch.watch_round("as-app-watcher") if r.company == job.company]
+        assert [(r.error, r.lost_lease) for r in results] == [("", False)]
     run = Execution.objects.get(pk=run.pk)
-    assert run.ips_result, "the follow recorded the run's IPS result"
+    assert run.ips_run_handle and run.ips_result == "stopped", "the watcher recorded the run's IPS result"
     assert Execution.objects.get(pk=stop.pk).outcome == "accepted"
+    [own] = Execution.objects.filter(ips_run_handle=scheduled)
+    assert own.started_by == Execution.StartedBy.SCHEDULE and own.ips_result == "warnings"
+    state = CompanyWatch.objects.get(pk=job.company.pk)
+    assert state.lease_owner == "" and state.last_error == "" and state.log_cursor is not None
+    assert state.looks >= 2 and state.ips_offset_ms is not None
 
 
 def test_reconcile_stale_as_the_app_role(app_role, job, users):
@@ -119,7 +118,7 @@ def test_an_export_record_as_the_app_role(app_role, users):
 
 @pytest.mark.parametrize("minutes", [10, -10])
 def test_a_press_succeeds_with_the_app_servers_clock_off_the_databases(
-    app_role, job, users, clock, no_queue, monkeypatch, minutes, django_capture_on_commit_callbacks
+    app_role, job, users, clock, monkeypatch, minutes, django_capture_on_commit_callbacks
 ):
     """The guard holds "now" to the database's clock: the app writes its times on that clock."""
     skew = dt.timedelta(minutes=minutes)
@@ -139,9 +138,13 @@ def test_a_press_succeeds_with_the_app_servers_clock_off_the_databases(
         assert run.outcome == "accepted", run.message
         export = exports.start_export(user, {}, base.RequestInfo(request_id="as-app-skewed-export"))
         exports.finish_export(export, 0, True)
+        clock.advance(RUN_SECONDS * 2)
+        with django_capture_on_commit_callbacks(execute=True):
+            look(job.company)  # the watcher writes the result, and its time, as the app
         db_now = _db_now()
     stored = Execution.objects.get(pk=run.pk)
-    for value in (stored.requested_at, stored.sent_at, stored.finished_at):
+    assert stored.ips_result == "ok"
+    for value in (stored.requested_at, stored.sent_at, stored.finished_at, stored.ips_result_at):
         assert abs(value - db_now) < dt.timedelta(seconds=30)
     assert 0 <= stored.duration_ms < 30_000
     export = HistoryExport.objects.get(pk=export.pk)

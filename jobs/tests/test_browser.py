@@ -13,7 +13,7 @@ import pytest
 
 from jobs.models import Execution
 
-from .conftest import executes
+from .conftest import executes, look
 
 CHROMIUM = "/usr/bin/chromium"
 #: Playwright's longest wait for a page or an expectation.
@@ -124,7 +124,10 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(
     assert execution.outcome == "accepted" and execution.username == "ipsuser"
     assert len(executes(ips_emulator)) == 1
 
-    # Active in IPS asks again at once: it lists the run, and Run waits for it to end.
+    # The company's watcher looks (a look of `manage.py watch_ips`, driven here); the page shows what
+    # it recorded: Active in IPS lists the run by its IPS name, and Run waits for it to end.
+    look(job.company)
+    page.reload()
     expect(page.locator(f"#active-{job.company.pk}")).to_contain_text("My Test Job_")
     expect(page.locator(f"#action-{job.pk}")).to_contain_text("Running in IPS")
     expect(page.locator(f"#action-{job.pk}").get_by_role("button", name="Stop")).to_be_visible()
@@ -132,8 +135,10 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(
     # The row follows the run in IPS (htmx polling): halfway, then until its log is there.
     status = page.locator(f"#job-{job.pk} .ips-status")
     ips_clock.advance(5)
+    look(job.company)
     expect(status).to_contain_text("Running 50%")
     ips_clock.advance(5)
+    look(job.company)
     expect(status).to_contain_text("IPS log: 4 ok")
 
     page.click("text=History")

@@ -34,7 +34,7 @@ from ipsemulator.clock import ManualClock
 from jobs.services import sync
 from jobs.models import Company, Connection, Execution, Job, Membership
 
-from .conftest import HTMX, database_url_for_subprocess, executes, free_port, press_run, wait_for
+from .conftest import HTMX, database_url_for_subprocess, executes, free_port, look, press_run, wait_for
 
 BASE_DIR = Path(settings.BASE_DIR)
 PYTHON = sys.executable
@@ -382,6 +382,14 @@ def _make_stale(dashboard_clock, row):
     assert timezone.now() - row.requested_at > Execution.stale_after()
 
 
+def _settled_not_started(emulator, company, killed):
+    """IPS's clock past the killed press's grace with no run of it: the watcher says IPS did not start it."""
+    emulator.state.advance((Execution.stale_after() + settings.IPS_WATCH_GRACE).total_seconds() + 10)
+    look(company)
+    killed.refresh_from_db()
+    assert killed.ips_result == Execution.IpsResult.NOT_STARTED
+
+
 def _press(client, job):
     return client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
 
@@ -392,7 +400,7 @@ def _run_command(name) -> str:
     return out.getvalue()
 
 
-def test_a_killed_run_blocks_its_job_while_fresh_and_is_interrupted_by_the_next_press(
+def test_a_killed_run_blocks_its_job_until_the_watcher_knows_its_fate(
     killable, hold_calls, dashboard_clock
 ):
     emulator, company, user = killable
@@ -409,15 +417,22 @@ def test_a_killed_run_blocks_its_job_while_fresh_and_is_interrupted_by_the_next_
     assert len(executes(emulator)) == 1
 
     _make_stale(dashboard_clock, killed)
+    # Taken for dead, it is interrupted; but IPS may have started its run: no second executeJob
+    # until the company's watcher knows.
     response = _press(client, job)
-
-    assert response.status_code == 200, response.content.decode()[:500]
-    assert "IPS accepted" in response.content.decode()
+    assert response.status_code == 409
+    assert "checking IPS" in response.content.decode()
     killed.refresh_from_db()
     assert killed.outcome == "interrupted"
     assert killed.finished_at is not None
     assert "stopped before IPS answered" in killed.message
-    assert _outcomes(job) == {"interrupted": 1, "already_running": 1, "accepted": 1}
+    assert len(executes(emulator)) == 1
+
+    _settled_not_started(emulator, company, killed)
+    response = _press(client, job)
+    assert response.status_code == 200, response.content.decode()[:500]
+    assert "IPS accepted" in response.content.decode()
+    assert _outcomes(job) == {"interrupted": 1, "already_running": 2, "accepted": 1}
     assert len(executes(emulator)) == 2
 
 
@@ -447,9 +462,11 @@ def test_a_killed_run_is_interrupted_by_reconcile_executions(killable, hold_call
     assert killed.outcome == "interrupted"
     assert _run_command("reconcile_executions").strip() == "0 stale executions marked interrupted."
 
+    assert _press(client, job).status_code == 409  # its fate unknown: nothing sent
+    _settled_not_started(emulator, company, killed)
     response = _press(client, job)
     assert response.status_code == 200, response.content.decode()[:500]
-    assert _outcomes(job) == {"interrupted": 1, "already_running": 1, "accepted": 1}
+    assert _outcomes(job) == {"interrupted": 1, "already_running": 2, "accepted": 1}
     assert [c["job_handle"] for c in executes(emulator)] == [job.handle, other.handle, job.handle]
 
 
@@ -457,7 +474,7 @@ def test_a_killed_run_is_interrupted_by_reconcile_executions(killable, hold_call
 def test_a_live_run_slower_than_one_ips_timeout_is_not_taken_for_dead(
     users, job, ips_emulator, hold_calls, dashboard_clock, settings
 ):
-    """A run makes several IPS calls (getActiveJobs, executeJob, getActiveJobs),
+    """A run makes several IPS calls (getActiveJobs, then executeJob),
     each allowed connect + read timeout. A live run slower than one call's
     timeouts plus the margin must still block its job, not be marked
     interrupted and sent again."""

@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from jobs.models import Execution
 
-from .conftest import executes, make_execution
+from .conftest import executes, look, make_execution
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "locale" / "it" / "LC_MESSAGES"
@@ -171,6 +171,7 @@ def test_a_number_machines_read_stays_a_number_in_italian(client, users, job, ip
     client.force_login(users["IpsUser"])
     client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
     ips_clock.advance(5)
+    look(job.company)
     page = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX, **ITALIAN).content.decode()
     assert "Avanzamento" in page
     assert '<progress max="100" value="50' in page

@@ -31,7 +31,7 @@ from jobs import ips
 from jobs.ips import transport
 from jobs.models import Execution
 
-from .conftest import HTMX, press_run
+from .conftest import HTMX, look, press_run
 
 SERVICE = "service@example.com"
 MY_JOB = "47|My Test Job|"
@@ -558,6 +558,7 @@ def test_a_gzip_bomb_answering_execute_job_is_a_bad_reply_with_a_clear_message(j
 def test_a_gzip_bomb_answering_the_active_panel_says_so(client, login, job, ips_emulator):
     ips_emulator.state.inject("gzip_bomb", operation="getActiveJobs", inflated=2 * transport.MAX_REPLY_BYTES)
     login("IpsUser")
+    assert look(job.company, ok=False).error  # the watcher's look; the panel reads what it recorded
 
     response = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX)
 

@@ -8,15 +8,16 @@ from django.test import Client
 from django.urls import reverse
 
 from ipsemulator import records
-from jobs.models import Company, Execution, IpsIdentity
-from jobs.services import follow
+from ipsemulator import operations
+from jobs.models import Company, Execution, IpsIdentity, Job
 
-from .conftest import press_run
+from .conftest import HTMX, look, press_run
 
 LONG_STATE = "Running (waiting for the image server to answer)"  # 48 characters; the column has 20
 
 
-def test_a_long_run_state_is_cut_and_the_run_still_gets_its_result(job, users, ips_emulator, ips_clock, monkeypatch):
+def test_a_long_run_state_is_cut_and_the_run_still_gets_its_result(job, users, ips_emulator, ips_clock, monkeypatch,
+                                                                    client, login):
     real_active_job = records.Run.active_job
 
     def active_job(run, *args, **kwargs):
@@ -29,14 +30,16 @@ def test_a_long_run_state_is_cut_and_the_run_still_gets_its_result(job, users, i
     execution = press_run(job, users["IpsUser"])
     assert execution.outcome == "accepted"
     ips_clock.advance(0.5)  # half-way
-    status = follow.observe_run(execution)
-    assert status.active is not None and status.active.state == LONG_STATE, status
+    look(job.company)
     execution.refresh_from_db()
     limit = Execution._meta.get_field("ips_state").max_length
     assert execution.ips_state == LONG_STATE[: limit - 1] + "…"
     assert len(execution.ips_state) == limit
+    login("IpsUser")
+    poll = client.get(reverse("jobs:status", args=[job.pk]), **HTMX)
+    assert poll.status_code == 200 and execution.ips_state in poll.content.decode()
     ips_clock.advance(1.0)  # over
-    follow.observe_run(execution)
+    look(job.company)
     execution.refresh_from_db()
     assert (execution.ips_state, execution.ips_result) == ("Done", "ok")
 
@@ -54,10 +57,26 @@ def test_a_long_log_type_is_cut_too(job, users, ips_emulator, ips_clock, monkeyp
     monkeypatch.setattr(records.Run, "log", log)
     execution = press_run(job, users["IpsUser"])
     ips_clock.advance(0.5)
-    follow.observe_run(execution)
+    look(job.company)
     execution.refresh_from_db()
     limit = Execution._meta.get_field("ips_log_type").max_length
     assert execution.ips_log_type == long_type[: limit - 1] + "…"
+
+
+def test_a_long_submit_user_of_a_run_ips_started_is_cut(job, ips_emulator, ips_clock):
+    """A run another IPS client started: its row's user name is IPS's submit user, cut to the column."""
+    email = "r" * 200 + "@example.com"  # 212 characters; a user name has 150
+    with ips_emulator.state._lock:
+        handle = operations.start_run(ips_emulator.state, ips_emulator.state.jobs[job.handle], email,
+                                      ips_emulator.state.now()).handle
+    look(job.company)
+    ips_clock.advance(2.0)  # over
+    look(job.company)
+    [row] = Execution.objects.filter(ips_run_handle=handle)
+    limit = Execution._meta.get_field("username").max_length
+    assert row.username == email[: limit - 1] + "…" and len(row.username) == limit
+    assert row.started_by == Execution.StartedBy.OTHER and row.ips_result == "ok"
+    assert row.job == Job.objects.get(pk=job.pk)
 
 
 def test_a_long_company_name_is_cut_when_added(connection, ips_emulator, client, users):

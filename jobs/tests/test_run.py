@@ -11,7 +11,7 @@ from django.utils.html import escape
 from jobs.services import press
 from jobs.models import Execution, Job
 
-from .conftest import ALL_ACTORS, HTMX, executes, make_execution, press_run
+from .conftest import ALL_ACTORS, HTMX, executes, look, make_execution, press_run
 
 # actor -> (HTTP status, outcome of the one audit row, or None for no row).
 # Written out from shared/ips-api.md's executeJob row, not derived from roles.py.
@@ -278,14 +278,22 @@ def test_an_accepted_run_is_followed_until_ips_logs_it(client, login, job, ips_e
     status_url = reverse("jobs:status", args=[job.pk])
     assert f'hx-get="{status_url}"' in body
 
+    # The poll shows what the company's watcher last saw; it never asks IPS itself.
+    look(job.company)
     response = client.get(status_url, **HTMX)
     assert response.status_code == 200  # still active: keep polling
     assert "%" in response.content.decode()
     ips_clock.advance(5)
+    look(job.company)
     response = client.get(status_url, **HTMX)
     assert response.status_code == 200  # halfway: keep polling
     assert "Running" in response.content.decode() and "50%" in response.content.decode()
     ips_clock.advance(5)
+    calls = len(ips_emulator.state.calls)
+    response = client.get(status_url, **HTMX)
+    assert response.status_code == 200  # ended in IPS, but not seen yet: the poll goes on
+    assert len(ips_emulator.state.calls) == calls
+    look(job.company)
     response = client.get(status_url, **HTMX)
     assert response.status_code == 286  # htmx stops polling
     assert "IPS log: 4 ok, 0 errors, 0 warnings" in response.content.decode()

@@ -1,6 +1,8 @@
 """Stop, the run details page and the Active-in-IPS panel: each with its own
 IPS operation's table of user types (stopJob, getJobLogDetails, getActiveJobs),
-against the emulator over HTTP and on its clock."""
+against the emulator over HTTP and on its clock. Runs are named, and their
+results recorded, by their company's watcher (``look``); the panel shows what
+the watcher last saw, the run's page asks IPS for its log lines."""
 
 import json
 import re
@@ -9,13 +11,11 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
-from ipsemulator.clock import ManualClock
-from jobs.services import activity, follow, press
+from jobs.services import activity, press
 from jobs.models import Execution
 
-from .conftest import ALL_ACTORS, ANONYMOUS, HTMX, NO_MEMBERSHIP, OTHER_COMPANY_ONLY, press_run, soap_calls
+from .conftest import ALL_ACTORS, ANONYMOUS, HTMX, NO_MEMBERSHIP, OTHER_COMPANY_ONLY, RUN_SECONDS, look, press_run, soap_calls
 
-RUN_SECONDS = 10.0
 # User types authorized for each operation (ips-api.md), plus the superuser.
 STOP = {"IpsAdmin", "IpsCompanyAdmin", "IpsUser", "TrialSiteAdmin", "TrialSiteUser", "ImagePortalAdmin",
         "ImagePortalContrib", "ImagePortalContribUser", "admin"}
@@ -25,19 +25,14 @@ DETAILS = LOGS - {"TrialSiteAdmin"}
 
 
 @pytest.fixture
-def clock(ips_emulator):
-    manual = ManualClock(7000.0)
-    ips_emulator.state.clock = manual
-    ips_emulator.state.job_duration = RUN_SECONDS
-    return manual
-
-
-@pytest.fixture
 def running(clock, job, users):
-    """A run of My Test Job, half done."""
+    """A run of My Test Job, half done, as its company's watcher last saw it."""
     execution = press_run(job, users["IpsUser"], "running-0001")
     assert execution.outcome == "accepted", execution.message
     clock.advance(RUN_SECONDS / 2)
+    look(job.company)
+    execution.refresh_from_db()
+    assert execution.ips_run_handle and execution.ips_state == "Running"
     return execution
 
 
@@ -80,11 +75,15 @@ def test_a_company_admin_may_stop_what_it_may_not_run(client, login, job, runnin
 def test_the_stopped_run_ends_stopped(clock, client, login, job, running, ips_emulator):
     login("IpsUser")
     assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
+    look(job.company)
+    running.refresh_from_db()
+    assert running.ips_state == "Stopping" and not running.ips_result
     clock.advance(RUN_SECONDS)
-    status = follow.observe_run(running)
-    assert status.finished
+    assert look(job.company).ended == 1
     running.refresh_from_db()
     assert running.ips_result == "stopped" and running.ips_result_label == "stopped"
+    poll = client.get(reverse("jobs:status", args=[job.pk]), **HTMX)
+    assert poll.status_code == 286
 
 
 def test_stop_with_nothing_running_says_so(clock, client, login, job, running):
@@ -108,11 +107,17 @@ def test_a_second_stop_while_ips_is_stopping_sends_nothing(client, login, job, r
 def test_a_run_started_by_the_ips_schedule_can_be_stopped(clock, client, login, job, ips_emulator):
     handle = ips_emulator.state.fire_schedule(job.handle)
     clock.advance(RUN_SECONDS / 2)
+    look(job.company)
     login("IpsUser")
     assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
     assert [c["job_handle"] for c in soap_calls(ips_emulator, "stopJob")] == [job.handle]
     assert Execution.objects.get(operation="stopJob").ips_run_handle == handle
     assert [r["state"] for r in ips_emulator.state.active_runs(job.handle)] == ["Stopping"]
+    # Its own row (the watcher's) ends stopped.
+    clock.advance(RUN_SECONDS)
+    look(job.company)
+    [run] = Execution.objects.filter(operation="executeJob", ips_run_handle=handle)
+    assert run.started_by == Execution.StartedBy.SCHEDULE and run.ips_result == "stopped"
 
 
 def test_stop_sends_the_scheduled_jobs_handle_as_the_reference_shows(clock, client, login, job, running, ips_emulator):
@@ -181,18 +186,19 @@ def test_run_details_follow_get_job_log_details(actor, clock, client, login, job
         assert response.status_code == 404 and "My Test Job" not in body
     elif actor in DETAILS:
         assert response.status_code == 200
-        assert running.ips_run_handle in body and "BeginImageServingPublish" in body
-    else:  # TrialSiteAdmin: the row, but not the details
+        assert running.ips_run_handle in body and '<table class="details">' in body
+        assert '<tr class="log-beginimageservingpublish">' in body
+    else:  # TrialSiteAdmin: the row (with what the watcher recorded), but not the details
         assert response.status_code == 200
         assert f"Your role {actor} in company 47 cannot see job log details (getJobLogDetails)." in body
-        assert "BeginImageServingPublish" not in body
+        assert '<table class="details">' not in body and '<tr class="log-' not in body
 
 
 def test_run_details_show_a_failed_runs_errors_file_by_file(clock, client, login, job, users, ips_emulator):
     ips_emulator.state.jobs[job.handle].outcome = "errors"
     execution = press_run(job, users["IpsUser"])
     clock.advance(RUN_SECONDS * 2)
-    follow.observe_run(execution)
+    look(job.company)
     login("IpsUser")
     body = client.get(reverse("jobs:run_detail", args=[execution.pk]) + "?show=problems").content.decode()
     assert "finished: 1 error" in body
@@ -206,6 +212,7 @@ def test_run_details_page_through_the_log(clock, client, login, job, users, ips_
     monkeypatch.setattr(activity, "DETAILS_PER_PAGE", 3)
     execution = press_run(job, users["IpsUser"])
     clock.advance(RUN_SECONDS * 2)
+    look(job.company)  # names the run: its page asks IPS for its log by that name
     login("IpsUser")
     url = reverse("jobs:run_detail", args=[execution.pk])
     first = client.get(url).content.decode()
@@ -238,7 +245,7 @@ def test_history_shows_the_ips_result_and_runtime(clock, client, login, job, use
     ips_emulator.state.jobs[job.handle].outcome = "fatal"
     execution = press_run(job, users["IpsUser"])
     clock.advance(RUN_SECONDS * 2)
-    follow.observe_run(execution)
+    look(job.company)
     login("IpsUser")
     body = client.get(reverse("jobs:history")).content.decode()
     assert 'class="ips-result ips-result-fatal">fatal error<' in body
@@ -252,9 +259,11 @@ def test_history_shows_the_ips_result_and_runtime(clock, client, login, job, use
 
 
 @pytest.mark.parametrize("actor", ALL_ACTORS)
-def test_active_in_ips_follows_get_active_jobs(actor, client, login, job, running):
+def test_active_in_ips_follows_get_active_jobs(actor, client, login, job, running, ips_emulator):
     login(actor)
+    calls = len(ips_emulator.state.calls)
     response = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX)
+    assert len(ips_emulator.state.calls) == calls  # what the watcher saw: IPS is not asked
     if actor == ANONYMOUS:
         assert response.status_code == 200 and "HX-Redirect" in response
     elif actor in ACTIVE:
@@ -267,23 +276,29 @@ def test_active_in_ips_follows_get_active_jobs(actor, client, login, job, runnin
 def test_active_in_ips_lists_runs_started_by_anyone_and_disables_run(clock, client, login, job, ips_emulator):
     handle = ips_emulator.state.fire_schedule(job.handle)
     clock.advance(RUN_SECONDS / 2)
+    look(job.company)
     login("IpsUser")
     body = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX).content.decode()
     assert handle.split("||", 1)[1] in body and "Running" in body
+    assert "(IPS schedule)" in body
     assert re.search(rf'<template>\s*<td class="action" id="action-{job.pk}" hx-swap-oob="true"', body)  # cells travel in <template>s
     assert "Running in IPS" in body and reverse("jobs:stop", args=[job.pk]) in body
     clock.advance(RUN_SECONDS * 2)
+    look(job.company)
     body = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX).content.decode()
     assert "IPS is running nothing in this company right now." in body
     assert reverse("jobs:run", args=[job.pk]) in body  # Run offered again
 
 
-def test_active_in_ips_says_when_ips_cannot_be_asked(client, login, job, ips_emulator):
+def test_active_in_ips_says_when_ips_cannot_be_asked(client, login, job, running, ips_emulator):
     ips_emulator.state.inject("http_500_html", operation="getActiveJobs")
+    assert "HTTP 500" in look(job.company, ok=False).error
     login("IpsUser")
     response = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX)
     assert response.status_code == 200  # polled again
-    assert "IPS could not say what it is running this time" in response.content.decode()
+    body = response.content.decode()
+    assert "The last look at IPS failed" in body and "HTTP 500" in body and "The watcher asks again." in body
+    assert running.ips_run_name in body  # as of the last look that worked
 
 
 def test_run_and_stop_tell_the_active_panel_to_ask_again(client, login, job, running):
@@ -321,10 +336,14 @@ def test_an_interrupted_stop_says_the_run_may_or_may_not_be_stopping(job, users)
 def test_stopping_a_later_run_does_not_make_an_earlier_one_stopped(clock, client, login, job, users, ips_emulator):
     first = press_run(job, users["IpsUser"], "first-1")
     clock.advance(RUN_SECONDS * 2)  # over, not yet recorded
-    ips_emulator.state.fire_schedule(job.handle)  # IPS's own schedule starts another
+    later = ips_emulator.state.fire_schedule(job.handle)  # IPS's own schedule starts another
     clock.advance(RUN_SECONDS / 2)
     login("IpsUser")
     assert client.post(reverse("jobs:stop", args=[job.pk]), **HTMX).status_code == 200
-    follow.observe_run(first)
+    look(job.company)
     first.refresh_from_db()
-    assert first.ips_result == "ok"
+    assert first.ips_result == "ok" and first.ips_run_handle != later
+    clock.advance(RUN_SECONDS)
+    look(job.company)
+    [stopped] = Execution.objects.filter(operation="executeJob", ips_run_handle=later)
+    assert stopped.ips_result == "stopped"

@@ -40,7 +40,7 @@ from jobs.models import Company, Connection, Execution, Job, Membership, allow_p
 from jobs.reporting import SecretCleansingExceptionReporterFilter
 from jobs.roles import UserType
 
-from .conftest import HTMX, database_url_for_subprocess, executes, free_port, make_execution
+from .conftest import HTMX, database_url_for_subprocess, executes, free_port, look, make_execution
 from .pg_roles import app_database_url  # noqa: F401  (fixture)
 from .html_forms import Listener
 
@@ -104,7 +104,7 @@ def _gunicorn_refuses(env):
 
 
 def test_gunicorn_refuses_ips_timeouts_a_worker_could_not_wait_out(transactional_db):
-    env = _production_env(DATABASE_URL=database_url_for_subprocess(), IPS_READ_TIMEOUT="12")
+    env = _production_env(DATABASE_URL=database_url_for_subprocess(), IPS_READ_TIMEOUT="22")
     output = _gunicorn_refuses(env)
     assert "must fit in gunicorn's worker timeout of 45 s" in output
 
@@ -454,7 +454,10 @@ def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, ips_
 
     def run():
         response = keep(dashboard.post(run_url, **HTMX))
-        ips_clock.advance(2 * emulator.job_duration)  # a started run leaves getActiveJobs
+        # A started run leaves getActiveJobs; a press of unknown fate is settled by the watcher
+        # once IPS's clock is past the grace (else the next press is held back, rightly).
+        ips_clock.advance(2 * emulator.job_duration + settings.IPS_WATCH_GRACE.total_seconds() + 2)
+        look(company, ok=False)
         return response
 
     # A run that works, then every failure.
@@ -471,6 +474,7 @@ def test_the_ips_password_never_leaks(db, all_logs, settings, ips_emulator, ips_
         assert run().status_code in (502, 504), kind
     # An empty Body answers a void operation; for getActiveJobs (the Active in IPS panel) it is malformed.
     emulator.inject("empty_body", operation="getActiveJobs")
+    look(company, ok=False)  # the watcher's look fails; the panel says so from the database
     response = keep(dashboard.get(reverse("jobs:active", args=[company.pk]), **HTMX))
     assert response.status_code == 200
     assert "not a valid getActiveJobsReturn (an empty body)" in response.content.decode()

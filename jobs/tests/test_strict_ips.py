@@ -3,8 +3,10 @@
 The emulator refuses any parameter a version does not declare (always: a
 refused call would fail the step that made it), answers
 in SOAP 1.2 (the connection speaks its 1.2 binding) and answers void operations
-with an empty Body. Test connection, sync, a Run followed to its result by the
-worker's steps, the run's page with its log details, and a Stop all work.
+with an empty Body. Test connection, sync, a Run whose result the company's
+watcher records (getActiveJobs, getJobLogs by start date and, before 4.0,
+getJobLogDetails by the run's handle, each in the version's own parameters),
+the run's page with its log details, and a Stop all work.
 """
 
 import pytest
@@ -12,10 +14,10 @@ from django.urls import reverse
 
 from ipsemulator.clock import ManualClock
 from jobs import ipsversions
-from jobs.models import Execution, RunFollow
-from jobs.services import connections, follow, sync
+from jobs.models import CompanyWatch, Execution
+from jobs.services import connections, sync
 
-from .conftest import HTMX, press_run
+from .conftest import HTMX, look, press_run
 
 RUN_SECONDS = 10.0
 NAMESPACE = {v.key: v.namespace for v in ipsversions.VERSIONS}
@@ -38,7 +40,7 @@ def test_every_version_the_dashboard_offers_is_tested_here():
 
 
 @pytest.mark.parametrize("strict_ips", sorted(NAMESPACE), indirect=True)
-def test_test_connection_sync_run_follow_details_and_stop_work_against_a_strict_ips(
+def test_test_connection_sync_run_watch_details_and_stop_work_against_a_strict_ips(
     strict_ips, connection, company, users, client, login, ips_emulator, django_capture_on_commit_callbacks
 ):
     ok, message = connections.check_connection(connection)
@@ -50,23 +52,29 @@ def test_test_connection_sync_run_follow_details_and_stop_work_against_a_strict_
     with django_capture_on_commit_callbacks(execute=True):
         execution = press_run(job, users["IpsUser"])
     assert execution.outcome == "accepted", execution.message
-    assert execution.ips_run_handle, "the run was named from getActiveJobs in 1.2"
+    assert CompanyWatch.objects.filter(pk=company.pk).exists()  # the press woke its company's watcher
 
     # A second job runs and is stopped (stopJob's empty Body read as success).
     other = company.jobs.exclude(pk=job.pk).filter(is_gone=False).first()
     with django_capture_on_commit_callbacks(execute=True):
-        assert press_run(other, users["IpsUser"], request_id="press-other").outcome == "accepted"
+        other_run = press_run(other, users["IpsUser"], request_id="press-other")
+    assert other_run.outcome == "accepted", other_run.message
     login("IpsUser")
     ips_emulator.state.clock.advance(RUN_SECONDS / 2)
+    look(company)  # names both runs, in 1.2
+    execution.refresh_from_db()
+    assert execution.ips_run_handle, "the run was named by the watcher in 1.2"
+    assert execution.ips_state == "Running"
     stop = client.post(reverse("jobs:stop", args=[other.pk]), **HTMX)
     assert stop.status_code == 200, stop.content.decode()[:300]
 
-    ips_emulator.state.clock.advance(RUN_SECONDS * 2)
-    token = RunFollow.objects.get(pk=execution.pk).token
+    ips_emulator.state.clock.advance(RUN_SECONDS * 2)  # both over, and gone from getActiveJobs
     with django_capture_on_commit_callbacks(execute=True):
-        assert follow.follow_step(execution.pk, token) == "finished"
+        assert look(company).ended == 2
     execution.refresh_from_db()
     assert execution.ips_result == "ok" and execution.ips_success_count > 0
+    assert execution.ips_ended_at is not None and execution.ips_runtime_ms is not None
+    assert Execution.objects.get(pk=other_run.pk).ips_result == "stopped"
 
     page = client.get(reverse("jobs:run_detail", args=[execution.pk]))
     assert page.status_code == 200
@@ -77,4 +85,7 @@ def test_test_connection_sync_run_follow_details_and_stop_work_against_a_strict_
     calls = ips_emulator.state.calls
     assert calls and {c["soap_version"] for c in calls} == {"1.2"}
     assert {c["namespace"] for c in calls} == {NAMESPACE[strict_ips]}
+    operations = {c["operation"] for c in calls}
+    assert {"getActiveJobs", "getJobLogs", "executeJob", "stopJob", "getJobLogDetails"} <= operations
+    assert not [c for c in calls if c["injected"]]
     assert list(Execution.objects.filter(operation="stopJob").values_list("outcome", flat=True)) == ["accepted"]

@@ -179,25 +179,24 @@ def test_test_connection_works_in_every_version(version, connection, company, ot
 
 
 def test_a_run_is_followed_to_its_final_log_in_every_version(version, ips_clock, job, users, ips_emulator):
-    from jobs.services import follow, status
-
-    from .conftest import press_run
+    from .conftest import look, press_run
 
     ips_emulator.state.job_duration = 10
     execution = press_run(job, users["IpsUser"])
     assert execution.outcome == "accepted", execution.message
     ips_clock.advance(5)
-    halfway = status.run_status(execution)
-    assert not halfway.error and not halfway.finished and halfway.log.job_handle == execution.ips_run_handle
+    look(job.company)
+    execution.refresh_from_db()
+    assert execution.ips_run_handle and execution.ips_state == "Running" and not execution.ips_result
     ips_clock.advance(30)
-    final = status.run_status(execution)
-    assert not final.error and final.finished
-    assert (final.log.file_success_count, final.log.total_file_count) == (4, 4)
-    follow.record_status(execution, final)
+    calls = len(ips_emulator.state.calls)
+    look(job.company)
     execution.refresh_from_db()
     assert execution.ips_result == "ok"
-    # Asked by its own handle: with one detail row where the version pages, all rows before 4.0.
-    assert len(final.log.details) == (9 if version == "" else 1)
+    assert (execution.ips_success_count, execution.ips_total_count) == (4, 4)
+    # Before 4.0 getJobLogs never fills endDate: the end comes from the run's own log, by its handle.
+    by_handle = [c["job_handle"] for c in ips_emulator.state.calls[calls:] if c["operation"] == "getJobLogDetails"]
+    assert by_handle == ([execution.ips_run_handle] if version == "" else [])
 
 
 @pytest.mark.parametrize("problems_only, page, rows, pages", [
@@ -211,11 +210,13 @@ def test_the_run_page_filters_and_pages_alike_in_every_version(
     # Before 4.0 the request has no filter nor paging: every row comes, and they are the dashboard's.
     from jobs.services import activity
 
-    from .conftest import press_run
+    from .conftest import look, press_run
 
     monkeypatch.setattr(activity, "DETAILS_PER_PAGE", 3)
     ips_emulator.state.jobs[job.handle].outcome = "errors"
     execution = press_run(job, users["IpsUser"])
+    look(job.company)  # the watcher names the run
+    execution.refresh_from_db()
     ips_clock.advance(30)
     details = activity.log_details(execution, page, problems_only)
     assert not details.error, details.error
@@ -229,20 +230,22 @@ def test_the_run_page_shows_the_pages_of_an_unversioned_log(ips_clock, client, l
 
     from jobs.services import activity
 
-    from .conftest import press_run
+    from .conftest import look, press_run
 
     connection.api_version = ""
     connection.save()
     monkeypatch.setattr(activity, "DETAILS_PER_PAGE", 3)
     ips_emulator.state.jobs[job.handle].outcome = "errors"
     execution = press_run(job, users["IpsUser"])
+    look(job.company)  # the watcher names the run
     ips_clock.advance(30)
     login("IpsUser")
     url = reverse("jobs:run_detail", args=[execution.pk])
     first = client.get(url).content.decode()
     assert "9 rows" in first and "Page 1 of 3" in first and "Later →" in first
     problems = client.get(url + "?show=problems").content.decode()
-    assert "ImageServingPublishError" in problems and "BeginImageServingPublish" not in problems
+    rows = problems.split('<table class="details">', 1)[1]  # the log's lines, not the run's own log type
+    assert "ImageServingPublishError" in rows and "BeginImageServingPublish" not in rows
 
 
 def test_a_client_sending_what_its_version_does_not_declare_is_refused(ips_emulator, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -9,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
@@ -17,7 +19,8 @@ from .. import roles
 from ..history import STATS_WINDOW, company_summaries, job_stats, last_failure
 from ..models import Company, Execution, Job
 from ..responses import NOT_FOUND_STATUS, RUN_STATUS, SYNC_FAILED_STATUS
-from ..services import actions, activity, follow, sync
+from ..services import actions, activity, sync
+from ..services.status import run_status
 from ..services import press as pressing
 from .common import (
     IPS_CHANGED,
@@ -40,6 +43,7 @@ def _company_view(company: Company, access: roles.Access, with_jobs: bool = True
         return _company_views({company.pk: access}, [company], query, {company.pk: page}, summary)[0]
     access = access.to("getScheduledJobs")
     run = access.to("executeJob")
+    now = timezone.now()
     return {
         "company": company,
         "role": access.role,
@@ -51,7 +55,14 @@ def _company_view(company: Company, access: roles.Access, with_jobs: bool = True
         "run_reason": run.reason,
         "actions": _actions_for(access),
         "jobs": [],
+        # The header says when the jobs were last read from IPS: "synced just now", else how long ago.
+        "now": now,
+        "synced_just_now": company.last_synced_at is not None and now - company.last_synced_at < SYNCED_JUST_NOW,
     }
+
+
+#: A sync this recent is "just now" on the jobs page.
+SYNCED_JUST_NOW = dt.timedelta(minutes=1)
 
 
 def _actions_for(access: roles.Access) -> list[dict]:
@@ -230,6 +241,8 @@ def sync_company(request, pk):
     if not access.allowed:
         return _refuse(request, access.reason, 403)
     result = sync.sync_company(company)
+    # What the sync wrote on the company (when, or why it failed), for the section's header.
+    company.refresh_from_db(fields=["last_synced_at", "sync_error", "sync_failed_at"])
     level, text = ("error", str(result)) if result.error else ("success", gettext("Synced from IPS: %(result)s") % {"result": result})
     if not request.htmx:
         messages.add_message(request, messages.ERROR if result.error else messages.SUCCESS, text)
@@ -258,7 +271,7 @@ def job_status(request, pk):
         response = render(request, "jobs/job_list.html#ips-recorded", {"ex": execution})
         response.status_code = HttpResponseStopPolling.status_code
         return response
-    status = follow.observe_run(execution)
+    status = run_status(execution)
     response = render(request, "jobs/job_list.html#ips-status", {"job": job, "status": status})
     if status.finished:
         response.status_code = HttpResponseStopPolling.status_code

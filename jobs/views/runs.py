@@ -29,7 +29,10 @@ def _get_execution_for_user(request, pk, operation: str) -> tuple[Execution, rol
 @require_GET
 @login_required_htmx
 def run_detail(request, pk):
-    """One execution: the audit facts, IPS's result, and the run's log details (getJobLogDetails)."""
+    """One execution: the audit facts, IPS's result, and the run's log details (getJobLogDetails).
+
+    The same for a run pressed here and one IPS started by itself (found by the watcher: no user, no
+    request id): the row in the company's history (getJobLogs), its details by getJobLogDetails."""
     execution, access = _get_execution_for_user(request, pk, "getJobLogDetails")
     history_access = access.to("getJobLogs")
     if not history_access.allowed:
@@ -45,12 +48,13 @@ def run_detail(request, pk):
         "access": access,
         "details": details,
         "problems": problems,
-        # The actions on a run IPS is running (Stop), offered while the run is followed.
+        # The actions on a run IPS is running (Stop), whoever started it: offered while the run is open
+        # (IPS has not said its end, nor listed it done), never on a refusal, a stop or an ended run.
         "run_actions": [
             {"action": a, "allowed": True}
             for a in actions.ACTIONS.values()
             if a.offered == "active" and execution.job is not None and execution.is_following
-            and access.to(a.operation).allowed
+            and execution.ips_state != "Done" and access.to(a.operation).allowed
         ],
     }
     template = "jobs/run_detail.html#details" if request.htmx and request.GET.get("part") == "details" else "jobs/run_detail.html"
