@@ -4,6 +4,7 @@ Starts the emulator in-process, then measures: the WSDL parse (once per
 process), building a client for a new connection over an already parsed WSDL,
 and sequential executeJob / getScheduledJobs round trips, with the resident
 memory before and after. Run: .venv/bin/python bench/client_overhead.py [N]
+(the emulator's port: EMULATOR_PORT from the environment, else a free one).
 """
 
 import os
@@ -38,7 +39,7 @@ def pct(values, p):
 
 
 def main(n):
-    emulator = server.start(job_duration=0.05)
+    emulator = server.start(port=int(os.environ.get("EMULATOR_PORT") or 0), job_duration=0.05)
     try:
         before = rss_mib()
         t = time.perf_counter()

@@ -12,6 +12,7 @@ measures, over HTTP as htmx sends it:
 * a burst of 20 threads pressing Run on 20 different jobs (all accepted).
 
 Run: .venv/bin/python bench/run_burst.py [--presses N] [--workers W] [--keep]
+Ports: EMULATOR_PORT (the emulator) and PORT (gunicorn) from the environment, else free ones.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="ipsadmin-bench-"))
     jobs_needed = WARMUP + args.presses + 1 + BURST
     write_data(tmp / "bench.toml", jobs_needed)
-    emulator = emulator_server.start(data_path=tmp / "bench.toml")
+    emulator = emulator_server.start(port=int(os.environ.get("EMULATOR_PORT") or 0), data_path=tmp / "bench.toml")
     # The emulator's clock stands still: every run stays active in IPS, so a
     # second press of the same job is refused however long the bench takes.
     emulator.state.clock = ManualClock()
@@ -183,7 +184,7 @@ def main():
             pks = [pk for (pk,) in db.execute("select id from jobs_job order by name")]
         assert len(pks) == jobs_needed, (len(pks), jobs_needed)
 
-        port = free_port()
+        port = int(os.environ.get("PORT") or free_port())
         base = f"http://127.0.0.1:{port}"
         log_path = tmp / "gunicorn.log"
         log = open(log_path, "wb")

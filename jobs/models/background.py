@@ -78,6 +78,10 @@ class CompanyWatch(models.Model):
     log_cursor = models.DateTimeField(
         null=True, blank=True, help_text="IPS's time: the newest start of a run read from the company's job logs."
     )
+    log_resume = models.DateTimeField(
+        null=True, blank=True,
+        help_text="IPS's time: where the next look goes on reading when the last one stopped at its page limit.",
+    )
     ips_offset_ms = models.BigIntegerField(
         null=True, blank=True, help_text="IPS's clock minus the dashboard's at the last look (from its Date header)."
     )

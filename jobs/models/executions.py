@@ -316,6 +316,11 @@ class Execution(AppendOnly):
                                          "interrupted", "error"]),
                 name="execution_open_runs",
             ),
+            # The watcher: a company's accepted Stops of the runs it records (their result is "stopped").
+            models.Index(
+                fields=["company", "ips_run_handle"], condition=Q(operation="stopJob", outcome="accepted"),
+                name="execution_accepted_stops",
+            ),
             # History by who started the run (pressed here, IPS schedule, other clients).
             models.Index(fields=["started_by", "-requested_at", "-id"], name="execution_started_by_recent"),
             # reconcile_executions: stale in-flight rows by age.
@@ -333,18 +338,19 @@ class Execution(AppendOnly):
     #: What services.press.finish() writes on a 'sending' row (and the run IPS named, for a stop).
     FINISH_FIELDS = ("outcome", "message", "fault_family", "fault_code", "fault_reason", "sent_at", "ips_clock_at",
                      "finished_at", "duration_ms", "ips_run_handle", "ips_run_name")
-    #: Empty in a run the watcher found in IPS (nobody pressed it here).
+    #: Empty in a run the watcher found in IPS (nobody pressed it here): no press, nobody's request.
     SEEN_FRESH = ("fault_family", "fault_code", "fault_reason", "sent_at", "ips_clock_at", "finished_at",
-                  "duration_ms")
+                  "duration_ms", "user_id", "role", "role_read_at", "message", "client_ip", "user_agent",
+                  "request_id")
 
     RULES = Rules(
         kind="an audit trail",
         row="execution",
         done="finished",
         born=(
-            Born(when={"outcome": (Outcome.SENDING,)},
+            Born(when={"outcome": (Outcome.SENDING,), "started_by": (StartedBy.HERE,)},
                  fresh=tuple(sorted({*FINISH_FIELDS, *IPS_FIELDS} - {"outcome"}))),
-            Born(when={"outcome": NOT_SENT},
+            Born(when={"outcome": NOT_SENT, "started_by": (StartedBy.HERE,)},
                  fresh=tuple(sorted({"fault_family", "fault_code", "fault_reason", "sent_at", "ips_clock_at",
                                      *IPS_FIELDS}))),
             # A run IPS started (its schedule, another client), found by the watcher.
@@ -359,6 +365,8 @@ class Execution(AppendOnly):
             # Following an accepted run, until its IPS result is recorded.
             Stage(when={"operation": ("executeJob",), "outcome": (Outcome.ACCEPTED,), "ips_result": ("",)},
                   writable=tuple(sorted(IPS_FIELDS))),
+            # A failed press that sent nothing: final (the first matching stage wins).
+            Stage(when={"operation": ("executeJob",), "outcome": UNCERTAIN, "sent_at": (None,)}, writable=()),
             # A press whose fate is unknown: the watcher finds its run in IPS, or that there was none.
             Stage(when={"operation": ("executeJob",), "outcome": UNCERTAIN, "ips_result": ("",)},
                   writable=tuple(sorted(IPS_FIELDS))),

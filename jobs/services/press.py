@@ -217,6 +217,15 @@ def press(action, job: Job, access: roles.Access, user, info: RequestInfo) -> Ru
         # The partial unique index: another press of this job is in flight.
         execution = _new_execution(job, user, access, info, operation=action.operation)
         return _refused_here(execution, Outcome.ALREADY_RUNNING, _in_flight_message(job), visible)
+    if action.operation == "executeJob":
+        # Again, now that this press holds the job's one in-flight slot: a press that was in flight at the
+        # first look may have ended of unknown fate since.
+        doubt = Execution.objects.uncertain().filter(job=job).order_by("-requested_at").first()
+        if doubt is not None:
+            said = _uncertain_message(job, doubt)
+            finish(execution, Outcome.ALREADY_RUNNING, said)
+            _log_outcome(execution)
+            return RunResult(execution, visible, said=said)
     try:
         outcome, message, error = action.send(execution, job)
         _finish_sent(execution, outcome, message, error)

@@ -104,14 +104,17 @@ def due_companies(now: dt.datetime, limit: int = 100) -> list[int]:
     )
 
 
-def watch_round(owner: str | None = None, now: dt.datetime | None = None) -> list[LookResult]:
-    """Look at every company that is due and free: one round of a watcher process."""
+def watch_round(owner: str | None = None, now: dt.datetime | None = None, stop=None) -> list[LookResult]:
+    """Look at every company that is due and free: one round of a watcher process. ``stop``: a
+    threading.Event checked between looks (a stopping watcher finishes the look in hand, no more)."""
     owner = owner or default_owner()
     now = now or timezone.now()
     ensure_watches(now)
     results = []
     for company_id in due_companies(now):
-        watch = claim(company_id, owner, now)
+        if stop is not None and stop.is_set():
+            break
+        watch = claim(company_id, owner, timezone.now())
         if watch is not None:
             results.append(look(watch, owner, now))
     return results
@@ -174,7 +177,8 @@ def look(watch: CompanyWatch, owner: str, now: dt.datetime | None = None) -> Loo
         "lease_owner": "",
         "lease_until": None,
         "last_look_at": finished,
-        "last_error": result.error,
+        # A failed look, or what failed in a look that went on (one run's log).
+        "last_error": result.error or "; ".join(result.notes)[:2000],
         "next_look_at": finished + interval(busy or bool(result.error)),
         "looks": F("looks") + 1,
     }
@@ -204,7 +208,10 @@ def _ask(watch, owner, result, call):
 
 
 def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime) -> bool:
-    """Returns whether the company is busy (something to watch closely at the next look)."""
+    """Returns whether the company is busy (something to watch closely at the next look).
+
+    Only getActiveJobs and getJobLogs failing fail the look; one run's final log failing is that
+    run's (noted, asked again next look), never the company's."""
     company = watch.company
     client = ips.client_for(company.connection)
     active = _ask(watch, owner, result, lambda: client.get_active_jobs(company.handle))
@@ -219,8 +226,8 @@ def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime)
         result.ended += _no_result(row)  # older than any run IPS could still tell of (rows from before the watcher)
     waiting = waiting.filter(requested_at__gte=deadline)
     since = _since(watch, list(waiting), offset, ips_now)
-    logs, cursor = [], watch.log_cursor
-    for _page in range(LOG_PAGES):
+    logs, cursor, resume = [], watch.log_cursor, None
+    for page_no in range(LOG_PAGES):
         page = _ask(watch, owner, result, lambda s=since: client.get_job_logs(
             company.handle, sort_by="StartDate", sort_direction="Ascending", start_date=s, num_rows=LOG_PAGE_ROWS,
         ))
@@ -243,36 +250,54 @@ def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime)
                 log.warning("watch of company %s: %s runs or more started at %s; some may be missed",
                             company.handle, TIE_ROWS, since.isoformat())
             since = since + TIE_WIDTH
-            continue
-        since = max(starts)
+        else:
+            since = max(starts)
+        if page_no == LOG_PAGES - 1:
+            resume = since  # more to read than one look reads: the next one goes on from here
 
     runs = _runs_seen(active, logs)
     jobs = list(Job.objects.filter(company=company))
+    if not result.synced and any(_job_of(seen, jobs) is None for seen in runs.values()):
+        # A run of a job the catalogue does not have yet: sync first, so it is recorded as its job's.
+        _sync(watch, owner, result, now)
+        jobs = list(Job.objects.filter(company=company))
     # A press whose process died is finished here (interrupted: IPS may have started its run), never
     # left 'sending' to hold its job's runs back until someone presses again.
     reconcile_stale(company=company)
     # Read after IPS was asked, presses in flight before unnamed ones: a press that was 'sending' when its
     # run showed in IPS is in one list or the other, never in neither (it is accepted in between).
-    in_flight = set(
-        Execution.objects.filter(company=company, operation="executeJob", outcome=Outcome.SENDING)
-        .values_list("job_id", flat=True)
-    )
+    # Only a press whose executeJob may be on the wire (sent_at is written before it goes) can own a run:
+    # job -> the earliest its run can have started, in IPS's clock.
+    in_flight: dict[int, dt.datetime] = {}
+    for press in Execution.objects.filter(
+        company=company, operation="executeJob", outcome=Outcome.SENDING, sent_at__isnull=False
+    ):
+        at = _earliest_start(press, offset)
+        in_flight[press.job_id] = min(at, in_flight.get(press.job_id, at))
     unnamed = sorted(waiting.all(), key=lambda r: (r.requested_at, r.pk))
     by_handle = {r.ips_run_handle: r for r in Execution.objects.filter(
         company=company, operation="executeJob", ips_run_handle__in=list(runs)
-    )}
-    undecided = False
+    ).exclude(ips_run_handle="")}  # the exclude lets PostgreSQL use execution_one_row_per_ips_run
+    stops = _stopped_runs(company, [*runs, *(r.ips_run_handle for r in Execution.objects.open_runs().filter(
+        company=company).exclude(ips_run_handle=""))])
+    service_account = (company.connection.username or "").lower()
+    deferred: list[dt.datetime] = []
     for handle, seen in sorted(runs.items(), key=lambda kv: (kv[1].start or dt.datetime.max.replace(tzinfo=dt.UTC))):
+        _fence(watch, owner)
         row = by_handle.get(handle)
         if row is None:
             job = _job_of(seen, jobs)
-            press = _press_for(seen, job, unnamed, offset)
+            press = _press_for(seen, job, unnamed, offset, service_account)
             if press is not None:
                 row = _name(press, seen)
                 unnamed.remove(press)
+                if row is None:
+                    continue  # the press was named with another run meanwhile: this one is decided next look
                 result.matched += 1
-            elif job is not None and job.pk in in_flight:
-                undecided = True  # a press of this job is on its way: its run, or not, next look
+            elif job is not None and job.pk in in_flight and (seen.start is None or seen.start >= in_flight[job.pk]):
+                # A press of this job is on its way and this run may be its: decided at the next look,
+                # which reads the logs from before it again.
+                deferred.append(seen.start or ips_now)
                 continue
             else:
                 row = _new_row(company, job, seen, offset)
@@ -281,7 +306,7 @@ def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime)
                 result.found += 1
         if not row.is_open:
             continue
-        if _record(client, watch, owner, result, row, seen):
+        if _record(client, watch, owner, result, row, seen, handle in stops):
             result.ended += 1
 
     # Named runs IPS no longer lists that the log pages did not reach (long runs): their final log by handle.
@@ -291,8 +316,11 @@ def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime)
             continue
         if result.asked >= MAX_CALLS:
             break  # the rest at the next look
-        final = _ask(watch, owner, result, lambda r=row: _log_by_handle(client, company.handle, r.ips_run_handle))
-        if final is not None and _record(client, watch, owner, result, row, _Seen(row.ips_run_handle, log=final)):
+        final = _final_log(client, watch, owner, result, row.ips_run_handle)
+        if final is _FAILED:
+            continue
+        if final is not None and _record(client, watch, owner, result, row, _Seen(row.ips_run_handle, log=final),
+                                         row.ips_run_handle in stops):
             result.ended += 1
         elif final is None and timezone.now() >= row.requested_at + settings.IPS_FOLLOW_DEADLINE:
             result.ended += _no_result(row)
@@ -306,12 +334,46 @@ def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime)
         elif timezone.now() >= row.requested_at + settings.IPS_FOLLOW_DEADLINE:
             result.ended += _no_result(row)
 
-    fields = {"ips_offset_ms": int(offset.total_seconds() * 1000)}
-    if cursor is not None and (watch.log_cursor is None or cursor > watch.log_cursor):
+    if deferred and cursor is not None:
+        cursor = min(cursor, min(deferred))  # never past a run left for the next look
+    fields = {"ips_offset_ms": int(offset.total_seconds() * 1000), "log_resume": resume}
+    if cursor is not None and (watch.log_cursor is None or cursor > watch.log_cursor or deferred):
         fields["log_cursor"] = cursor
     CompanyWatch.objects.filter(pk=watch.pk, lease_owner=owner).update(**fields)
     still_open = Execution.objects.open_runs().filter(company=company).exists()
-    return bool(listed) or still_open or undecided or bool(in_flight)
+    return bool(listed) or still_open or bool(deferred) or bool(in_flight) or resume is not None
+
+
+def _fence(watch: CompanyWatch, owner: str) -> None:
+    """Before writing: still this watcher's company (a slow look whose lease ended writes nothing more)."""
+    if not _renew(watch, owner):
+        raise _LeaseLost()
+
+
+_FAILED = object()
+
+
+def _final_log(client, watch, owner, result, handle):
+    """A run's final log by its handle; _FAILED (noted on the look) when IPS could not give it this time."""
+    try:
+        return _ask(watch, owner, result, lambda: _log_by_handle(client, watch.company.handle, handle))
+    except ips.IpsError as error:
+        result.notes.append(f"the log of run {handle!r} could not be read ({error})")
+        log.warning("watch of company %s: the log of run %r could not be read: %s", watch.company.handle, handle,
+                    error)
+        return _FAILED
+
+
+def _stopped_runs(company: Company, handles) -> set[str]:
+    """The runs among ``handles`` a Stop pressed here was accepted for (one query a look)."""
+    handles = [h for h in set(handles) if h]
+    if not handles:
+        return set()
+    return set(
+        Execution.objects.filter(
+            operation="stopJob", company=company, outcome=Outcome.ACCEPTED, ips_run_handle__in=handles
+        ).values_list("ips_run_handle", flat=True)
+    )
 
 
 def _offset(watch: CompanyWatch) -> dt.timedelta:
@@ -322,9 +384,15 @@ def _since(watch: CompanyWatch, open_rows, offset: dt.timedelta, ips_now: dt.dat
     """Where this look reads the logs from (IPS's clock): the last look's newest start, less the overlap,
     and never after the earliest press still waiting for its run."""
     overlap = settings.IPS_WATCH_LOG_OVERLAP
-    since = (watch.log_cursor - overlap) if watch.log_cursor else (ips_now - settings.IPS_WATCH_BACKFILL)
+    if watch.log_resume is not None:
+        since = watch.log_resume  # the last look stopped at its page limit: on from there
+    elif watch.log_cursor is not None:
+        since = watch.log_cursor - overlap
+    else:
+        since = ips_now - settings.IPS_WATCH_BACKFILL
     for row in open_rows:
-        if not row.ips_run_handle:
+        # A press still in its window pins the start; one past it no longer can be matched anyway.
+        if not row.ips_run_handle and ips_now < _latest_start(row, offset) + settings.IPS_WATCH_GRACE:
             since = min(since, _earliest_start(row, offset) - DATE_RESOLUTION)
     return since
 
@@ -382,7 +450,8 @@ def _job_of(seen: _Seen, jobs: list[Job]) -> Job | None:
 def _earliest_start(row: Execution, offset: dt.timedelta) -> dt.datetime:
     """The earliest a press's run can have started, in IPS's clock: IPS's Date before it was sent."""
     if row.ips_clock_at is not None:
-        return row.ips_clock_at
+        # The Date comes from IPS's front server, run starts from its job server: the slack covers both.
+        return row.ips_clock_at - settings.IPS_WATCH_CLOCK_SLACK
     sent = row.sent_at or row.requested_at
     return sent + offset - DATE_RESOLUTION - settings.IPS_WATCH_CLOCK_SLACK
 
@@ -398,21 +467,27 @@ def _latest_start(row: Execution, offset: dt.timedelta) -> dt.datetime:
     return start + max(took, dt.timedelta(0)) + DATE_RESOLUTION + settings.IPS_WATCH_CLOCK_SLACK
 
 
-def _press_for(seen: _Seen, job: Job | None, unnamed: list[Execution], offset: dt.timedelta) -> Execution | None:
+def _press_for(seen: _Seen, job: Job | None, unnamed: list[Execution], offset: dt.timedelta,
+               service_account: str = "") -> Execution | None:
     """The press here that started this run, if any: of its job, sent before it began and answered after
-    (IPS's clock); never a run that began before the press was sent."""
+    (IPS's clock); never a run that began before the press was sent. A press of unknown fate may have
+    been acted on by IPS long after it gave up: a run of the dashboard's own account after it is its."""
     if job is None or seen.start is None:
         return None
+    ours = bool(service_account) and seen.submit_user.lower() == service_account
     for row in unnamed:
         if row.job_id != job.pk or row.sent_at is None:
             continue
-        if _earliest_start(row, offset) <= seen.start <= _latest_start(row, offset):
+        if seen.start < _earliest_start(row, offset):
+            continue
+        if seen.start <= _latest_start(row, offset) or (ours and row.outcome != Outcome.ACCEPTED):
             return row
     return None
 
 
-def _name(row: Execution, seen: _Seen) -> Execution:
-    """Name the press's row with its run (once; the row lock makes one writer win)."""
+def _name(row: Execution, seen: _Seen) -> Execution | None:
+    """Name the press's row with its run (once; the row lock makes one writer win). None: the row is
+    named with another run (a slower watcher got there first), so this run is not its."""
     with transaction.atomic():
         locked = Execution.objects.select_for_update().get(pk=row.pk)
         if not locked.ips_run_handle and locked.is_open:
@@ -420,7 +495,7 @@ def _name(row: Execution, seen: _Seen) -> Execution:
             locked.ips_run_name = seen.name
             locked.ips_started_at = seen.start
             locked.save(update_fields=["ips_run_handle", "ips_run_name", "ips_started_at"])
-    return locked
+    return locked if locked.ips_run_handle == seen.handle else None
 
 
 def _new_row(company: Company, job: Job | None, seen: _Seen, offset: dt.timedelta) -> Execution | None:
@@ -470,19 +545,21 @@ def _log_by_handle(client: ips.IpsClient, company_handle: str, run_handle: str) 
     return None
 
 
-def _record(client, watch, owner, result, row: Execution, seen: _Seen) -> bool:
+def _record(client, watch, owner, result, row: Execution, seen: _Seen, stopped: bool = False) -> bool:
     """Write what IPS says of the run; its result once it is over. Returns True when it ended now."""
     a, log_ = seen.active, seen.log
     running = a is not None and a.state != "Done"
     if not running and (log_ is None or not log_.is_final) and result.asked < MAX_CALLS:
         # Not listed as running, and its log has no end yet (before 4.0 getJobLogs never fills it).
-        final = _ask(watch, owner, result, lambda: _log_by_handle(client, row.company_handle, seen.handle))
-        log_ = final or log_
+        final = _final_log(client, watch, owner, result, seen.handle)
+        if final is not _FAILED:
+            log_ = final or log_
     finished = not running and log_ is not None and log_.is_final
-    return _write(row, a, log_, finished)
+    _fence(watch, owner)
+    return _write(row, a, log_, finished, stopped)
 
 
-def _write(row: Execution, a, log_, finished: bool) -> bool:
+def _write(row: Execution, a, log_, finished: bool, stopped: bool = False) -> bool:
     with transaction.atomic():
         row = Execution.objects.select_for_update().get(pk=row.pk)
         if not row.is_open:
@@ -507,7 +584,7 @@ def _write(row: Execution, a, log_, finished: bool) -> bool:
             row.ips_progress = 100 if not row.ips_fatal else row.ips_progress
             if row.ips_started_at and row.ips_ended_at:
                 row.ips_runtime_ms = max(0, int((row.ips_ended_at - row.ips_started_at).total_seconds() * 1000))
-            row.ips_result = _result_of(log_, _stopped(row, a))
+            row.ips_result = _result_of(log_, stopped or _stopping(row, a))
             row.ips_result_at = timezone.now()
             events.announce_run_ended(row.pk, row.ips_result)
         row.save(update_fields=sorted(Execution.IPS_FIELDS))
@@ -517,12 +594,8 @@ def _write(row: Execution, a, log_, finished: bool) -> bool:
     return finished
 
 
-def _stopped(row: Execution, a) -> bool:
-    if (a is not None and a.state == "Stopping") or row.ips_state == "Stopping":
-        return True
-    return Execution.objects.filter(
-        operation="stopJob", company_id=row.company_id, outcome=Outcome.ACCEPTED, ips_run_handle=row.ips_run_handle,
-    ).exists()
+def _stopping(row: Execution, a) -> bool:
+    return (a is not None and a.state == "Stopping") or row.ips_state == "Stopping"
 
 
 def _result_of(log_: ips.JobLog, stopped: bool) -> str:

@@ -629,10 +629,16 @@ def test_a_failed_look_shows_its_error_and_is_never_taken_for_the_end(
     params = {"code": 30000, "reason": "Busy"} if kind == "soap_fault" else {}
     ips_emulator.state.inject(kind, operation=operation, **params)
     result = look(job.company, ok=False)
-    assert result.error and result.ended == 0
+    assert result.ended == 0
     assert Execution.objects.get(pk=execution.pk).ips_result == ""
     state = _watch(job.company)
-    assert state.last_error == result.error
+    if operation == "getJobLogDetails":
+        # One run's final log failing is that run's: the look goes on (its place in the logs moves),
+        # and says what failed.
+        assert not result.error and result.notes
+        assert "could not be read" in state.last_error and "Busy" in state.last_error
+    else:
+        assert result.error and state.last_error == result.error
     assert state.next_look_at - state.last_look_at == watch.interval(busy=True)  # asked again soon
     calls = len(ips_emulator.state.calls)
     code, body = _status(client, job)

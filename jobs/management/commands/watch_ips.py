@@ -37,7 +37,7 @@ class Command(BaseCommand):
         while not stop.is_set():
             close_old_connections()
             try:
-                results = watch.watch_round(owner)
+                results = watch.watch_round(owner, stop=stop)
             except DatabaseError:
                 if once:
                     raise
