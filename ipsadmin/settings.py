@@ -179,8 +179,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: throttles every backend after it
+    # IPS emails first, on connections with sign-in with IPS on; never local accounts. Before the local
+    # backend, so an IPS sign-in does not first pay a local password hash it has no use for.
+    "jobs.auth.IpsBackend",
     "jobs.auth.LocalBackend",  # local accounts (superusers, break-glass); never one that signs in with IPS
-    "jobs.auth.IpsBackend",  # IPS emails, on connections with sign-in with IPS on; never local accounts
 ]
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -302,3 +302,47 @@ def test_no_password_goes_in_clear_where_the_url_only_seems_local(template, sign
         assert "the service URL is refused" in response.content.decode()
     finally:
         listener.close()
+
+
+@pytest.fixture
+def hashes(monkeypatch):
+    """Every password hashed, checked or as a decoy: what a sign-in spends on local passwords."""
+    from django.contrib.auth import hashers
+
+    made = []
+    hasher = type(hashers.get_hasher("default"))
+    real = hasher.encode
+
+    def counting(self, password, *args, **kwargs):
+        made.append(password)
+        return real(self, password, *args, **kwargs)
+
+    monkeypatch.setattr(hasher, "encode", counting)
+    return made
+
+
+def test_an_ips_sign_in_hashes_no_local_password(sign_in_connection, client, hashes):
+    """IPS is asked first: a person of IPS (new, or known here) pays no local hash before it."""
+    assert _login(client, "ipsuser@example.com").status_code == 302
+    client.logout()
+    assert _login(client, "ipsuser@example.com").status_code == 302  # an IPS identity now
+    assert _login(Client(), "ipsuser@example.com", "wrong").status_code == 200
+    assert hashes == []
+
+
+@pytest.mark.parametrize("name", ["nobody", "admin", "admin@example.com"])
+def test_a_local_name_pays_the_same_one_hash_found_or_not(sign_in_connection, client, hashes, name, ips_emulator):
+    """Names IPS never sees (no "@", or a local account's) are checked here, one hash each, whether
+    the account exists or not: the order of the backends tells no attacker more than before."""
+    User = get_user_model()
+    if name != "nobody":
+        User.objects.create_user(name, password="local-pw")
+    hashes.clear()
+    assert _login(client, name, "wrong").status_code == 200
+    assert len(hashes) == 1
+    assert not [c for c in ips_emulator.state.calls if c["operation"] == "checkLogin"]  # its password stays here
+
+
+def test_without_a_connection_signing_in_with_ips_an_email_is_a_local_name(connection, client, hashes):
+    assert _login(client, "ipsuser@example.com").status_code == 200
+    assert len(hashes) == 1  # hashed like any unknown local name
