@@ -56,18 +56,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.watch_cost import (  # noqa: E402  (the same helpers, the same way of running things)
-    PYTHON, Browser, Emulator, Processes, drop_database, fresh_database, manage, port_from_env, wait_until,
+    PYTHON, Browser, Emulator, Processes, drop_database, fresh_database, pct, port_from_env, start_emulator,
+    wait_until,
 )
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/ipsadmin_bench_sign_in"
 IPS_EMAIL, IPS_PASSWORD = "ipsuser@example.com", "demo"
 LOCAL_USER = "bench.admin"
 COMPANIES = (("47", "Demo Company"), ("48", "Café Zürich"))
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]  # nearest rank
 
 
 def sign_in(base: str, username: str, password: str) -> float:
@@ -129,19 +125,7 @@ def main():
     )
     procs = Processes(tmp)
     try:
-        procs.start("emulator", [PYTHON, "manage.py", "ipsemulator", "--host", "127.0.0.1", "--port",
-                                 str(emulator_port), "--quiet", "--no-scheduler"], env)
-        emulator = Emulator(f"http://127.0.0.1:{emulator_port}")
-
-        def emulator_up():
-            try:
-                return emulator.now()
-            except requests.RequestException:
-                return None
-
-        wait_until("the emulator", emulator_up, procs, timeout=60)
-        manage(env, "migrate", "--noinput", "-v", "0")
-        manage(env, "collectstatic", "--noinput", "-v", "0")
+        emulator = start_emulator(procs, env, emulator_port)
 
         os.environ.update(env)
         import django

@@ -568,6 +568,25 @@ class Bench:
         print(line, flush=True)
 
 
+def start_emulator(procs: Processes, env: dict, port: int, *args: str) -> Emulator:
+    """The emulator in a process of its own (IPS's scheduler off), once it answers; then the database
+    migrated and the static files collected, as a deploy does."""
+    procs.start("emulator", [PYTHON, "manage.py", "ipsemulator", "--host", "127.0.0.1", "--port", str(port),
+                             *args, "--quiet", "--no-scheduler"], env)
+    emulator = Emulator(f"http://127.0.0.1:{port}")
+
+    def emulator_up():
+        try:
+            return emulator.now()
+        except requests.RequestException:
+            return None
+
+    wait_until("the emulator", emulator_up, procs, timeout=60)
+    manage(env, "migrate", "--noinput", "-v", "0")
+    manage(env, "collectstatic", "--noinput", "-v", "0")
+    return emulator
+
+
 def markdown(results: list[dict]) -> str:
     head = ("| scenario | window | looks | " + " | ".join(OPERATIONS)
             + " | other | IPS calls/min | company 48/min | tab polls/min | lag median | lag max |")
@@ -657,20 +676,8 @@ def main():
     procs = Processes(tmp)
     try:
         write_data(tmp / "bench.toml", jobs)
-        procs.start("emulator", [PYTHON, "manage.py", "ipsemulator", "--host", "127.0.0.1", "--port",
-                                 str(emulator_port), "--data", str(tmp / "bench.toml"), "--job-duration",
-                                 f"{args.run_seconds:g}", "--quiet", "--no-scheduler"], env)
-        emulator = Emulator(f"http://127.0.0.1:{emulator_port}")
-
-        def emulator_up():
-            try:
-                return emulator.now()
-            except requests.RequestException:
-                return None
-
-        wait_until("the emulator", emulator_up, procs, timeout=60)
-        manage(env, "migrate", "--noinput", "-v", "0")
-        manage(env, "collectstatic", "--noinput", "-v", "0")
+        emulator = start_emulator(procs, env, emulator_port, "--data", str(tmp / "bench.toml"),
+                                  "--job-duration", f"{args.run_seconds:g}")
 
         os.environ.update(env)
         import django

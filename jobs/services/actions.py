@@ -9,7 +9,6 @@ an action is a row, its send function, and its tests.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,8 +55,6 @@ class Action:
     primary: bool = False
     #: The button's label while a press of the job is on its way.
     busy_label: Promise | None = None
-    #: Called with the audit row when IPS accepted: Run follows the run to its result.
-    on_accepted: Callable[[Execution], object] | None = None
 
 
 def describe_error(error: ips.IpsError, job: Job, action: Action, acted: bool = True) -> tuple[str, Promise]:

@@ -250,8 +250,6 @@ def press(action, job: Job, access: roles.Access, user, info: RequestInfo) -> Ru
     _log_outcome(execution, error)
     if execution.is_open:
         CompanyWatch.objects.wake(job.company_id)  # its run (or that there is none) is found at the next look
-    if execution.outcome == Outcome.ACCEPTED and action.on_accepted is not None:
-        action.on_accepted(execution)
     return RunResult(execution, visible, where=error.url if error is not None else "", said=message)
 
 

@@ -86,7 +86,7 @@ def sync_company(company: Company) -> SyncResult:
         log.warning("sync of company %s failed: %s", company.handle, error)
         # Kept on the company until a sync succeeds: the jobs page and the admin show it.
         Company.objects.filter(pk=company.pk).update(
-            sync_error=english(lambda: str(error)), sync_failed_at=timezone.now()
+            sync_error=str(error), sync_failed_at=timezone.now()
         )
         return result
     now = timezone.now()

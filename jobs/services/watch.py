@@ -610,33 +610,27 @@ def _result_of(log_: ips.JobLog, stopped: bool) -> str:
     return IpsResult.OK
 
 
-def _settle(row: Execution, result: str) -> int:
+def _settle(row: Execution, result: str, unnamed_only: bool = False) -> int:
+    """Record that IPS will say no more of this run (``result``), once; returns how many were settled.
+    ``unnamed_only``: only while no run of IPS's is on the row (a press found no run)."""
     with transaction.atomic():
         row = Execution.objects.select_for_update().get(pk=row.pk)
-        if not row.is_open or row.ips_run_handle:
+        if not row.is_open or (unnamed_only and row.ips_run_handle):
             return 0
         row.ips_result = result
         row.ips_result_at = timezone.now()
         row.save(update_fields=sorted(Execution.IPS_FIELDS))
         events.announce_run_ended(row.pk, row.ips_result)
-    log.warning("press of %r (execution %s, %s): %s", row.job_handle, row.pk, row.outcome,
+    log.warning("run of %r (execution %s, %s): %s", row.job_handle, row.pk, row.outcome,
                 english(lambda: row.ips_result_label))
     return 1
 
 
 def _not_started(row: Execution) -> int:
     """A press of unknown fate with no run in IPS past the grace: IPS did not start it."""
-    return _settle(row, IpsResult.NOT_STARTED)
+    return _settle(row, IpsResult.NOT_STARTED, unnamed_only=True)
 
 
 def _no_result(row: Execution) -> int:
-    with transaction.atomic():
-        row = Execution.objects.select_for_update().get(pk=row.pk)
-        if not row.is_open:
-            return 0
-        row.ips_result = IpsResult.NO_RESULT
-        row.ips_result_at = timezone.now()
-        row.save(update_fields=sorted(Execution.IPS_FIELDS))
-        events.announce_run_ended(row.pk, row.ips_result)
-    log.warning("run of %r (execution %s): %s", row.job_handle, row.pk, english(lambda: row.ips_result_label))
-    return 1
+    """Past the follow's deadline, IPS having said nothing of the run's end."""
+    return _settle(row, IpsResult.NO_RESULT)

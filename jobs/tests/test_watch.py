@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from jobs import events
-from jobs.models import CompanyWatch, Execution, Job
+from jobs.models import Execution, Job
 from jobs.services import watch
 
 from conftest import wait_for
