@@ -1,6 +1,6 @@
 """History at 10k, 100k and 1M audit rows: every page, the export, on SQLite or PostgreSQL.
 
-For each size, in a database of its own (PostgreSQL ``ipsadmin_bench_<rows>``,
+For each size, in a database of its own (PostgreSQL ``ipsadmin_bench_d_<rows>``,
 created again; or ``var/bench-history-<rows>.sqlite3``), a child process:
 
 1. migrates, then writes 3 companies, 2,000 jobs (200 of which are run), 30
@@ -27,7 +27,7 @@ tables of docs/benchmarks.md from a run's output saved in LOG.
 
 Run: .venv/bin/python bench/history_scale.py [--database-url URL] [--rows 10000,1000000]
          [--repeat 7] [--reuse] [--keep] > LOG; .venv/bin/python bench/history_scale.py --markdown LOG
-     URL: postgres://postgres@127.0.0.1:5432/ipsadmin_bench (default) or sqlite://
+     URL: postgres://postgres@127.0.0.1:5432/ipsadmin_bench_d (default) or sqlite://
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import argparse
 import datetime as dt
 import io
 import json
-import math
 import os
 import random
 import re
@@ -51,7 +50,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/ipsadmin_bench"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/ipsadmin_bench_d"
 
 COMPANIES = [("47", "Demo Company", 900), ("48", "Café Zürich", 700), ("52", "Nordic Retail", 400)]
 ACTIVE_JOBS = 200
@@ -301,9 +300,13 @@ class Browser:
     """Requests through the project's WSGI application with one user's session cookie."""
 
     def __init__(self, app, username: str | None):
+        from importlib import import_module
+
+        from django.conf import settings
         from django.contrib.auth import get_user_model
-        from django.contrib.sessions.backends.db import SessionStore
         from django.middleware.csrf import _get_new_csrf_string
+
+        SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 
         self.app = app
         self.csrf = _get_new_csrf_string()
@@ -312,7 +315,8 @@ class Browser:
             user = get_user_model().objects.get(username=username)
             session = SessionStore()
             session["_auth_user_id"] = str(user.pk)
-            session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+            # The local accounts' backend: the last (the IPS one, and axes, come first).
+            session["_auth_user_backend"] = settings.AUTHENTICATION_BACKENDS[-1]
             session["_auth_user_hash"] = user.get_session_auth_hash()
             session.create()
             self.cookies["sessionid"] = session.session_key

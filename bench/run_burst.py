@@ -1,17 +1,55 @@
-"""How long a press of Run takes, one at a time and in a burst.
+"""How long a press of Run takes, one at a time and in a burst, under production settings, against a bare executeJob.
 
-Sets up what `make run` does, in a temporary directory: the IPS emulator
-(in this process, with a generated company of jobs), a fresh SQLite database
-(migrate, load_demo), and gunicorn with ipsadmin/gunicorn.conf.py (3 sync
-workers by default). Logs in through the login form as the demo IpsUser, then
-measures, over HTTP as htmx sends it:
+Issue 18 asks for a press (POST /jobs/<pk>/run through htmx: getActiveJobs, then
+executeJob) within 1.1x of its two IPS round trips at 150 ms of IPS latency, and
+locally under 5x a bare executeJob. This measures it as it would run in
+production, each piece in a process of its own, set up as bench/watch_cost.py
+does (its helpers are reused):
 
-* N sequential presses of Run, each on a different job (all accepted);
-* a burst of 20 threads pressing Run on the same job at once (one accepted,
-  the others refused as already running);
-* a burst of 20 threads pressing Run on 20 different jobs (all accepted).
+* the IPS emulator (``manage.py ipsemulator --no-scheduler``) with company 47
+  of as many jobs as the bench presses (each press is on a job not run before),
+  whose runs last a day (``--job-duration``): a job once run stays active in
+  IPS, so a second press of it is refused as already running;
+* a fresh database (PostgreSQL ``ipsadmin_bench_run_burst`` by default, created
+  and dropped here; or ``sqlite://`` for a temporary file), migrated, with a
+  connection to the emulator, company 47 synced, and one user, IpsUser in 47;
+* gunicorn with ipsadmin/gunicorn.conf.py under production settings (DEBUG=0,
+  random keys, ``X-Forwarded-Proto: https`` from the client, as the TLS proxy
+  of docs/deploy.md sends it). No watcher: nothing else calls IPS.
 
-Run: .venv/bin/python bench/run_burst.py [--presses N] [--workers W] [--keep]
+For each latency of ``--latencies`` (seconds, default 0,0.15) the emulator
+delays every SOAP call by it (``POST /_emulator/inject`` {"kind": "latency",
+"seconds": L, "times": null}; ``POST /_emulator/reset`` before), then:
+
+* ``--warm`` presses (default 2 per worker, unmeasured: each worker parses the WSDL);
+* N (``--presses``, default 50) presses of Run, one after the other, each on
+  another job (all accepted), as htmx sends them (logged in, HX-Request,
+  X-CSRFToken); the IPS calls they made, from the emulator's
+  ``GET /_emulator/calls?count=1``;
+* a burst of 20 threads pressing Run on one job at once (one accepted, the
+  others refused as already running), and one of 20 threads on 20 jobs;
+* the bare executeJob, ``--bare`` times each (default 50), on jobs of their own:
+  "raw", the very request the dashboard's client sends (its bytes and headers,
+  recorded once) POSTed straight to the emulator over a kept-alive HTTP
+  connection, and "client", the project's IPS client in this process
+  (``ips.client_for(connection).execute_job``: zeep's serialisation, the
+  transport's deadline and caps, the reply's reading). "client" is the stricter
+  base to compare with: a press cannot call IPS any cheaper than through it.
+
+Then, in this process (the same settings and database; django.test.Client, as
+a request reaches the view through every middleware), ``--counted`` presses
+(default 5) with their SQL statements and transactions counted
+(jobs/tests/sql_tally.py, the counter test_press_cost.py pins the figures with).
+
+With each sequential run, the CPU time its presses cost the gunicorn workers
+(/proc, user + system), and with each bare run the CPU time of this process per
+call: on a busy machine, wall times mostly measure the wait for a CPU.
+
+Prints one line per measurement as it goes, then a Markdown table.
+
+Run: .venv/bin/python bench/run_burst.py [--presses 50] [--latencies 0,0.15] [--workers 3] [--bare 50]
+         [--database-url postgres://postgres@127.0.0.1:5432/ipsadmin_bench_run_burst | sqlite://]
+         [--profile N] [--show-sql] [--keep]
 Ports: EMULATOR_PORT (the emulator) and PORT (gunicorn) from the environment, else free ones.
 """
 
@@ -19,12 +57,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import math
+import datetime as dt
 import os
-import re
+import platform
+import secrets
 import shutil
-import signal
-import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,117 +75,62 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from conftest import free_port, wait_for  # noqa: E402  (the tests' helpers)
-from ipsemulator import server as emulator_server  # noqa: E402
-from ipsemulator.clock import ManualClock  # noqa: E402
+from bench.watch_cost import (  # noqa: E402  (the same helpers, the same way of running things)
+    COMPANY, USERNAME, Browser, Emulator, Processes, drop_database, fresh_database, pct, port_from_env,
+    production_env, start_emulator, start_gunicorn, write_data,
+)
 
-PYTHON = sys.executable
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/ipsadmin_bench_run_burst"
 BURST = 20
-WARMUP = 6  # presses not measured: each worker parses the WSDL on its first run
+DAY = 86400
 
 
-def pct(values, p):
-    """Nearest-rank percentile."""
-    values = sorted(values)
-    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
+def control(emulator: Emulator, what: str, body: dict | None = None) -> None:
+    reply = emulator.http.post(f"{emulator.base_url}/_emulator/{what}", json=body or {}, timeout=10)
+    if reply.status_code != 200:
+        sys.exit(f"POST /_emulator/{what} {body}: {reply.status_code} {reply.text}")
 
 
-def summary(name, latencies, statuses, wall=None):
-    ms = [x * 1000 for x in latencies]
-    line = (
-        f"{name:<34} n={len(ms):<4} p50={pct(ms, 50):7.1f} ms  p95={pct(ms, 95):7.1f} ms  "
-        f"max={max(ms):7.1f} ms  statuses={dict(sorted(statuses.items()))}"
-    )
-    if wall is not None:
-        line += f"  wall={wall * 1000:.0f} ms"
-    print(line, flush=True)
-
-
-def write_data(path: Path, count: int) -> None:
-    jobs = "\n".join(
-        f'[[jobs]]\ncompany = "47"\nname = "Bench job {n:03d}"\ntype = "ImageServingPublish"\n'
-        for n in range(1, count + 1)
-    )
-    path.write_text(
-        f"""[emulator]
-server_name = "ips-bench"
-utc_offset = "+00:00"
-
-[[companies]]
-handle = "47"
-name = "Bench Company"
-
-{jobs}
-
-[[users]]
-email = "service@example.com"
-password = "demo"
-default_role = "IpsUser"
-memberships = [{{ company = "47", role = "IpsUser" }}]
-""",
-        encoding="utf-8",
-    )
-
-
-def manage(env, *args):
-    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-
-
-def wait_healthy(url, proc, log_path, timeout=30):
-    def healthy():
-        if proc.poll() is not None:
-            sys.exit(f"gunicorn exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            return requests.get(url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(healthy, "gunicorn to answer /healthz", timeout=timeout, poll=0.1)
-    except AssertionError as exc:
-        sys.exit(str(exc))
-
-
-def log_in(base, username, password="demo") -> dict:
-    """Log in through the login form; returns the cookies of the session."""
-    s = requests.Session()
-    page = s.get(base + "/accounts/login/", timeout=10)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    reply = s.post(
-        base + "/accounts/login/",
-        data={"username": username, "password": password, "csrfmiddlewaretoken": token},
-        headers={"Referer": base + "/accounts/login/"},
-        timeout=10,
-    )
+def ips_calls(emulator: Emulator, since, until) -> collections.Counter:
+    reply = emulator.http.get(f"{emulator.base_url}/_emulator/calls",
+                              params={"since": since.isoformat(), "until": until.isoformat(), "count": "1"}, timeout=30)
     reply.raise_for_status()
-    assert "sessionid" in s.cookies, "login failed"
-    s.get(base + "/", timeout=10)  # a fresh CSRF cookie for the logged-in session
-    return dict(s.cookies)
+    return collections.Counter(reply.json()["operations"])
 
 
-def htmx_session(cookies) -> requests.Session:
-    s = requests.Session()
-    s.cookies.update(cookies)
-    s.headers.update({"X-CSRFToken": cookies["csrftoken"], "HX-Request": "true"})
-    return s
+def cpu_seconds(master: int) -> float:
+    """CPU time (user + system) of the gunicorn master's workers so far: what presses cost the web
+    workers, whatever else the machine is doing (wall times on a busy machine mostly wait for a CPU)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:  # ppid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
-def press(session, base, pk):
+def press(browser: Browser, pk: int) -> tuple[float, int]:
     t = time.perf_counter()
-    r = session.post(f"{base}/jobs/{pk}/run", timeout=60)
-    return time.perf_counter() - t, r.status_code
+    reply = browser.request("POST", f"/jobs/{pk}/run", htmx=True)
+    return time.perf_counter() - t, reply.status_code
 
 
-def burst(cookies, base, pks):
+def burst(base: str, cookies: dict, pks: list[int]):
+    """len(pks) threads, each a tab of the same browser (its cookies), pressing at once."""
     barrier = threading.Barrier(len(pks))
     results = [None] * len(pks)
 
     def one(i, pk):
-        session = htmx_session(cookies)
+        browser = Browser(base, cookies)
         barrier.wait(timeout=30)
-        results[i] = press(session, base, pk)
+        results[i] = press(browser, pk)
 
     threads = [threading.Thread(target=one, args=(i, pk)) for i, pk in enumerate(pks)]
     t = time.perf_counter()
@@ -155,92 +138,239 @@ def burst(cookies, base, pks):
         th.start()
     for th in threads:
         th.join(120)
-    return [r[0] for r in results], collections.Counter(r[1] for r in results), time.perf_counter() - t
+    wall = time.perf_counter() - t
+    if any(r is None for r in results):
+        sys.exit("a press of the burst did not finish")
+    return [r[0] for r in results], collections.Counter(r[1] for r in results), wall
+
+
+def line(name: str, seconds: list[float], statuses=None, wall=None) -> dict:
+    ms = [s * 1000 for s in seconds]
+    row = dict(name=name, n=len(ms), p50=pct(ms, 50), p95=pct(ms, 95), max=max(ms), statuses=statuses, wall=wall)
+    text = f"  {name:<40} n={len(ms):<4} p50={row['p50']:7.1f} ms  p95={row['p95']:7.1f} ms  max={row['max']:7.1f} ms"
+    if statuses is not None:
+        text += f"  statuses={dict(sorted(statuses.items()))}"
+    if wall is not None:
+        text += f"  wall={wall * 1000:.0f} ms"
+    print(text, flush=True)
+    return row
+
+
+class RawExecute:
+    """The dashboard client's own executeJob request, recorded once, then POSTed again as bytes."""
+
+    def __init__(self, client, job_handle: str):
+        transport = client._zeep.transport
+        recorded = {}
+        post = transport.post
+
+        def recording(address, message, headers):
+            recorded.update(address=address, message=message, headers=dict(headers))
+            return post(address, message, headers)
+
+        transport.post = recording
+        try:
+            client.execute_job(COMPANY, job_handle)
+        finally:
+            del transport.post
+        self.address, self.headers = recorded["address"], recorded["headers"]
+        self.message = recorded["message"] if isinstance(recorded["message"], bytes) else recorded["message"].encode()
+        self.handle = job_handle.encode()
+        self.http = requests.Session()
+
+    def __call__(self, job_handle: str) -> None:
+        body = self.message.replace(self.handle, job_handle.encode())
+        reply = self.http.post(self.address, data=body, headers=self.headers, timeout=60)
+        if reply.status_code != 200 or b"Fault" in reply.content:
+            sys.exit(f"the raw executeJob failed: {reply.status_code}\n{reply.text[:2000]}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presses", type=int, default=50, help="sequential presses (default 50)")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3, as make run)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--presses", type=int, default=50, help="sequential presses measured per latency (50)")
+    parser.add_argument("--latencies", "--latency", default="0,0.15",
+                        help="IPS latencies in seconds, comma-separated (0,0.15)")
+    parser.add_argument("--bare", type=int, default=50, help="bare executeJob calls of each kind per latency (50)")
+    parser.add_argument("--counted", type=int, default=5, help="presses with their SQL counted, in-process (5)")
+    parser.add_argument("--warm", type=int, default=None, help="unmeasured presses first (default 2 per worker)")
+    parser.add_argument("--database-url", default=DEFAULT_URL,
+                        help=f"a PostgreSQL database to create (dropped first, and after), or sqlite:// (default {DEFAULT_URL})")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3, the config's)")
+    parser.add_argument("--show-sql", action="store_true", help="print the statements of one counted press")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile N more in-process presses with pyinstrument (not a requirement)")
+    parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
     args = parser.parse_args()
+    latencies = [float(x) for x in args.latencies.split(",")]
+    warm = args.warm if args.warm is not None else 2 * args.workers
+    per_latency = warm + args.presses + 1 + BURST + 2 * (args.bare + 1)
+    jobs = per_latency * len(latencies) + args.counted + args.profile
 
-    tmp = Path(tempfile.mkdtemp(prefix="ipsadmin-bench-"))
-    jobs_needed = WARMUP + args.presses + 1 + BURST
-    write_data(tmp / "bench.toml", jobs_needed)
-    emulator = emulator_server.start(port=int(os.environ.get("EMULATOR_PORT") or 0), data_path=tmp / "bench.toml")
-    # The emulator's clock stands still: every run stays active in IPS, so a
-    # second press of the same job is refused however long the bench takes.
-    emulator.state.clock = ManualClock()
-    env = dict(
-        os.environ, DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}", DEBUG="1", GUNICORN_WORKERS=str(args.workers)
-    )
-    proc = None
-    log = None
+    tmp = Path(tempfile.mkdtemp(prefix="ipsadmin-bench-run-"))
+    emulator_port, port = port_from_env("EMULATOR_PORT"), port_from_env("PORT")
+    base = f"http://127.0.0.1:{port}"
+    database_url = fresh_database(args.database_url, tmp)
+    env = production_env(port, database_url, args.workers)
+    procs = Processes(tmp)
     try:
-        manage(env, "migrate", "--noinput", "-v", "0")
-        manage(env, "load_demo", "--service-url", emulator.service_url)
-        with sqlite3.connect(tmp / "db.sqlite3") as db:
-            pks = [pk for (pk,) in db.execute("select id from jobs_job order by name")]
-        assert len(pks) == jobs_needed, (len(pks), jobs_needed)
+        write_data(tmp / "bench.toml", jobs)
+        emulator = start_emulator(procs, env, emulator_port, "--data", str(tmp / "bench.toml"),
+                                  "--job-duration", str(DAY))
 
-        port = int(os.environ.get("PORT") or free_port())
-        base = f"http://127.0.0.1:{port}"
-        log_path = tmp / "gunicorn.log"
-        log = open(log_path, "wb")
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-             "ipsadmin.wsgi"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_healthy(base, proc, log_path)
-        cookies = log_in(base, "ipsuser")
-        session = htmx_session(cookies)
+        os.environ.update(env)
+        import django
 
-        print(
-            f"ipsadmin at {base}: gunicorn, {args.workers} sync workers, SQLite {tmp / 'db.sqlite3'}; "
-            f"IPS emulator in-process at {emulator.base_url}",
-            flush=True,
-        )
-        queue = iter(pks)
-        for pk in [next(queue) for _ in range(WARMUP)]:
-            press(session, base, pk)
+        django.setup()
+        from django.contrib.auth import get_user_model
+        from django.db import connection
+        from django.test import Client
 
-        latencies, statuses = [], collections.Counter()
-        for pk in [next(queue) for _ in range(args.presses)]:
-            seconds, status = press(session, base, pk)
-            latencies.append(seconds)
-            statuses[status] += 1
-        summary(f"sequential, {args.presses} different jobs", latencies, statuses)
+        from jobs import ips
+        from django.utils import timezone
 
-        same = next(queue)
-        latencies, statuses, wall = burst(cookies, base, [same] * BURST)
-        summary(f"burst of {BURST} threads, same job", latencies, statuses, wall)
+        from jobs.models import Company, CompanyWatch, Connection, Execution, Job, MembershipChange
+        from jobs.services import people, sync
+        from jobs.tests.sql_tally import tally
 
-        latencies, statuses, wall = burst(cookies, base, [next(queue) for _ in range(BURST)])
-        summary(f"burst of {BURST} threads, {BURST} jobs", latencies, statuses, wall)
+        conn = Connection(name="Bench IPS emulator", region=Connection.Region.CUSTOM,
+                          service_url=f"{emulator.base_url}/scene7/services/IpsApiService",
+                          username="service@example.com")
+        conn.set_password("demo")  # the emulator's service account
+        conn.save()
+        password = secrets.token_urlsafe(16)
+        user = get_user_model().objects.create_user(USERNAME, password=password)
+        company = Company.objects.create(connection=conn, handle=COMPANY, name="Bench Company")
+        people.change_membership(None, user, company, "IpsUser", MembershipChange.Source.ADMIN)
+        synced = sync.sync_company(company)
+        if synced.error:
+            sys.exit(f"sync failed: {synced.error}")
+        queue = iter(Job.objects.filter(company=company).order_by("name").values_list("pk", "handle"))
+        assert Job.objects.filter(company=company).count() == jobs
 
-        executes = [c for c in emulator.state.calls if c["operation"] == "executeJob"]
-        same_job = sum(1 for c in executes if c["job_handle"] == "47|Bench job %03d|" % (pks.index(same) + 1))
-        print(f"executeJob calls: {len(executes)} in all, {same_job} for the burst's single job", flush=True)
-    finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        if log is not None:
-            log.close()
-        emulator.stop()
-        if args.keep:
-            print(f"kept {tmp}")
+        gunicorn = start_gunicorn(procs, env, port)
+        browser = Browser(base)
+        browser.log_in(USERNAME, password)
+
+        if connection.vendor == "postgresql":
+            connection.ensure_connection()
+            db = f"PostgreSQL {connection.pg_version // 10000}.{connection.pg_version % 10000}"
         else:
+            db = f"SQLite {connection.Database.sqlite_version}" + " (WAL: settings)"
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+                   platform.processor())
+        head = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"], capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        print(f"tree {ROOT} at {head[:90]}{' (with changes)' if dirty else ''}\n"
+              f"ipsadmin at {base} (gunicorn, {args.workers} sync workers, DEBUG=0) on {db}; IPS emulator at "
+              f"{emulator.base_url}; {args.presses} presses, {warm} warm-up presses, {args.bare} bare calls of each "
+              f"kind per latency; {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
+              f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+        client = ips.client_for(conn)
+        table = []
+        for latency in latencies:
+            control(emulator, "reset")
+            if latency:
+                control(emulator, "inject", {"kind": "latency", "seconds": latency, "times": None})
+            print(f"IPS latency {latency * 1000:.0f} ms", flush=True)
+            for _ in range(warm):
+                press(browser, next(queue)[0])
+            procs.check()
+
+            since, cpu = emulator.now(), cpu_seconds(gunicorn.pid)
+            seconds, statuses = [], collections.Counter()
+            for _ in range(args.presses):
+                took, status = press(browser, next(queue)[0])
+                seconds.append(took)
+                statuses[status] += 1
+            cpu = (cpu_seconds(gunicorn.pid) - cpu) / args.presses * 1000
+            calls = ips_calls(emulator, since, emulator.now())
+            sequential = line(f"sequential, {args.presses} jobs", seconds, statuses)
+            print(f"  CPU of the web workers per press: {cpu:.1f} ms", flush=True)
+            per_press = {op: n / args.presses for op, n in sorted(calls.items())}
+            print(f"  IPS calls per press: {per_press}", flush=True)
+
+            same = next(queue)[0]
+            seconds, statuses, wall = burst(base, browser.cookies, [same] * BURST)
+            same_burst = line(f"burst of {BURST} threads, one job", seconds, statuses, wall)
+            accepted = Execution.objects.filter(job_id=same, outcome="accepted").count()
+            print(f"  the burst's one job: {accepted} accepted", flush=True)
+            seconds, statuses, wall = burst(base, browser.cookies, [next(queue)[0] for _ in range(BURST)])
+            many_burst = line(f"burst of {BURST} threads, {BURST} jobs", seconds, statuses, wall)
+
+            raw = RawExecute(client, next(queue)[1])
+            client.execute_job(COMPANY, next(queue)[1])  # warm
+            bare, bare_cpu = {}, {}
+            for kind, call in (("raw", raw), ("client", lambda h: client.execute_job(COMPANY, h))):
+                seconds = []
+                cpu0 = time.process_time()
+                for _ in range(args.bare):
+                    handle = next(queue)[1]
+                    t = time.perf_counter()
+                    call(handle)
+                    seconds.append(time.perf_counter() - t)
+                bare_cpu[kind] = (time.process_time() - cpu0) / args.bare * 1000
+                bare[kind] = line(f"bare executeJob, {kind}", seconds)
+                print(f"  CPU of this process per call: {bare_cpu[kind]:.1f} ms", flush=True)
+            table.append(dict(latency=latency, sequential=sequential, same=same_burst, many=many_burst, bare=bare,
+                              calls=sum(per_press.values()), cpu=cpu, bare_cpu=bare_cpu))
+            procs.check()
+
+        # Statements and transactions, in this process: as a request reaches the view.
+        control(emulator, "reset")
+        browser_here = Client(HTTP_HOST="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")
+        browser_here.force_login(user)
+        browser_here.post(f"/jobs/{next(queue)[0]}/run", HTTP_HX_REQUEST="true", secure=True)  # warm
+        counts, shown = [], None
+        for _ in range(args.counted - 1):
+            # Its company's watcher asleep until its next look, as just after a look (no watcher runs
+            # here: a woken watch stays due, and a press then reads it once more).
+            CompanyWatch.objects.update(next_look_at=timezone.now() + dt.timedelta(hours=1))
+            with tally() as counted:
+                reply = browser_here.post(f"/jobs/{next(queue)[0]}/run", HTTP_HX_REQUEST="true", secure=True)
+            if reply.status_code != 200:
+                sys.exit(f"an in-process press answered {reply.status_code}:\n{reply.content[:2000]}")
+            counts.append((counted.count, counted.transactions))
+            shown = counted
+        statements = statistics.median(c for c, _ in counts)
+        transactions = statistics.median(t for _, t in counts)
+        print(f"SQL per accepted press (in-process, {len(counts)} presses): {statements:g} statements, "
+              f"{transactions:g} transactions (each: {counts})", flush=True)
+        if args.show_sql and shown is not None:
+            print(shown)
+        if args.profile:
+            # Where a local press's time goes, over many presses (pyinstrument is not a requirement:
+            # pip install --target /tmp/pyi pyinstrument; PYTHONPATH=/tmp/pyi).
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0005)
+            with profiler:
+                for _ in range(args.profile):
+                    browser_here.post(f"/jobs/{next(queue)[0]}/run", HTTP_HX_REQUEST="true", secure=True)
+            print(profiler.output_text(unicode=True, color=False, show_all=False))
+
+        print()
+        print("| IPS latency | press p50 | press p95 | 2 × latency | p50 ÷ 2 RT | bare raw p50 | bare client p50 | "
+              "p50 ÷ bare client | p50 ÷ bare raw | burst one job p50 / max | burst 20 jobs p50 / max | "
+              "IPS calls each | SQL statements / transactions each | worker CPU per press | client CPU per call |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in table:
+            s, two = r["sequential"], 2 * r["latency"] * 1000
+            raw, cl = r["bare"]["raw"]["p50"], r["bare"]["client"]["p50"]
+            rt = (f"{two:.0f} ms", f"{s['p50'] / two:.2f}") if two else ("—", "—")
+            print(f"| {r['latency'] * 1000:.0f} ms | {s['p50']:.1f} ms | {s['p95']:.1f} ms | {rt[0]} | {rt[1]} | "
+                  f"{raw:.1f} ms | {cl:.1f} ms | {s['p50'] / cl:.1f} | {s['p50'] / raw:.1f} | "
+                  f"{r['same']['p50']:.0f} / {r['same']['max']:.0f} ms | {r['many']['p50']:.0f} / {r['many']['max']:.0f} ms | "
+                  f"{r['calls']:g} | {statements:g} / {transactions:g} | {r['cpu']:.1f} ms | "
+                  f"{r['bare_cpu']['client']:.1f} ms |")
+    finally:
+        procs.stop()
+        if args.keep:
+            print(f"kept {tmp} and {database_url}")
+        else:
+            drop_database(database_url)
             shutil.rmtree(tmp, ignore_errors=True)
 
 

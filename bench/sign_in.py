@@ -27,7 +27,7 @@ is timed. The IPS calls each sign-in made are counted with the emulator's
 each kind (default 2 per worker, unmeasured) let every worker read the WSDL
 and open its connections.
 
-Prints one line per latency and kind, then a Markdown table: p50/p95 of the
+Prints the load average at the start and the end, one line per latency and kind, then a Markdown table: p50/p95 of the
 POST, 3 x latency, and the p50 and p95 over 3 x latency.
 
 Run: .venv/bin/python bench/sign_in.py [-n 30] [--latencies 0,0.15] [--workers 3]
@@ -50,14 +50,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.watch_cost import (  # noqa: E402  (the same helpers, the same way of running things)
-    PYTHON, Browser, Emulator, Processes, drop_database, fresh_database, pct, port_from_env, start_emulator,
-    wait_until,
+    Browser, Emulator, Processes, drop_database, fresh_database, pct, port_from_env, start_emulator,
+    production_env, start_gunicorn,
 )
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/ipsadmin_bench_sign_in"
@@ -78,6 +77,11 @@ def sign_in(base: str, username: str, password: str) -> float:
     if reply.status_code != 302 or "sessionid" not in browser.cookies:
         sys.exit(f"sign-in of {username} failed: {reply.status_code}\n{reply.text[:2000]}")
     return took
+
+
+def load() -> str:
+    """The machine's load average (1, 5, 15 min): the figures are only as quiet as the machine was."""
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def control(emulator: Emulator, what: str, body: dict | None = None) -> None:
@@ -110,19 +114,7 @@ def main():
     emulator_port, port = port_from_env("EMULATOR_PORT"), port_from_env("PORT")
     base = f"http://127.0.0.1:{port}"
     database_url = fresh_database(args.database_url, tmp)
-    from cryptography.fernet import Fernet
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECURE_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="ipsadmin.settings",
-        DEBUG="0",
-        SECRET_KEY=secrets.token_urlsafe(64),
-        IPSADMIN_ENCRYPTION_KEY=Fernet.generate_key().decode(),
-        ALLOWED_HOSTS="127.0.0.1",
-        CSRF_TRUSTED_ORIGINS=f"https://127.0.0.1:{port}",
-        DATABASE_URL=database_url,
-        GUNICORN_WORKERS=str(args.workers),
-    )
+    env = production_env(port, database_url, args.workers)
     procs = Processes(tmp)
     try:
         emulator = start_emulator(procs, env, emulator_port)
@@ -146,17 +138,7 @@ def main():
         local_password = secrets.token_urlsafe(16)
         get_user_model().objects.create_superuser(LOCAL_USER, password=local_password)
 
-        procs.start("gunicorn", [PYTHON, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
-                                 f"127.0.0.1:{port}", "ipsadmin.wsgi"], env)
-
-        def healthy():
-            try:
-                return requests.get(base + "/healthz", headers={"X-Forwarded-Proto": "https"},
-                                    timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until("gunicorn to answer /healthz", healthy, procs, timeout=60)
+        start_gunicorn(procs, env, port)
 
         if connection.vendor == "postgresql":
             connection.ensure_connection()
@@ -172,7 +154,7 @@ def main():
         print(f"tree {ROOT} at {head[:90]}\nbackends {', '.join(b.rsplit('.', 1)[1] for b in backends)}\n"
               f"ipsadmin at {base} (gunicorn, {args.workers} sync workers, DEBUG=0) on {db}; IPS emulator at "
               f"{emulator.base_url}; n={args.n}, {warm} warm-up sign-ins of each kind per latency; "
-              f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}", flush=True)
+              f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; {load()}", flush=True)
 
         rows = []
         for latency in latencies:
@@ -196,6 +178,7 @@ def main():
                       f"min {row['min']:6.1f} ms  3 x latency {three:5.0f} ms  {ratio}  IPS calls per sign-in {per}",
                       flush=True)
         procs.check()
+        print(f"at the end: {load()}")
         print()
         print("| IPS latency | who | p50 | p95 | 3 × latency | p50 ÷ 3 RT | p95 ÷ 3 RT | p50 − 3 × latency | IPS calls each |")
         print("|---|---|---|---|---|---|---|---|---|")

@@ -568,6 +568,40 @@ class Bench:
         print(line, flush=True)
 
 
+
+def production_env(port: int, database_url: str, workers: int, **more: str) -> dict:
+    """The environment of a production-settings process (DEBUG off, fresh keys, HTTPS origin)."""
+    from cryptography.fernet import Fernet
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECURE_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="ipsadmin.settings",
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(64),
+        IPSADMIN_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="127.0.0.1",
+        CSRF_TRUSTED_ORIGINS=f"https://127.0.0.1:{port}",
+        DATABASE_URL=database_url,
+        GUNICORN_WORKERS=str(workers),
+        **more,
+    )
+    return env
+
+
+def start_gunicorn(procs: Processes, env: dict, port: int) -> None:
+    """gunicorn with the project's config on ``port``, once it answers /healthz (as behind TLS)."""
+    procs.start("gunicorn", [PYTHON, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
+                             f"127.0.0.1:{port}", "ipsadmin.wsgi"], env)
+
+    def healthy():
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Forwarded-Proto": "https"},
+                                timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until("gunicorn to answer /healthz", healthy, procs, timeout=60)
+
 def start_emulator(procs: Processes, env: dict, port: int, *args: str) -> Emulator:
     """The emulator in a process of its own (IPS's scheduler off), once it answers; then the database
     migrated and the static files collected, as a deploy does."""
@@ -658,21 +692,7 @@ def main():
     emulator_port, port = port_from_env("EMULATOR_PORT"), port_from_env("PORT")
     base = f"http://127.0.0.1:{port}"
     database_url = fresh_database(args.database_url, tmp)
-    from cryptography.fernet import Fernet
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECURE_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="ipsadmin.settings",
-        DEBUG="0",
-        SECRET_KEY=secrets.token_urlsafe(64),
-        IPSADMIN_ENCRYPTION_KEY=Fernet.generate_key().decode(),
-        ALLOWED_HOSTS="127.0.0.1",
-        CSRF_TRUSTED_ORIGINS=f"https://127.0.0.1:{port}",
-        DATABASE_URL=database_url,
-        GUNICORN_WORKERS=str(args.workers),
-        IPS_WATCH_INTERVAL=f"{busy:g}",
-        IPS_WATCH_IDLE_INTERVAL=f"{idle:g}",
-    )
+    env = production_env(port, database_url, args.workers, IPS_WATCH_INTERVAL=f"{busy:g}", IPS_WATCH_IDLE_INTERVAL=f"{idle:g}")
     procs = Processes(tmp)
     try:
         write_data(tmp / "bench.toml", jobs)
@@ -703,17 +723,7 @@ def main():
             people.change_membership(None, user, company, "IpsUser", MembershipChange.Source.ADMIN)
 
         procs.start("watcher", [PYTHON, "manage.py", "watch_ips"], env)
-        procs.start("gunicorn", [PYTHON, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
-                                 f"127.0.0.1:{port}", "ipsadmin.wsgi"], env)
-
-        def healthy():
-            try:
-                return requests.get(base + "/healthz", headers={"X-Forwarded-Proto": "https"},
-                                    timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until("gunicorn to answer /healthz", healthy, procs, timeout=60)
+        start_gunicorn(procs, env, port)
         # The watcher's first look syncs the jobs (getScheduledJobs).
         wait_until("the watcher's first sync",
                    lambda: Job.objects.filter(company__handle=COMPANY).count() == jobs, procs, timeout=60)

@@ -167,7 +167,14 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers write the audit table: wait for the lock
     # instead of failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    # WAL: a commit is one append and one fsync of the log, not a journal written, synced and
+    # deleted (a press commits several times; bench/run_burst.py), and readers never wait for
+    # a writer. synchronous stays FULL: an audit row committed is on disk.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory: tests that start gunicorn or kill a worker process
     # need the test database visible to other processes. One per test run,
@@ -292,6 +299,18 @@ if TASKS_BACKEND == "rq":
             "SERIALIZER": RQ_SERIALIZER,
         }
     }
+# History exports (jobs/tasks.py: export_history): the CSV is written by a background
+# worker to this directory (created if missing), kept EXPORTS_KEEP_HOURS, then deleted
+# by the cleanup chore. An export whose worker has not reported for
+# EXPORTS_STALE_SECONDS is taken as dead ("the worker stopped").
+EXPORTS_DIR = Path(env_str("EXPORTS_DIR", str(BASE_DIR / "var" / "exports")))
+EXPORTS_KEEP = timedelta(hours=env_float("EXPORTS_KEEP_HOURS", 24.0))
+EXPORTS_STALE = timedelta(seconds=env_float("EXPORTS_STALE_SECONDS", 300.0))
+#: Rows between two progress reports of the worker (one UPDATE each).
+EXPORTS_PROGRESS_EVERY = env_int("EXPORTS_PROGRESS_EVERY", 20_000)
+# Behind nginx: the internal location that serves EXPORTS_DIR (e.g. /_exports/); the download then
+# answers with X-Accel-Redirect and nginx sends the file (docs/deploy.md). Empty: gunicorn sends it.
+EXPORTS_ACCEL_REDIRECT = env_str("EXPORTS_ACCEL_REDIRECT", "")
 IPS_APP_NAME = "ipsadmin"
 IPS_APP_VERSION = "0.1"
 
@@ -333,6 +352,8 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_HTTPONLY = True
+# Database sessions; a sign-in's new session is written once, not created and then updated (jobs/sessions.py).
+SESSION_ENGINE = "jobs.sessions"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -2,18 +2,20 @@
 
 A person logs in with their IPS email and password; IPS checks them
 (checkLogin) and says who they are and where (getUserInfo and
-getCompanyMembership, as themselves). The password is used for those calls
-and never stored. django-axes sits before this backend in
-AUTHENTICATION_BACKENDS, so IPS logins are throttled like any other.
+getCompanyMembership, as themselves, asked at the same time). The password
+is used for those calls and never stored. django-axes sits before this
+backend in AUTHENTICATION_BACKENDS, so IPS logins are throttled like any other.
 """
 
 import logging
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
+from django.db import transaction
 from django.utils.translation import gettext
 
 from . import ips, throttle
@@ -122,3 +124,17 @@ class LoginForm(AuthenticationForm):
         if text:
             return ValidationError(text, code="ips_sign_in")
         return super().get_invalid_login_error()
+
+
+class _LoginView(auth_views.LoginView):
+    authentication_form = LoginForm
+
+    def form_valid(self, form):
+        # What a sign-in writes once the password is checked (the session, axes' log of the login and its
+        # attempt counted before IPS taken back, last_login): one commit, not one each.
+        with transaction.atomic():
+            return super().form_valid(form)
+
+
+#: The login page: Django's, with LoginForm.
+login = _LoginView.as_view()

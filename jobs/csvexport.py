@@ -1,6 +1,6 @@
 """The CSV export of history: its columns, and each cell written so that no
 spreadsheet runs or reorders it. The rows come from history.chunks (keyset
-chunks, constant memory); views/history.py streams them.
+chunks, constant memory); services.exports writes them to a file in a worker.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import unicodedata
 
 from django.utils import timezone
 
-from .history import Sort, Split, chunks
+from .history import Sort, Split, chunks, ordered
 from .text import neutralise_bidi
 
 #: The CSV columns: header, and the Execution field each comes from (company: its name).
@@ -133,15 +133,59 @@ def _cell(value, zone):
             # Shown as code points, as on every HTML page: a name that reads one way and is another.
             value = neutralise_bidi(value)
         if _may_run(value):
-            return "'" + value  # read as text; the writer quotes every cell (views/history.py)
+            return "'" + value  # read as text; the writer quotes every cell (exporting._write_csv)
     return value
 
 
-def export_rows(queryset, sort: Sort, company_names: dict[int, str], zone, chunk: int = 2000, split: Split | None = None):
-    """The export's rows in ``sort``'s order, as lists of CSV cells, read ``chunk`` rows a query."""
+def _text_cell(value):
+    """_cell of a text column's value (or None)."""
+    if value is None:
+        return ""
+    if not value.isascii():
+        value = neutralise_bidi(value)
+    return "'" + value if _may_run(value) else value
+
+
+def _number_cell(value):
+    """_cell of an integer column's value (or None): the number as it is."""
+    return "" if value is None else value
+
+
+def _cell_writers(model, fields: list[str], zone) -> list:
+    """For each column, the function that writes its cells as _cell does, chosen once from the
+    column's type instead of asked of each value (a million rows are 31 million cells)."""
+    writers = []
+    for name in fields:
+        kind = model._meta.get_field(name).get_internal_type() if name != "company_id" else "CharField"
+        if kind in ("CharField", "TextField"):
+            writers.append(_text_cell)
+        elif kind in ("IntegerField", "BigIntegerField", "PositiveIntegerField", "PositiveBigIntegerField",
+                      "SmallIntegerField", "PositiveSmallIntegerField", "AutoField", "BigAutoField"):
+            writers.append(_number_cell)
+        elif kind == "DateTimeField":
+            # timezone.localtime without its naive check: the database gives aware times (USE_TZ).
+            writers.append(lambda value, zone=zone: "" if value is None else value.astimezone(zone).isoformat(
+                timespec="milliseconds"))
+        else:
+            writers.append(lambda value, zone=zone: _cell(value, zone))
+    return writers
+
+
+def export_rows(queryset, sort: Sort, company_names: dict[int, str], zone, chunk: int = 2000, split: Split | None = None,
+                server_cursor: bool = False):
+    """The export's rows in ``sort``'s order, as lists of CSV cells, read ``chunk`` rows a query.
+
+    ``server_cursor`` (PostgreSQL): one query, its rows fetched ``chunk`` at a time from a
+    server-side cursor (WITH HOLD in autocommit: a snapshot of the rows), which read a
+    million rows 1.3x as fast as the keyset chunks (bench/export_bg.py readers)."""
     fields = [f for _, f in EXPORT_COLUMNS]
     company = fields.index("company_id")
-    for row in chunks(queryset, sort, fields, chunk, split):
-        cells = [_cell(v, zone) for v in row]
-        cells[company] = _cell(company_names.get(row[company], ""), zone)
-        yield cells
+    writers = _cell_writers(queryset.model, fields, zone)
+    if server_cursor:
+        rows = ordered(queryset, sort).order_by(*sort.ordering).values_list(*fields).iterator(chunk_size=chunk)
+    else:
+        rows = chunks(queryset, sort, fields, chunk, split)
+    for row in rows:
+        row = list(row)
+        row[company] = company_names.get(row[company], "")
+        yield [write(v) for write, v in zip(writers, row)]

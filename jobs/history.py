@@ -9,7 +9,12 @@ aggregates the database computes over a bounded window of runs, never from
 rows loaded into Python.
 
 The indexes that serve all this are on Execution (models.py), one per filter
-and sort; docs/benchmarks.md has the figures (bench/history_scale.py).
+and sort, and composites for filters rare together while each is common.
+Filters combine through plan(): the rarest filter (its index counts at
+most DRIVE_CAP rows) is read whole and sorted, else the page's order is
+walked with the filters checked on the way; either way a page reads a few
+thousand index entries at most. docs/benchmarks.md has the figures
+(bench/history_scale.py, bench/history_pairs.py).
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from dataclasses import dataclass, field
 
 from django.db import connections, models
 from django.db.models import Avg, Count, F, Func, Max, Min, Q
-from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower
+from django.db.models.expressions import OrderBy, RawSQL
 from django.utils import formats, timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from .models import FAILED_IPS_RESULTS, FAILED_OUTCOMES, Execution
+from .models import FAILED_IPS_RESULTS, FAILED_OUTCOMES, Execution, Job
 
 PAGE_SIZE = 50
 #: A page counts the rows that match up to this many, then says "more than".
@@ -216,11 +222,278 @@ def in_order(queryset, order: list[str], size: int, split: Split | None = None):
     params = tuple(value if i == at else p for value in split.values for i, p in enumerate(template))
     outer = queryset.model.objects.filter(pk__in=RawSQL(sql, params))
     outer.query.select_related = queryset.query.select_related
-    return outer.order_by(*order)[:size]
+    return outer.order_by(*[_plain(o) for o in order])[:size]
+
+
+def _plain(order):
+    """An ordering on a column's "+column" alias, on the column itself (a query without the alias)."""
+    if isinstance(order, OrderBy) and isinstance(order.expression, F) and order.expression.name.endswith("_unindexed"):
+        return OrderBy(F(order.expression.name.removesuffix("_unindexed")), descending=order.descending)
+    return order
+
+
+#: A filter whose own index finds at most this many rows (a count that stops
+#: there) has them read from it and sorted; a filter with more is dense
+#: enough that walking the page's order and checking it on the way finds a
+#: page within about PAGE_SIZE × rows ÷ DRIVE_CAP entries. Either way a page
+#: reads a few thousand index entries at most, at 10k rows or at 1M.
+DRIVE_CAP = 4000
+#: Pairs of filters with a composite index (column, column, requested_at, id): a user or a
+#: company with an outcome or an IPS result, rare together while each is common.
+COMPOSITES = [("username_lower", "outcome"), ("username_lower", "ips_result"), ("company_id", "outcome"),
+              ("company_id", "ips_result")]
+#: Which index walks when several filters are dense (job first: fewest rows of its own).
+_WALK_PREFERENCE = ["job_id", "username_lower", "ips_result", "outcome", "company_id", "started_by"]
+
+
+@dataclass(frozen=True)
+class Term:
+    """One filter of a history page with an index of its own, (column,
+    requested_at, id), or the time range (execution_recent): ``field`` equal
+    to one of ``values`` (wrapped by ``wrap``), or ``requested_at`` in
+    [start, end)."""
+
+    field: str
+    values: tuple = ()
+    wrap: object = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    #: Filters on the next columns of a composite index led by this one (COMPOSITES): one term.
+    also: tuple = ()
+
+    @property
+    def is_range(self) -> bool:
+        return self.field == "requested_at"
+
+    @property
+    def fields(self) -> set[str]:
+        return {self.field, *(t.field for t in self.also)}
+
+    def q(self, field: str | None = None, hide=None) -> Q:
+        """The filter on its column (indexed), or on ``field`` (the same value written so no
+        index answers it); ``hide``: the name of each column's such stand-in, for a compound."""
+        if hide:
+            return Term(self.field, self.values, self.wrap, self.start, self.end).q(hide(self.field)) & Q(
+                *[t.q(hide(t.field)) for t in self.also])
+        if self.also:
+            return Term(self.field, self.values, self.wrap, self.start, self.end).q(field) & Q(*[t.q() for t in self.also])
+        name = field or self.field
+        if self.is_range:
+            q = Q()
+            if self.start:
+                q &= Q(**{f"{name}__gte": self.start})
+            if self.end:
+                q &= Q(**{f"{name}__lt": self.end})
+            return q
+        values = [self.wrap(v) if self.wrap else v for v in self.values]
+        return Q(**{name: values[0]}) if len(values) == 1 else Q(**{f"{name}__in": values})
+
+    def split(self) -> Split | None:
+        return Split(self.field, self.values, self.wrap) if len(self.values) > 1 else None
+
+
+def _unindexed_name(field: str) -> str:
+    return f"{field}_unindexed"
+
+
+def _with_unindexed(queryset, fields):
+    """The queryset with "+column" aliases: SQLite's unary plus, a no-op on any value,
+    keeps the planner from answering a term through that column's index."""
+    aliases = {}
+    for name in fields:
+        source = Lower("username") if name == "username_lower" else F(name)
+        kind = "CharField" if name == "username_lower" else Execution._meta.get_field(name).get_internal_type()
+        output = {"DateTimeField": models.DateTimeField, "CharField": models.CharField,
+                  "TextField": models.CharField}.get(kind, models.BigIntegerField)()
+        aliases[_unindexed_name(name)] = Func(source, template="+%(expressions)s", output_field=output)
+    return queryset.alias(**aliases)
+
+
+@dataclass
+class Plan:
+    """How a page of ``terms`` in ``sort``'s order is read (see plan())."""
+
+    rows: object  # the filtered queryset
+    ordering: list
+    reversed_ordering: list
+    sort_field: str  # the name the keyset compares (the column, or its unindexed alias)
+    split: Split | None
+    count: object  # the queryset the count is taken from
+    driver: str = ""  # the term read whole from its index, or "" (walking the order)
+    count_ordering: tuple = ()  # the order the count reads its rows in (none: any index)
+
+
+def plan(queryset, terms: list[Term], sort: Sort, cap: int | None = None) -> Plan:
+    """Choose how a page is read, whatever the selectivity of each filter.
+
+    Each filter's own index first counts its rows, up to ``cap`` (DRIVE_CAP)
+    and no further. The rarest one, at or under the cap, is the driver: its
+    rows are read from its index (each of its values' in time order,
+    in_order()), the other filters checked on the way, and sorted. No filter
+    that rare: the page's order is walked (the sort's index, or for time order
+    the index of the dense filter most likely the fewest), the filters
+    checked on the way. SQLite, without statistics, is kept from any other
+    choice by writing the other filters, and the sort's column when a driver
+    is read, as "+column" (no index answers them). PostgreSQL chooses from
+    its statistics: it gets the filters plainly written, no probe, and the
+    count in the page's order, as before; what it gains here is the
+    composite indexes and the pairs known to match nothing."""
+    cap = cap or DRIVE_CAP
+    sqlite = connections[queryset.db].vendor == "sqlite"
+    terms = _narrowed(terms)
+    if _contradictory(terms, sort):
+        # Rows that cannot exist: no index walked to its end to find none.
+        none = queryset.none()
+        return Plan(none, sort.ordering, sort.reversed_ordering, sort.field, None, none, driver="none")
+    terms = _compounded(terms)
+    fields = {f for t in terms for f in t.fields}
+    if "username_lower" in fields:
+        queryset = queryset.alias(username_lower=Lower("username"))
+    if sqlite:
+        queryset = _with_unindexed(queryset, fields | ({sort.field} if sort.needs_value else set()))
+
+    if not sqlite:
+        # PostgreSQL chooses from its statistics (composites included); a probe with LIMIT
+        # would tempt it into a sequential scan. The count reads the page's order, as before.
+        rows = queryset.filter(*[t.q() for t in terms])
+        if sort.needs_value:
+            rows = rows.filter(**{f"{sort.field}__isnull": False})
+        return Plan(rows, sort.ordering, sort.reversed_ordering, sort.field, None, rows,
+                    count_ordering=tuple(sort.ordering))
+
+    def hidden(term) -> Q:
+        return term.q(hide=_unindexed_name)
+
+    by_time = sort.field == "requested_at"
+    probes = {}
+    if len(terms) > 1 or (terms and not by_time):
+        for term in terms:
+            probes[term] = queryset.filter(term.q()).order_by()[: cap + 1].count()
+    rare = [t for t in terms if probes.get(t, cap + 1) <= cap]
+    if rare:
+        rank = {f: i for i, f in enumerate(_WALK_PREFERENCE)}
+        driver = min(rare, key=lambda t: (probes[t], len(t.values) > 1, rank.get(t.field, len(rank))))
+        sort_field = _unindexed_name(sort.field) if sqlite and not by_time else sort.field
+        rows = queryset.filter(driver.q())
+        for term in terms:
+            if term is not driver:
+                # The time range stays on its column beside an equality: (column, requested_at) serves both.
+                rows = rows.filter(term.q() if term.is_range and not driver.is_range and by_time else hidden(term))
+        if sort.needs_value:
+            rows = rows.filter(**{f"{sort_field}__isnull": False})
+        return Plan(rows, _ordering(sort, sort_field), _ordering(sort, sort_field, True), sort_field,
+                    driver.split(), rows, driver=driver.field)
+    # Walking: no filter is rare. The count needs no order: it walks the
+    # index of one dense filter (time order) as the time-order page would.
+    walk = _walker(terms)
+    count = queryset
+    for term in terms:
+        keep = term is walk or (term.is_range and (walk is None or not walk.is_range))
+        count = count.filter(term.q() if keep else hidden(term))
+    if by_time:
+        rows, split = count, walk.split() if walk else None
+    else:
+        rows, split = queryset, None
+        # An outcome's, or an IPS result's, rows by a value: (outcome, value, id), walked in
+        # order (they correlate: the shortest request times are refusals, never sent), the
+        # other filters checked on the way.
+        by_status = next((t for f in ("outcome", "ips_result") for t in terms
+                          if t.field == f and not t.also and len(t.values) == 1), None)
+        for term in terms:
+            rows = rows.filter(term.q() if term is by_status else hidden(term))
+    if sort.needs_value:
+        rows = rows.filter(**{f"{sort.field}__isnull": False})
+        count = count.filter(**{f"{_unindexed_name(sort.field) if sqlite else sort.field}__isnull": False})
+    return Plan(rows, sort.ordering, sort.reversed_ordering, sort.field, split, count)
+
+
+#: Outcomes whose rows may carry what IPS did (ips_result, ips_runtime_ms): Execution.RULES
+#: lets following the run write them only on these (accepted, or sent with an uncertain end).
+_FOLLOWED_OUTCOMES = frozenset({Execution.Outcome.ACCEPTED, *Execution.UNCERTAIN})
+#: Runs IPS started (found by the watcher) are born without a request time and never get one (SEEN_FRESH).
+_NOT_PRESSED = frozenset({Execution.StartedBy.SCHEDULE, Execution.StartedBy.OTHER})
+
+
+def _contradictory(terms: list[Term], sort: Sort) -> bool:
+    """Do the filters, by the rules of the audit trail, match no row? Such a pair (a
+    refusal and an IPS result; a run IPS started, by request time) has no row to stop a
+    walk early: it would read the walked index to its end."""
+    values = {}
+    for term in terms:
+        if not term.is_range:
+            values.setdefault(term.field, set(term.values))
+            values[term.field] &= set(term.values)
+    if any(not v for v in values.values()):
+        return True
+    outcomes = values.get("outcome")
+    if outcomes and not outcomes & _FOLLOWED_OUTCOMES and (
+        "" not in values.get("ips_result", {""}) or sort.field == "ips_runtime_ms"
+    ):
+        return True
+    return bool(values.get("started_by") and values["started_by"] <= _NOT_PRESSED and sort.field == "duration_ms")
+
+
+def _narrowed(terms: list[Term]) -> list[Term]:
+    """Jobs in a company filter: only that company's (the job table is small). A job of
+    another company then leaves none, rather than a walk through the job's rows finding none."""
+    companies = [set(t.values) for t in terms if t.field == "company_id"]
+    if not companies or not any(t.field == "job_id" for t in terms):
+        return terms
+    out = []
+    for term in terms:
+        if term.field == "job_id":
+            jobs = Job.objects.filter(pk__in=term.values)
+            for ids in companies:
+                jobs = jobs.filter(company_id__in=ids)
+            kept = set(jobs.values_list("pk", flat=True))
+            term = Term("job_id", tuple(v for v in term.values if v in kept))
+        out.append(term)
+    # A job's runs are its company's (press and watcher copy the job's): the company says no more.
+    return [t for t in out if t.field != "company_id"]
+
+
+def _compounded(terms: list[Term]) -> list[Term]:
+    """Two filters one composite index serves (COMPOSITES), one term: their rows
+    counted, and read in time order, from it together."""
+    terms = list(terms)
+    for first, second in COMPOSITES:
+        # Not a user's several companies: those are walked past, never merged (_walker).
+        a = next((t for t in terms if t.field == first and not t.also
+                  and (len(t.values) == 1 or first != "company_id")), None)
+        b = next((t for t in terms if t.field == second and not t.also and len(t.values) == 1), None)
+        if a and b:
+            terms.remove(b)
+            terms[terms.index(a)] = Term(a.field, a.values, a.wrap, also=(b,))
+    return terms
+
+
+def _walker(terms: list[Term]) -> Term | None:
+    """The dense filter whose (column, requested_at) index a time-order walk reads: one of a
+    single value, else one of several (each value's index merged), else none (execution_recent)."""
+    # Several companies (a user's) are walked past: execution_recent, their filter checked on
+    # the way (one page over their share of the rows), not merged from each one's index.
+    equal = [t for t in terms if not t.is_range and not (t.field == "company_id" and len(t.values) > 1)]
+    if not equal:
+        return None
+    rank = {f: i for i, f in enumerate(_WALK_PREFERENCE)}
+    return min(equal, key=lambda t: (not t.also, len(t.values) > 1, rank.get(t.field, len(rank))))
+
+
+def _ordering(sort: Sort, field: str, reverse: bool = False) -> list:
+    descending = sort.descending != reverse
+    return [F(field).desc() if descending else F(field).asc(), "-id" if descending else "id"]
+
+
+def planned_page(queryset, terms: list[Term], sort: Sort = DEFAULT_SORT, after: str = "", before: str = "",
+                 last: bool = False, size: int | None = None) -> Page:
+    """One page of ``queryset`` filtered by ``terms``, read as plan() chooses."""
+    chosen = plan(queryset, terms, sort)
+    return page(chosen.rows, sort, after=after, before=before, last=last, size=size, split=chosen.split,
+                chosen=chosen)
 
 
 def page(queryset, sort: Sort = DEFAULT_SORT, after: str = "", before: str = "", last: bool = False,
-         size: int | None = None, split: Split | None = None) -> Page:
+         size: int | None = None, split: Split | None = None, chosen: Plan | None = None) -> Page:
     """One page of ``queryset`` in ``sort``'s order: the first, the one after or
     before a row (cursors from an earlier page), or the last.
 
@@ -228,30 +501,37 @@ def page(queryset, sort: Sort = DEFAULT_SORT, after: str = "", before: str = "",
     whether any lie on the other side of the cursor (a page after or before
     a row), and the capped count."""
     size = size or PAGE_SIZE
-    rows_qs = ordered(queryset, sort)
+    if chosen:
+        rows_qs, field, ordering, reversed_ordering = chosen.rows, chosen.sort_field, chosen.ordering, chosen.reversed_ordering
+    else:
+        rows_qs, field, ordering, reversed_ordering = ordered(queryset, sort), sort.field, sort.ordering, sort.reversed_ordering
     if after or before:
         cursor = Cursor.decode(after or before, sort)
         forward = bool(after)
-        order = sort.ordering if forward else sort.reversed_ordering
-        rows = list(in_order(rows_qs.filter(_beyond(cursor, sort, forward)), order, size + 1, split))
+        order = ordering if forward else reversed_ordering
+        beyond = _side(cursor, field, greater=(not sort.descending) == forward)
+        rows = list(in_order(rows_qs.filter(beyond), order, size + 1, split))
         more = len(rows) > size
         rows = rows[:size]
         # Rows on the other side of the cursor, its own row included: a link back.
-        back = _side(cursor, sort.field, greater=(not sort.descending) != forward, inclusive=True)
-        behind = rows_qs.filter(back).order_by(*(sort.reversed_ordering if forward else sort.ordering))[:1].exists()
+        back = _side(cursor, field, greater=(not sort.descending) != forward, inclusive=True)
+        behind = rows_qs.filter(back).order_by(*(reversed_ordering if forward else ordering))[:1].exists()
         if not forward:
             rows.reverse()
         has_previous, has_next = (behind, more) if forward else (more, behind)
     elif last:
-        rows = list(in_order(rows_qs, sort.reversed_ordering, size + 1, split))
+        rows = list(in_order(rows_qs, reversed_ordering, size + 1, split))
         has_previous, has_next = len(rows) > size, False
         rows = rows[:size]
         rows.reverse()
     else:
-        rows = list(in_order(rows_qs, sort.ordering, size + 1, split))
+        rows = list(in_order(rows_qs, ordering, size + 1, split))
         has_previous, has_next = False, len(rows) > size
         rows = rows[:size]
-    count, capped = capped_count(rows_qs, ordering=() if split and len(split) > 1 else sort.ordering)
+    if chosen:
+        count, capped = capped_count(chosen.count, ordering=chosen.count_ordering)
+    else:
+        count, capped = capped_count(rows_qs, ordering=() if split and len(split) > 1 else sort.ordering)
     result = Page(rows, sort, has_previous, has_next, count, capped)
     if rows:
         result.previous_cursor = Cursor.of(rows[0], sort).encode()
@@ -284,6 +564,12 @@ def visible_to(user, company_ids, by_company_index: bool = True) -> models.Query
     return Execution.objects.alias(
         company_unindexed=Func(F("company_id"), template="+%(expressions)s", output_field=models.BigIntegerField())
     ).filter(company_unindexed__in=company_ids)
+
+
+def visible_terms(user, company_ids) -> list[Term]:
+    """The executions a user may read, as a term of plan(): none for a superuser
+    (every row, deleted companies' too), else those of ``company_ids``."""
+    return [] if user.is_superuser else [Term("company_id", tuple(company_ids))]
 
 
 def chunks(queryset, sort: Sort, fields: list[str], size: int = 2000, split: Split | None = None):
@@ -354,7 +640,7 @@ _FIGURES = dict(
 
 def job_stats(job, window: int | None = None) -> RunStats:
     """The figures of the job's latest ``window`` runs sent to IPS: two queries,
-    each over at most ``window`` rows of execution_job_recent."""
+    each over at most ``window`` rows of execution_job_status_recent."""
     window = window or STATS_WINDOW
     latest = Execution.objects.filter(job=job).sent().order_by("-requested_at", "-id")[:window]
     stats = RunStats(**latest.aggregate(**_FIGURES))

@@ -14,8 +14,8 @@ import logging
 
 from django_tasks import task
 
-from . import events
-from .services import chores
+from . import events, exporting
+from .services import chores, exports
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,27 @@ def refresh_memberships(token: str) -> str:
     return did
 
 
-CHORES = {chores.REFRESH_MEMBERSHIPS: refresh_memberships}
+@task()
+def clean_history_exports(token: str) -> str:
+    """Delete export files past their keep; fail exports whose worker stopped."""
+    did = chores.clean_exports_chore(token)
+    log.info("export cleanup: %s", did)
+    return did
+
+
+@task()
+def export_history(export_id: int) -> str:
+    """Write one history export's CSV file, with its progress (exporting.run_export)."""
+    did = exporting.run_export(export_id)
+    log.info("history export %s: %s", export_id, did)
+    return did
+
+
+def enqueue_export(export_id: int, *, when: dt.datetime) -> None:
+    export_history.enqueue(export_id)  # at once: the user is watching its progress
+
+
+CHORES = {chores.REFRESH_MEMBERSHIPS: refresh_memberships, chores.CLEAN_EXPORTS: clean_history_exports}
 assert set(CHORES) == set(chores.NAMES), "every chore has its task"
 
 
@@ -37,3 +57,4 @@ def enqueue_chore(name: str, token: str, *, when: dt.datetime) -> None:
 
 
 events.register(events.CHORE, enqueue_chore)
+events.register(exports.EXPORT, enqueue_export)

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from .services.actions import ACTIONS
-from .views import common, history, jobs, preferences, runs
+from .views import common, exports, history, jobs, preferences, runs
 
 app_name = "jobs"
 urlpatterns = [
@@ -15,7 +15,10 @@ urlpatterns = [
     path("companies/<int:pk>/sync", jobs.sync_company, name="sync"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job_detail"),
     path("history/", history.history, name="history"),
-    path("history/export.csv", history.history_export, name="history_export"),
+    path("history/export.csv", exports.history_export, name="history_export"),
+    path("history/exports/latest", exports.export_latest, name="export_latest"),
+    path("history/exports/<int:pk>/", exports.export_progress, name="export_progress"),
+    path("history/exports/<int:pk>/download", exports.export_download, name="export_download"),
     path("history/job-names", history.history_job_names, name="history_job_names"),
     path("settings/", preferences.preferences, name="preferences"),
     path("history/memberships/", history.membership_history, name="membership_history"),

@@ -5,6 +5,10 @@ headers and body, arrives within one deadline, no reply past MAX_REPLY_BYTES
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import logging
+import os
 import socket
 import threading
 import time
@@ -12,12 +16,15 @@ import zlib
 
 import requests
 import requests.adapters
+import requests.utils
 import urllib3
 import urllib3.connection
 import zeep
 
 from .errors import IpsError, IpsHttpError, IpsReplyTooLarge, IpsTimeout
 from .urls import origin_of
+
+log = logging.getLogger(__name__)
 
 #: The largest IPS reply read, in bytes, on the wire and once decompressed (each counted
 #: as it arrives): a reply past it is not read (IpsReplyTooLarge). docs/reliability.md says why 20 MB.
@@ -40,6 +47,56 @@ class _NoWireLog:
 _watched = threading.local()
 
 
+class _Watchdog:
+    """One thread per process fires every call's deadline (_Watch).
+
+    A thread started per call (threading.Timer) cost about as much as a local
+    call itself on a busy machine: starting it waits for the new thread to run."""
+
+    def __init__(self):
+        self._reset()
+        # A forked worker (gunicorn) has no thread of its parent's: it starts its own.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread = None
+
+    def add(self, watch: _Watch, seconds: float) -> None:
+        with self._cond:
+            # Started on first use, and again should it ever have died: a deadline nobody fires is no deadline.
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="ips-deadlines", daemon=True)
+                self._thread.start()
+            entry = (time.monotonic() + seconds, next(self._order), watch)
+            heapq.heappush(self._due, entry)
+            if self._due[0] is entry:
+                # Due before any other: the thread waits for that one now. Otherwise it is not woken
+                # (each wake costs the calling thread a switch); ended watches go as their time comes.
+                self._cond.notify()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                now = time.monotonic()
+                due = []
+                while self._due and (self._due[0][2].ended or self._due[0][0] <= now):
+                    due.append(heapq.heappop(self._due)[2])
+                if not due:
+                    cond.wait(self._due[0][0] - now if self._due else None)
+                    if cond is not self._cond:  # reset by a fork: this thread is not the child's
+                        return
+                    continue
+            for watch in due:
+                try:
+                    watch._fire()
+                except Exception:  # noqa: BLE001  (one call's failure must not end every deadline)
+                    log.exception("an IPS call's deadline could not cut it off")
+
+
 class _Watch:
     """Cuts one call off at its deadline, headers included: shuts its socket when time is up.
 
@@ -49,18 +106,21 @@ class _Watch:
 
     def __init__(self, seconds: float):
         self.fired = False
+        self.ended = False
+        self._seconds = seconds
         self._sock = None
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
 
     def __enter__(self):
         _watched.current = self
-        self._timer.start()
+        _watchdog.add(self, self._seconds)
         return self
 
     def __exit__(self, *exc):
-        self._timer.cancel()
+        with self._lock:
+            # Never fired after the call: its connection goes back to the pool whole.
+            self.ended = True
+            self._sock = None
         _watched.current = None
 
     def attach(self, sock) -> None:
@@ -71,9 +131,14 @@ class _Watch:
 
     def _fire(self) -> None:
         with self._lock:
+            if self.ended:
+                return
             self.fired = True
             if self._sock is not None:
                 _shut(self._sock)
+
+
+_watchdog = _Watchdog()
 
 
 def _shut(sock) -> None:
@@ -132,6 +197,18 @@ class Transport(zeep.Transport):
         adapter = _WatchedAdapter()
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        # The environment's proxies and CA bundle, read once per address: with trust_env, requests
+        # reads the whole environment at every request, more than the rest of a local call's
+        # client-side cost (bench/client_overhead.py). No ~/.netrc either: IPS's auth is the authHeader.
+        self.session.trust_env = False
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._proxies: dict[str, dict] = {}
+
+    def _proxies_for(self, url: str) -> dict:
+        found = self._proxies.get(url)
+        if found is None:
+            found = self._proxies[url] = requests.utils.get_environ_proxies(url)
+        return found
 
     @property
     def budget(self) -> float:
@@ -148,6 +225,7 @@ class Transport(zeep.Transport):
                     address,
                     data=message,
                     headers=headers,
+                    proxies=self._proxies_for(address),
                     timeout=(self.connect_timeout, self.read_timeout),
                     stream=True,
                     allow_redirects=False,
@@ -180,7 +258,8 @@ class Transport(zeep.Transport):
         with _Watch(self.budget) as watch:
             try:
                 response = self.session.get(
-                    url, timeout=(self.connect_timeout, self.read_timeout), stream=True, allow_redirects=False
+                    url, timeout=(self.connect_timeout, self.read_timeout), stream=True, allow_redirects=False,
+                    proxies=self._proxies_for(url),
                 )
                 with contextlib.closing(response):
                     if response.is_redirect:

@@ -14,7 +14,7 @@ from .executions import (
     ExecutionQuerySet,
     allow_pruning,
 )
-from .exports import HistoryExport, HistoryExportQuerySet
+from .exports import ExportFile, HistoryExport, HistoryExportQuerySet
 from .people import IpsIdentity, Membership, MembershipChange, Profile
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Connection",
     "Execution",
     "ExecutionQuerySet",
+    "ExportFile",
     "FAILED_IPS_RESULTS",
     "FAILED_OUTCOMES",
     "FAILED_RUN",

@@ -47,12 +47,15 @@ class CompanyWatchQuerySet(models.QuerySet):
     def wake(self, company_id: int, now: dt.datetime | None = None) -> None:
         """Look at the company soon: a press went to IPS there (after the current transaction commits)."""
 
-        def soon():
-            at = now or timezone.now()
-            self.get_or_create(company_id=company_id, defaults={"next_look_at": at, "next_sync_at": at})
-            self.filter(pk=company_id, next_look_at__gt=at).update(next_look_at=at)
+        transaction.on_commit(lambda: self.wake_now(company_id, now), using=self.db)
 
-        transaction.on_commit(soon, using=self.db)
+    def wake_now(self, company_id: int, now: dt.datetime | None = None) -> None:
+        """wake(), in the current transaction: a press's outcome and the wake commit together
+        (one commit, not two), and a rolled-back outcome wakes nobody."""
+        at = now or timezone.now()
+        # One UPDATE when the company's watch exists and sleeps (every press but the first).
+        if not self.filter(pk=company_id, next_look_at__gt=at).update(next_look_at=at):
+            self.get_or_create(company_id=company_id, defaults={"next_look_at": at, "next_sync_at": at})
 
     def next_due(self) -> dt.datetime | None:
         """When a look is next due that a watcher may take: a company under another watcher's lease

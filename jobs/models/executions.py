@@ -292,8 +292,11 @@ class Execution(AppendOnly):
             # History of one company.
             models.Index(fields=["company", "-requested_at", "-id"], name="execution_company_recent"),
             # History of one job, its page's recent runs and stats, and "last
-            # execution" per job on the jobs page.
-            models.Index(fields=["job", "-requested_at", "-id"], name="execution_job_recent"),
+            # execution" per job on the jobs page. Outcome and IPS result ride along:
+            # a job's rows with a rare outcome or result (history.plan walks the job's
+            # rows, checking them) are checked and counted in the index, no row read.
+            models.Index(fields=["job", "-requested_at", "-id", "outcome", "ips_result"],
+                         name="execution_job_status_recent"),
             # History by user, in any case ("Mine" too): the username snapshot outlives the user.
             models.Index(Lower("username"), F("requested_at").desc(), F("id").desc(), name="execution_user_recent"),
             # History by outcome, and by IPS result.
@@ -327,6 +330,25 @@ class Execution(AppendOnly):
             models.Index(
                 fields=["requested_at"], condition=Q(outcome="sending"), name="execution_inflight_age"
             ),
+            # History of a user, or a company, with an outcome or an IPS result (history.COMPOSITES):
+            # rare together while each is common (one user's refusals, a small company's fatal
+            # runs), counted and read in time order here instead of walking either's rows.
+            models.Index(Lower("username"), F("outcome"), F("requested_at").desc(), F("id").desc(),
+                         name="execution_user_outcome"),
+            models.Index(Lower("username"), F("ips_result"), F("requested_at").desc(), F("id").desc(),
+                         name="execution_user_result"),
+            models.Index(fields=["company", "outcome", "-requested_at", "-id"], name="execution_company_outcome"),
+            models.Index(fields=["company", "ips_result", "-requested_at", "-id"], name="execution_company_result"),
+            # History of an outcome sorted by IPS runtime or by request time (history.plan walks
+            # them in order, the other filters checked on the way): the order correlates
+            # with the outcome (refusals take no time), so walking the sort's index past the
+            # other outcomes has no bound; here each outcome's rows are in that order.
+            models.Index(fields=["outcome", "-ips_runtime_ms", "-id"], name="execution_outcome_runtime"),
+            models.Index(fields=["outcome", "-duration_ms", "-id"], name="execution_outcome_req_time"),
+            # The same for an IPS result: only sent runs have one, and the shortest request
+            # times are refusals that were never sent.
+            models.Index(fields=["ips_result", "-ips_runtime_ms", "-id"], name="execution_result_runtime"),
+            models.Index(fields=["ips_result", "-duration_ms", "-id"], name="execution_result_req_time"),
         ]
 
     def __str__(self):
@@ -448,3 +470,34 @@ class Execution(AppendOnly):
             return ""
         name = ipsversions.FAULT_NAMES.get(self.fault_code, "")
         return f"{self.fault_code} {name}".strip()
+
+    class NotAsStored(Exception):
+        """save_if(): the stored row no longer held what was expected; nothing was written."""
+
+    def save_if(self, update_fields=None, **expected) -> None:
+        """save() only if the stored row still holds ``expected`` (``outcome="sending"``), else NotAsStored.
+
+        One UPDATE … WHERE ``expected``: no row lock and no read first, and the
+        first of two processes finishing a row still wins, once (services.press)."""
+        # No savepoint: a row found changed is an UPDATE that matched nothing, no database error,
+        # and NotAsStored is raised once save() is over (inside it, Django would doom the caller's
+        # transaction), so that transaction goes on whole (services.press.finish inside its commit).
+        self._expected, self._matched = expected, True
+        stored = dict(getattr(self, "_stored", None) or {})
+        try:
+            self.save(update_fields=update_fields)
+        finally:
+            self._expected = None
+        if not self._matched:
+            self._stored = stored  # nothing was written: the row is as it was
+            raise self.NotAsStored()
+
+    def _do_update(self, base_qs, using, pk_val, values, update_fields, forced_update):
+        expected = getattr(self, "_expected", None)
+        if expected:
+            base_qs = base_qs.filter(**expected)
+        updated = super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
+        if expected and not updated:
+            self._matched = False
+            return True  # nothing to insert instead: save_if() says what happened
+        return updated

@@ -60,3 +60,76 @@ class HistoryExport(AppendOnly):
 
     def __str__(self):
         return f"export by {self.username} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class ExportFile(models.Model):
+    """Where one export's CSV file stands: written by a background worker, downloaded, then deleted.
+
+    Operational state that changes as the worker goes (HistoryExport, append-only,
+    keeps what was asked and how it ended). Every change of ``state`` is a
+    conditional UPDATE from the state it leaves (services.exports), so a worker
+    taken for dead and still running cannot overwrite the verdict."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+        EXPIRED = "expired", "expired"
+
+    export = models.OneToOneField(HistoryExport, primary_key=True, on_delete=models.CASCADE, related_name="file")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    time_zone = models.CharField(max_length=64, help_text="The zone the times are written in: the user's when asked.")
+    rows_total = models.PositiveBigIntegerField(null=True, blank=True, help_text="Counted by the worker first.")
+    rows_written = models.PositiveBigIntegerField(default=0)
+    path = models.CharField(max_length=255, blank=True, help_text="The file's name in settings.EXPORTS_DIR.")
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    companies = models.JSONField(
+        null=True, blank=True,
+        help_text="The companies whose rows the file may hold (ids); empty for a superuser's every row. "
+                  "The download asks that the user may still read each of them.")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    #: The worker's heartbeat: set at every progress report.
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The cleanup chore: files past their keep (state ready or failed with a file), oldest first.
+            models.Index(fields=["expires_at"], condition=models.Q(expires_at__isnull=False), name="exportfile_expiry"),
+            # The cleanup chore: exports whose worker stopped reporting (queued or running).
+            models.Index(fields=["updated_at"], condition=models.Q(state__in=["queued", "running"]),
+                         name="exportfile_unfinished"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=["queued", "running", "ready", "failed", "expired"]),
+                name="exportfile_state_known",
+            ),
+            # A ready file has a name and a size (the download reads them).
+            models.CheckConstraint(
+                condition=~models.Q(state="ready") | (~models.Q(path="") & models.Q(size__isnull=False)),
+                name="exportfile_ready_has_file",
+            ),
+        ]
+
+    FINISHED = (State.READY, State.FAILED, State.EXPIRED)
+
+    def __str__(self):
+        return f"file of export {self.export_id} ({self.state})"
+
+    def stale(self, now=None) -> bool:
+        """A worker that took it and stopped reporting: killed, or its machine gone."""
+        now = now or timezone.now()
+        return self.state == self.State.RUNNING and self.updated_at < now - settings.EXPORTS_STALE
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.READY:
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(100, self.rows_written * 100 // self.rows_total)

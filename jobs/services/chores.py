@@ -11,11 +11,15 @@ from django.utils import timezone
 from .. import events
 from ..models import Chore, Connection
 from .base import new_token
+from .exports import clean_exports
 from .people import refresh_ips_memberships
 
 #: The chores, by name (jobs/tasks.py maps each to its task).
 REFRESH_MEMBERSHIPS = "refresh_ips_memberships"
-NAMES = (REFRESH_MEMBERSHIPS,)
+CLEAN_EXPORTS = "clean_history_exports"
+NAMES = (REFRESH_MEMBERSHIPS, CLEAN_EXPORTS)
+#: How often the export cleanup runs: a file lives at most EXPORTS_KEEP plus this.
+CLEAN_EXPORTS_EVERY = dt.timedelta(minutes=15)
 
 
 def start_chore(name: str, when: dt.datetime | None = None) -> Chore:
@@ -48,3 +52,18 @@ def refresh_memberships_chore(token: str) -> str:
     Chore.objects.filter(name=REFRESH_MEMBERSHIPS).update(last_run_at=timezone.now(), last_result="\n".join(results))
     return "; ".join(results) or "no connection signs in with IPS"
 
+
+def clean_exports_chore(token: str, now: dt.datetime | None = None) -> str:
+    """One run of the export cleanup (services.exports.clean_exports), then the next run."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        chore = Chore.objects.select_for_update().filter(name=CLEAN_EXPORTS).first()
+        if chore is None or chore.token != token:
+            return "stale"
+        chore.token = new_token()
+        chore.next_run_at = now + CLEAN_EXPORTS_EVERY
+        chore.save(update_fields=["token", "next_run_at"])
+        events.schedule(events.CHORE, CLEAN_EXPORTS, chore.token, when=chore.next_run_at)
+    result = clean_exports(now)
+    Chore.objects.filter(name=CLEAN_EXPORTS).update(last_run_at=now, last_result=result)
+    return result

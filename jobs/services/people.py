@@ -13,6 +13,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .. import ips, roles
+from ..ips.concurrent import at_once
 from ..models import Company, Connection, IpsIdentity, Membership, MembershipChange, Profile
 from .base import english, fit
 from .connections import Deadline, OutOfTime, url_problem
@@ -76,9 +77,9 @@ class SignInRefused(Exception):
 def is_local_account(username: str) -> bool:
     """A dashboard account of that name that does not sign in with IPS: its password stays here."""
     User = get_user_model()
-    return User.objects.filter(username=username.strip().lower(), ips_identity__isnull=True).exists() or (
-        User.objects.filter(username=username.strip(), ips_identity__isnull=True).exists()
-    )
+    # Either spelling, in one query: every sign-in asks this first.
+    names = {username.strip().lower(), username.strip()}
+    return User.objects.filter(username__in=names, ips_identity__isnull=True).exists()
 
 
 def password_may_go_to(connection: Connection) -> bool:
@@ -133,15 +134,19 @@ def sign_in_with_ips(connection: Connection, email: str, password: str, deadline
     # A client of its own, not kept: the person's password lives only as long as this call.
     person = ips.IpsClient(dataclasses.replace(ips.endpoint_for(connection), user=email, password=password))
     try:
+        # Both need only the person's credentials: asked at once, they take one call's time
+        # (each within its own whole-reply deadline), so one call must fit in what is left.
         _before_asking(deadline, connection)
-        info = person.get_user_info()
-        _before_asking(deadline, connection)
-        memberships = person.get_company_membership()
+        asked_info, asked_memberships = at_once(person.get_user_info, person.get_company_membership)
+    finally:
+        person.close()
+    try:
+        # Read in the order they were once asked one after the other: getUserInfo's failure decides first.
+        info = asked_info.result()
+        memberships = asked_memberships.result()
     except ips.IpsAuthorizationFault:
         # A WebServiceUser may not read even its own user info: no rights here.
         info, memberships = None, []
-    finally:
-        person.close()
     now = timezone.now()
     if info is not None and info.password_expires is not None and info.password_expires <= now:
         raise SignInRefused(format_lazy(
@@ -151,14 +156,18 @@ def sign_in_with_ips(connection: Connection, email: str, password: str, deadline
     if info is not None and info.is_valid is False:
         raise SignInRefused(_("IPS says your IPS account is not valid any more."))
     username = email.strip().lower()
+    # Every statement here is paid by every sign-in (test_sign_in_cost.py counts them): one read of the
+    # user with its identity, and only the writes that change something (read_at always does).
     with transaction.atomic():
-        user = User.objects.select_for_update().filter(username=username).first()
+        # Locked: two sign-ins of one person at once write one after the other.
+        user = (User.objects.select_related("ips_identity").select_for_update(of=("self",))
+                .filter(username=username).first())
+        identity = None
         if user is None:
             user = User(username=username, email=email)
             user.set_unusable_password()
-            user.save()
         else:
-            identity = IpsIdentity.objects.filter(user=user).first()
+            identity = _identity_of(user)
             if identity is None:
                 raise SignInRefused(_(
                     "A local dashboard account already has this name: log in with its own password, "
@@ -172,30 +181,45 @@ def sign_in_with_ips(connection: Connection, email: str, password: str, deadline
                 ))
         if not user.is_active:
             raise SignInRefused(_("Your dashboard account is switched off: ask an administrator."))
+        names = (user.first_name, user.last_name)
         if info is not None:
             user.first_name = fit(User, "first_name", info.first_name or "")
             user.last_name = fit(User, "last_name", info.last_name or "")
+        if user.pk is None:
+            user.save()
+        elif (user.first_name, user.last_name) != names:
             user.save(update_fields=["first_name", "last_name"])
-        IpsIdentity.objects.update_or_create(
-            user=user,
-            defaults={
-                "connection": connection,
-                "email": email,
-                "user_handle": fit(IpsIdentity, "user_handle", (info.user_handle if info else "") or ""),
-                "default_role": fit(IpsIdentity, "default_role", (info.default_role if info else "") or ""),
-                "password_expires": info.password_expires if info else None,
-                "read_at": now,
-            },
-        )
+        values = {
+            "connection": connection,
+            "email": email,
+            "user_handle": fit(IpsIdentity, "user_handle", (info.user_handle if info else "") or ""),
+            "default_role": fit(IpsIdentity, "default_role", (info.default_role if info else "") or ""),
+            "password_expires": info.password_expires if info else None,
+            "read_at": now,
+        }
+        if identity is None:
+            IpsIdentity.objects.create(user=user, **values)
+        else:
+            for name, value in values.items():
+                setattr(identity, name, value)
+            identity.save(update_fields=list(values))
         apply_ips_memberships(user, connection, info, memberships, MembershipChange.Source.IPS_SIGN_IN, now)
     log.info("signed in with IPS: %s on %s", username, connection)
     return user
 
 
-def ips_roles(connection: Connection, info: ips.UserInfo | None, memberships) -> dict[str, str]:
-    """{company handle: IPS user type} as IPS gives them, for the connection's companies."""
+def _identity_of(user) -> IpsIdentity | None:
+    try:
+        return user.ips_identity
+    except IpsIdentity.DoesNotExist:
+        return None
+
+
+def ips_roles(connection: Connection, info: ips.UserInfo | None, memberships, handles=None) -> dict[str, str]:
+    """{company handle: IPS user type} as IPS gives them, for the connection's companies
+    (``handles``: theirs, when the caller has read them already)."""
     default = info.default_role if info is not None else None
-    handles = set(connection.companies.values_list("handle", flat=True))
+    handles = set(connection.companies.values_list("handle", flat=True) if handles is None else handles)
     if default == roles.UserType.IPS_ADMIN:  # IpsAdmin overrides per-company roles
         return dict.fromkeys(handles, roles.UserType.IPS_ADMIN)
     out = {}
@@ -209,16 +233,25 @@ def ips_roles(connection: Connection, info: ips.UserInfo | None, memberships) ->
 
 
 def apply_ips_memberships(user, connection: Connection, info, memberships, source: str, now=None) -> int:
-    """Make the user's memberships in the connection's companies exactly IPS's; returns the changes."""
+    """Make the user's memberships in the connection's companies exactly IPS's; returns the changes.
+
+    Inside the caller's transaction (the rows read are locked). Only a role that changes goes
+    through change_membership (recorded); the others, IPS's still, are marked read now, in one update."""
     now = now or timezone.now()
-    wanted = ips_roles(connection, info, memberships)
-    changes = 0
-    for company in connection.companies.all():
-        role = wanted.get(company.handle)
-        if change_membership(None, user, company, role, source):
-            changes += 1
-        if role is not None:
-            Membership.objects.filter(user=user, company=company).update(from_ips=True, read_at=now)
+    companies = list(connection.companies.all())
+    wanted = ips_roles(connection, info, memberships, handles=[c.handle for c in companies])
+    mine = Membership.objects.select_for_update().filter(user=user, company__in=[c.pk for c in companies])
+    held = {m.company_id: m for m in mine}
+    changes, confirmed = 0, []
+    for company in companies:
+        role, current = wanted.get(company.handle), held.get(company.pk)
+        if current is not None and current.role == role:
+            confirmed.append(current.pk)
+        elif current is not None or role is not None:
+            if change_membership(None, user, company, role, source):
+                changes += 1
+    if confirmed:
+        Membership.objects.filter(pk__in=confirmed).update(from_ips=True, read_at=now)
     return changes
 
 

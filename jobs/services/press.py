@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone, translation
 from django.utils.functional import Promise
 from django.utils.text import format_lazy
@@ -96,21 +96,20 @@ def finish(execution: Execution, outcome: str, message: str | Promise, error: ip
     if execution.pk is None:
         execution.save()
         return True
-    with transaction.atomic():
-        stored = (
-            Execution.objects.select_for_update().filter(pk=execution.pk).values_list("outcome", flat=True).first()
+    try:
+        # One UPDATE … WHERE outcome = 'sending': the first writer wins, without a lock or a read first.
+        execution.save_if(outcome=Outcome.SENDING)
+    except Execution.NotAsStored:
+        stored = Execution.objects.filter(pk=execution.pk).values_list("outcome", flat=True).first()
+        log.error(
+            "run of %r (request %s) ended %s after its audit row %s was marked %s, which the row keeps",
+            execution.job_handle,
+            execution.request_id,
+            outcome,
+            execution.pk,
+            stored,
         )
-        if stored != Outcome.SENDING:
-            log.error(
-                "run of %r (request %s) ended %s after its audit row %s was marked %s, which the row keeps",
-                execution.job_handle,
-                execution.request_id,
-                outcome,
-                execution.pk,
-                stored,
-            )
-            return False
-        execution.save()
+        return False
     return True
 
 
@@ -203,32 +202,43 @@ def press(action, job: Job, access: roles.Access, user, info: RequestInfo) -> Ru
             ),
             visible,
         )
-    reconcile_stale(job)
-    if action.operation == "executeJob":
-        doubt = Execution.objects.uncertain().filter(job=job).order_by("-requested_at").first()
-        if doubt is not None:
-            # IPS may be running that press's run: a second executeJob could start the job twice.
-            return _refused_here(execution, Outcome.ALREADY_RUNNING, _uncertain_message(job, doubt), visible)
     execution.outcome = Outcome.SENDING
-    try:
-        with transaction.atomic():
-            execution.save()
-    except IntegrityError:
-        # The partial unique index: another press of this job is in flight.
-        execution = _new_execution(job, user, access, info, operation=action.operation)
-        return _refused_here(execution, Outcome.ALREADY_RUNNING, _in_flight_message(job), visible)
-    if action.operation == "executeJob":
-        # Again, now that this press holds the job's one in-flight slot: a press that was in flight at the
-        # first look may have ended of unknown fate since.
-        doubt = Execution.objects.uncertain().filter(job=job).order_by("-requested_at").first()
-        if doubt is not None:
-            said = _uncertain_message(job, doubt)
-            finish(execution, Outcome.ALREADY_RUNNING, said)
-            _log_outcome(execution)
-            return RunResult(execution, visible, said=said)
+    for attempt in (1, 2):
+        try:
+            # One transaction: the row takes the job's one in-flight slot (the partial unique index), and
+            # only then the look for a press of unknown fate, which no press can begin or end meanwhile.
+            with transaction.atomic():
+                execution.save()
+                doubt = _doubt(job) if action.operation == "executeJob" else None
+                if doubt is not None:
+                    # IPS may be running that press's run: a second executeJob could start the job twice.
+                    said = _uncertain_message(job, doubt)
+                    finish(execution, Outcome.ALREADY_RUNNING, said)
+        except IntegrityError:
+            # Another press of this job is in flight, or was, in a process that died mid-call: its
+            # row is marked interrupted (reconcile_stale) and this press tries once more.
+            execution = _new_execution(job, user, access, info, operation=action.operation)
+            if attempt == 1 and reconcile_stale(job):
+                execution.outcome = Outcome.SENDING
+                continue
+            return _refused_here(execution, Outcome.ALREADY_RUNNING, _in_flight_message(job), visible)
+        break
+    if doubt is not None:
+        _log_outcome(execution)
+        return RunResult(execution, visible, said=said)
     try:
         outcome, message, error = action.send(execution, job)
-        _finish_sent(execution, outcome, message, error)
+        with transaction.atomic():
+            # The outcome and the watcher's wake in one commit (its run, or that there is none, is
+            # found at the next look); a wake that fails must not take the outcome with it.
+            _finish_sent(execution, outcome, message, error)
+            if execution.is_open:
+                try:
+                    with transaction.atomic():
+                        CompanyWatch.objects.wake_now(job.company_id)
+                except DatabaseError:
+                    log.exception("the watcher of company %s was not woken: its run is found at its next look",
+                                  job.company_id)
     except Superseded:
         # Taken for dead before it acted: nothing was sent, the row says so already.
         execution.refresh_from_db()
@@ -240,17 +250,21 @@ def press(action, job: Job, access: roles.Access, user, info: RequestInfo) -> Ru
         return RunResult(execution, visible, said=said)
     except BaseException:
         # A bug, a database that failed the finish, or gunicorn's worker timeout
-        # (SystemExit): never leave our own row 'sending' (as stored, whatever the
-        # instance says), and never claim to know what IPS did.
-        if execution._stored.get("outcome") == Outcome.SENDING:
-            execution.outcome = Outcome.SENDING
-            with contextlib.suppress(Exception):
-                finish(execution, Outcome.INTERRUPTED, interrupted_message(action.operation))
+        # (SystemExit): never leave our own row 'sending' (as the database holds it: the
+        # outcome's commit may have failed after the instance took the outcome), and never
+        # claim to know what IPS did.
+        with contextlib.suppress(Exception):
+            row = Execution.objects.filter(pk=execution.pk, outcome=Outcome.SENDING).first()
+            if row is not None:
+                finish(row, Outcome.INTERRUPTED, interrupted_message(action.operation))
         raise
     _log_outcome(execution, error)
-    if execution.is_open:
-        CompanyWatch.objects.wake(job.company_id)  # its run (or that there is none) is found at the next look
     return RunResult(execution, visible, where=error.url if error is not None else "", said=message)
+
+
+def _doubt(job: Job) -> Execution | None:
+    """The job's latest press of unknown fate (IPS may be running its run), if any."""
+    return Execution.objects.uncertain().filter(job=job).order_by("-requested_at").first()
 
 
 def _refused_here(execution: Execution, outcome: str, message: Promise, visible: bool) -> RunResult:
@@ -334,13 +348,10 @@ def mark_sent(execution: Execution, ips_clock_at: dt.datetime | None = None) -> 
     """The action itself (not the look at getActiveJobs before it) goes to IPS now, unless
     another process already took this press for dead and finished its row. ``ips_clock_at``:
     IPS's own time as it answered the look (its Date header), if it said."""
-    with transaction.atomic():
-        stored = (
-            Execution.objects.select_for_update().filter(pk=execution.pk).values_list("outcome", flat=True).first()
-        )
-        if stored != Outcome.SENDING:
-            raise Superseded()
-        execution.sent_at = timezone.now()
-        execution.ips_clock_at = ips_clock_at
-        execution.save(update_fields=["sent_at", "ips_clock_at"])
-
+    execution.sent_at = timezone.now()
+    execution.ips_clock_at = ips_clock_at
+    try:
+        # One UPDATE … WHERE outcome = 'sending': nothing goes to IPS for a row already finished.
+        execution.save_if(update_fields=["sent_at", "ips_clock_at"], outcome=Outcome.SENDING)
+    except Execution.NotAsStored:
+        raise Superseded() from None

@@ -1,6 +1,11 @@
 import datetime as dt
+import functools
 
 from django import template
+from django.urls import get_script_prefix, reverse
+from django.utils.dates import WEEKDAYS_ABBR
+from django.utils.dateformat import _datetime_ambiguous_or_imaginary
+from django.utils.translation import get_language, gettext
 from django.utils import formats, timezone
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
@@ -31,7 +36,37 @@ def duration(value: dt.timedelta | None) -> str:
 @register.filter
 def schedule_words(job) -> str:
     """The job's IPS schedule in words ("every day at 00:00 PST"); "" when not understood (show it raw)."""
-    return describe(job.exec_schedule, job.time_zone) or ""
+    return _described(job.exec_schedule, job.time_zone)
+
+
+@functools.lru_cache(maxsize=1024)
+def _described(schedule: str, time_zone: str) -> str:
+    # A page repeats a few schedules many times; the words are English (schedules.py), the same for all.
+    return describe(schedule, time_zone) or ""
+
+
+#: A key no row has, reversed once in its place: the address of any row is then a join of strings.
+_KEY = 2_147_483_647
+
+
+@functools.lru_cache(maxsize=64)
+def _around_key(name: str, script_prefix: str, *args) -> tuple[str, str]:
+    head, tail = reverse(name, args=[_KEY, *args]).split(str(_KEY))
+    return head, tail
+
+
+@register.filter
+def url_for(pk, name: str) -> str:
+    """``{% url name pk %}`` for the rows of a long table, without a reverse() per row."""
+    head, tail = _around_key(name, get_script_prefix())
+    return f"{head}{int(pk)}{tail}"
+
+
+@register.filter
+def press_url(job, action: str) -> str:
+    """The address of a job action on ``job`` (``{% url 'jobs:press' job.pk action %}``), as url_for."""
+    head, tail = _around_key("jobs:press", get_script_prefix(), action)
+    return f"{head}{int(job.pk)}{tail}"
 
 
 @register.filter
@@ -66,3 +101,67 @@ def when(value, same_day_as=None):
     else:
         text = f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
     return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(), exact, text)
+
+
+@register.filter(expects_localtime=True)
+def stamp(value, style: str = "seconds") -> str:
+    """An instant as the ``date`` filter writes it with "c" (``iso``), "Y-m-d H:i:s T" (``seconds``) or
+    "D Y-m-d H:i T" (``day``), at a fraction of its cost: the jobs page has a few in every row."""
+    if not isinstance(value, dt.datetime):
+        return ""
+    if style == "iso":
+        return value.isoformat()
+    zone = "" if value.tzinfo is None or _datetime_ambiguous_or_imaginary(value, value.tzinfo) else str(value.tzname())
+    if style == "day":
+        return f"{WEEKDAYS_ABBR[value.weekday()]} {value:%Y-%m-%d %H:%M} {zone}"
+    return f"{value:%Y-%m-%d %H:%M:%S} {zone}"
+
+
+@functools.lru_cache(maxsize=64)
+def _choice_labels(model, field: str, language: str | None) -> dict:
+    return {value: str(label) for value, label in model._meta.get_field(field).flatchoices}
+
+
+@register.filter
+def label(obj, field: str) -> str:
+    """``obj.get_<field>_display()`` from a table per language: Django's hashes every (lazy) choice per call."""
+    value = getattr(obj, field)
+    return _choice_labels(type(obj), field, get_language()).get(value, value)
+
+
+@register.filter
+def buttons(job, section) -> list[tuple[dict, tuple[str, str] | None]]:
+    """The buttons of a job's action cell: (a, None) for the action's form, (a, (title, label)) for a
+    disabled button; ``a`` is one of ``section["actions"]``. Stop on a run IPS is running; Run
+    (disabled while one runs); Pause or Resume by the trigger state IPS last reported.
+
+    The cell's rules, in Python: a template would weigh them once per action per row."""
+    active = getattr(job, "active_in_ips", None)
+    paused = job.trigger_state == "Paused"
+    out = []
+    for a in section["actions"]:
+        action = a["action"]
+        offered = action.offered
+        if offered == "active":
+            if active and a["allowed"]:
+                out.append((a, None))
+        elif offered == "idle" or (offered == "unpaused" and not paused) or (offered == "paused" and paused):
+            if not a["allowed"]:
+                out.append((a, (a["reason"], action.label)))
+            elif job.is_gone:
+                out.append((a, (gettext("This job no longer exists in IPS."), action.label)))
+            elif offered == "idle" and getattr(job, "run_in_flight", False):
+                out.append((a, (gettext("A run of this job is being started."), action.busy_label or action.label)))
+            elif offered == "idle" and active:
+                out.append((a, (gettext("IPS reports this job running: wait for it to finish."), gettext("Running in IPS"))))
+            else:
+                out.append((a, None))
+    return out
+
+
+@register.filter
+def result_label(ex) -> str:
+    """``ex.ips_result_label``, its plain results (ok, fatal, …) from label's table."""
+    if ex.ips_result in ("warnings", "errors", "no_result"):
+        return ex.ips_result_label
+    return label(ex, "ips_result") if ex.ips_result else ""

@@ -152,23 +152,19 @@ def _next_look(company):
 
 @pytest.mark.parametrize("fate", ["accepted", "uncertain"])
 def test_an_accepted_or_uncertain_press_wakes_its_companys_watcher(
-    fate, job, users, other_company, ips_emulator, asleep, django_capture_on_commit_callbacks
+    fate, job, users, other_company, ips_emulator, asleep
 ):
     """Whoever presses (a view, a test, a bench script), a press that reached IPS is looked for at
-    once: no argument to forget. After the commit only: a rolled-back press wakes nobody."""
+    once: no argument to forget. In the outcome's own commit (a rolled-back outcome wakes nobody)."""
     if fate == "uncertain":
         # executeJob is sent; IPS answers with an error page: it may or may not have started the run.
         ips_emulator.state.inject("http_500_html", operation="executeJob")
-    with django_capture_on_commit_callbacks(execute=False) as pending:
-        execution = press_run(job, users["IpsUser"])
+    before = timezone.now()
+    execution = press_run(job, users["IpsUser"])
     if fate == "accepted":
         assert execution.outcome == "accepted", execution.message
     else:
         assert execution.outcome == "ips_error" and execution.is_uncertain, execution.message
-    assert _next_look(job.company) == asleep  # not before the commit
-    before = timezone.now()
-    for callback in pending:
-        callback()
     assert before <= _next_look(job.company) <= timezone.now()
     assert _next_look(other_company) == asleep  # its own company's watcher only
     # A watcher process's next round looks at that company now, and only at it.
@@ -307,3 +303,35 @@ def test_a_press_that_sent_nothing_is_no_run_to_watch(
     execution.refresh_from_db()
     assert execution.ips_result == "" and not execution.ips_run_handle
     assert [e for e in ended if e[0] == execution.pk] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_wake_commits_with_the_outcome_and_never_costs_it(job, users, other_company, ips_emulator, asleep,
+                                                              monkeypatch):
+    """The outcome and the wake are one commit; a wake that fails leaves the outcome recorded
+    (IPS accepted the run: the row must say so) and the watcher asleep until its own next look."""
+    from django.db import DatabaseError
+
+    def broken(self, company_id, now=None):
+        raise DatabaseError("the watch table is locked")
+
+    monkeypatch.setattr(CompanyWatch.objects._queryset_class, "wake_now", broken)
+    execution = press_run(job, users["IpsUser"])
+    assert Execution.objects.get(pk=execution.pk).outcome == "accepted", execution.message
+    assert _next_look(job.company) == asleep
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outcome_whose_commit_fails_leaves_no_row_sending(job, users, other_company, ips_emulator, asleep,
+                                                            monkeypatch):
+    """gunicorn's timeout (SystemExit) between the outcome's UPDATE and its commit rolls the outcome
+    back: the row, still 'sending' in the database, is marked interrupted, not left holding the job."""
+
+    def killed(self, company_id, now=None):
+        raise SystemExit(1)
+
+    monkeypatch.setattr(CompanyWatch.objects._queryset_class, "wake_now", killed)
+    with pytest.raises(SystemExit):
+        press_run(job, users["IpsUser"])
+    row = Execution.objects.get(job=job)
+    assert row.outcome == "interrupted" and row.is_uncertain, (row.outcome, row.message)

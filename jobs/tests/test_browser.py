@@ -311,3 +311,42 @@ def test_an_italian_browser_runs_a_job_in_italian_and_can_switch_to_english(
     expect(page.locator("#results")).to_contain_text("1 esecuzione")
     expect(page.locator("#id_outcome")).to_have_value("accepted")
     assert page.console_errors == [], page.console_errors
+
+
+def test_a_superuser_opens_a_summarized_company_and_runs_a_job_in_it(
+    page, live_server, transactional_db, users, job, ips_emulator
+):
+    """The first view lists one company's jobs and summarizes the other; its link (by keyboard)
+    loads that company's section in place, keeps it in the address, and its Run works."""
+    from playwright.sync_api import expect
+
+    from jobs.models import Company, Job
+
+    base = live_server.url
+    other = Company.objects.get(handle="48")
+    target = Job.objects.filter(company=other).order_by("name").first()
+    _log_in(page, base, "admin")
+    summary = page.locator(f"#company-{other.pk}")
+    expect(summary).to_contain_text("3 jobs")
+    expect(summary.locator("tr")).to_have_count(0)
+    link = page.get_by_role("link", name="Show jobs of Other Company")
+    link.focus()
+    page.keyboard.press("Enter")
+    row = page.locator(f"#job-{target.pk}")
+    expect(row).to_contain_text(target.name)
+    expect(page).to_have_url(re.compile(rf"/\?open={job.company.pk}&open={other.pk}$"))
+    expect(page.locator(f"#job-{job.pk}")).to_be_visible()  # the first company stays open
+    # Its Active-in-IPS panel polls now that it is open.
+    expect(page.locator(f"#active-{other.pk}")).to_contain_text("IPS is running nothing")
+
+    page.on("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Run").click()
+    expect(page.locator("#messages")).to_contain_text(f"IPS accepted “{target.name}”")
+    expect(page.locator(f"#job-{target.pk}")).to_contain_text("accepted")
+    assert Execution.objects.get().job_id == target.pk
+    assert len(executes(ips_emulator)) == 1
+    # A reload keeps both companies open.
+    page.reload()
+    expect(page.locator(f"#job-{target.pk}")).to_contain_text("accepted")
+    expect(page.locator(f"#job-{job.pk}")).to_be_visible()
+    assert page.console_errors == [], page.console_errors

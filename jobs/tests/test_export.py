@@ -1,4 +1,4 @@
-"""CSV export of history: who may, what it holds, streamed, and recorded as an action of its own."""
+"""CSV export of history: who may, what it holds (written by a background task), and recorded as an action of its own."""
 
 import csv
 import datetime as dt
@@ -8,12 +8,11 @@ import unicodedata
 
 import pytest
 from django.db import DatabaseError, connection, transaction
-from django.http import StreamingHttpResponse
+from django.http import FileResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import csvexport, history
-from jobs.views import history as history_views
+from jobs import csvexport, exporting, history
 from jobs.services import base, exports
 from jobs.models import Execution, HistoryExport, Job, Profile
 
@@ -22,28 +21,56 @@ from .pg_roles import app_role  # noqa: F401  (fixture)
 
 URL = reverse("jobs:history_export")
 
+#: Tasks run as they are enqueued, in this process (django-tasks' ImmediateBackend).
+IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
 # actor -> (status, exports 47's rows, exports 48's). Exporting is reading history: getJobLogs.
+# Asked with a plain form: 303 to the export's progress page (its task has run: see ``ask``).
 EXPORT_TABLE = {
-    "IpsAdmin": (200, True, False),
-    "IpsCompanyAdmin": (200, True, False),
-    "IpsUser": (200, True, False),
+    "IpsAdmin": (302, True, False),
+    "IpsCompanyAdmin": (302, True, False),
+    "IpsUser": (302, True, False),
     "WebServiceUser": (403, False, False),
-    "TrialSiteAdmin": (200, True, False),
-    "TrialSiteUser": (200, True, False),
-    "ImagePortalAdmin": (200, True, False),
-    "ImagePortalUser": (200, True, False),
-    "ImagePortalContrib": (200, True, False),
-    "ImagePortalContribUser": (200, True, False),
+    "TrialSiteAdmin": (302, True, False),
+    "TrialSiteUser": (302, True, False),
+    "ImagePortalAdmin": (302, True, False),
+    "ImagePortalUser": (302, True, False),
+    "ImagePortalContrib": (302, True, False),
+    "ImagePortalContribUser": (302, True, False),
     "nomember": (403, False, False),
-    "othercompany": (200, False, True),
-    "admin": (200, True, True),
+    "othercompany": (302, False, True),
+    "admin": (302, True, True),
     "anonymous": (302, False, False),
 }
 
 
-def read_csv(response) -> list[dict]:
-    assert isinstance(response, StreamingHttpResponse)
-    text = b"".join(response.streaming_content).decode("utf-8")
+@pytest.fixture(autouse=True)
+def ask(client, settings, django_capture_on_commit_callbacks, tmp_path):
+    """POST an export and run its task as a worker would once the request commits; the POST's answer."""
+    settings.TASKS = IMMEDIATE_TASKS
+    settings.EXPORTS_DIR = tmp_path / "exports"
+
+    def ask_(url=URL, **extra):
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(url, **extra)
+
+    return ask_
+
+
+def export_pk(response) -> int:
+    assert response.status_code == 302, response.content
+    return int(response["Location"].rstrip("/").split("/")[-1])
+
+
+def download_text(client, response) -> str:
+    """The file of the export asked for with ``response``, as the owner downloads it."""
+    file = client.get(reverse("jobs:export_download", args=[export_pk(response)]))
+    assert isinstance(file, FileResponse), file.content
+    return b"".join(file.streaming_content).decode("utf-8")
+
+
+def read_csv(client, response) -> list[dict]:
+    text = download_text(client, response)
     assert text.startswith("\ufeff")
     return list(csv.DictReader(io.StringIO(text[1:])))
 
@@ -63,9 +90,9 @@ def test_the_export_table_covers_every_actor():
 
 
 @pytest.mark.parametrize("actor", ALL_ACTORS)
-def test_export_role_table(actor, client, login, two_rows):
+def test_export_role_table(actor, client, login, two_rows, ask):
     login(actor)
-    response = client.post(URL)
+    response = ask()
     status, sees_47, sees_48 = EXPORT_TABLE[actor]
     assert response.status_code == status
     if actor == ANONYMOUS:
@@ -79,7 +106,7 @@ def test_export_role_table(actor, client, login, two_rows):
         assert reason in response.content.decode()
         assert not HistoryExport.objects.exists()
         return
-    ids = {int(r["id"]) for r in read_csv(response)}
+    ids = {int(r["id"]) for r in read_csv(client, response)}
     assert (two_rows[0].pk in ids) is sees_47
     assert (two_rows[1].pk in ids) is sees_48
     export = HistoryExport.objects.get()
@@ -92,12 +119,14 @@ def test_it_is_an_action_not_a_link(client, login, two_rows):
     assert not HistoryExport.objects.exists()
 
 
-def test_it_exports_the_filtered_rows_with_the_ips_result_columns(client, login, two_rows):
+def test_it_exports_the_filtered_rows_with_the_ips_result_columns(client, login, two_rows, ask):
     login("admin")
-    response = client.post(f"{URL}?outcome=accepted&company={two_rows[0].company_id}")
-    assert response["Content-Type"] == "text/csv; charset=utf-8"
-    assert response["Content-Disposition"].startswith('attachment; filename="ipsadmin-history-')
-    [row] = read_csv(response)
+    response = ask(f"{URL}?outcome=accepted&company={two_rows[0].company_id}")
+    file = client.get(reverse("jobs:export_download", args=[export_pk(response)]))
+    assert file["Content-Type"] == "text/csv; charset=utf-8"
+    assert file["Content-Disposition"].startswith('attachment; filename="ipsadmin-history-')
+    assert file["Cache-Control"] == "no-store"
+    [row] = read_csv(client, response)
     a = two_rows[0]
     assert row["id"] == str(a.pk) and row["job"] == "My Test Job" and row["company"] == "Demo Company"
     assert (row["outcome"], row["IPS result"], row["IPS runtime (ms)"]) == ("accepted", "errors", "61000")
@@ -105,10 +134,10 @@ def test_it_exports_the_filtered_rows_with_the_ips_result_columns(client, login,
     assert list(row) == [h for h, _ in csvexport.EXPORT_COLUMNS]
 
 
-def test_the_export_is_recorded_with_who_what_and_how_many(client, login, two_rows):
+def test_the_export_is_recorded_with_who_what_and_how_many(client, login, two_rows, ask):
     login("IpsUser")
-    response = client.post(f"{URL}?outcome=accepted&user=IPSUSER&sort=-ips_runtime", REMOTE_ADDR="192.0.2.7")
-    rows = read_csv(response)
+    response = ask(f"{URL}?outcome=accepted&user=IPSUSER&sort=-ips_runtime", REMOTE_ADDR="192.0.2.7")
+    rows = read_csv(client, response)
     export = HistoryExport.objects.get()
     assert export.username == "ipsuser" and export.user.username == "ipsuser"
     assert export.filters == {"user": "IPSUSER", "outcome": "accepted", "sort": "-ips_runtime"}
@@ -117,39 +146,43 @@ def test_the_export_is_recorded_with_who_what_and_how_many(client, login, two_ro
     assert export.finished_at >= export.at
 
 
-def test_a_download_that_breaks_off_is_recorded_so(users):
-    """The server closes the response when the client goes away: the stream's end records it."""
-    record = exports.start_export(users["IpsUser"], {}, base.RequestInfo("req-12345678"))
-    stream = history_views._export_stream(record, ["id"], iter([[1], [2], [3]]), batch=2)
-    assert next(stream) == "\ufeffid\r\n"
-    assert next(stream) == "1\r\n2\r\n"
-    stream.close()
+def test_an_export_that_breaks_off_is_recorded_so(users, settings):
+    """The file cannot be written (here: its directory is a file): the record is completed as not complete."""
+    settings.EXPORTS_DIR.parent.mkdir(parents=True, exist_ok=True)
+    settings.EXPORTS_DIR.write_text("not a directory")
+    with transaction.atomic():
+        file = exports.request_export(users["IpsUser"], {}, base.RequestInfo("req-12345678"), "UTC")
+    exporting.run_export(file.pk)
     record = HistoryExport.objects.get()
-    assert (record.row_count, record.completed) == (2, False) and record.finished_at is not None
+    assert (record.row_count, record.completed) == (0, False) and record.finished_at is not None
 
 
-def test_a_whole_download_is_recorded_complete(users):
-    record = exports.start_export(users["IpsUser"], {}, base.RequestInfo("req-12345678"))
-    assert "".join(history_views._export_stream(record, ["id"], iter([[1], [2], [3]]), batch=2)).count("\r\n") == 4
+def test_a_whole_export_is_recorded_complete(users, job):
+    for _ in range(3):
+        make_execution(job, users["IpsUser"], "denied")
+    file = exports.request_export(users["IpsUser"], {}, base.RequestInfo("req-12345678"), "UTC")
+    exporting.run_export(file.pk)
     record = HistoryExport.objects.get()
     assert (record.row_count, record.completed) == (3, True)
+    file.refresh_from_db()
+    assert exports.file_path(file).read_bytes().count(b"\r\n") == 4
 
 
-def test_cells_a_spreadsheet_would_run_are_defused(client, login, users, job):
+def test_cells_a_spreadsheet_would_run_are_defused(client, login, users, job, ask):
     Job.objects.filter(pk=job.pk).update(name='=HYPERLINK("http://evil.example/","x")')
     job.refresh_from_db()
     make_execution(job, users["IpsUser"], "denied", message="+1 cmd|' /C calc'!A0")
     login("IpsUser")
-    [row] = read_csv(client.post(URL))
+    [row] = read_csv(client, ask())
     assert row["job"].startswith("'=HYPERLINK(") and row["message"].startswith("'+1 cmd")
 
 
-def test_times_are_in_the_users_zone(client, login, users, job):
+def test_times_are_in_the_users_zone(client, login, users, job, ask):
     Profile.objects.create(user=users["IpsUser"], time_zone="Asia/Tokyo")
     at = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
     make_execution(job, users["IpsUser"], "denied", requested_at=at)
     login("IpsUser")
-    [row] = read_csv(client.post(URL))
+    [row] = read_csv(client, ask())
     assert row["requested at"] == "2026-11-29T21:00:00.000+09:00"
 
 
@@ -335,11 +368,10 @@ CSV_CELLS = [
 
 
 @pytest.mark.parametrize("raw, written", CSV_CELLS, ids=[repr(raw) for raw, _ in CSV_CELLS])
-def test_each_cell_is_written_so_no_spreadsheet_runs_or_reorders_it(raw, written, client, login, users, job):
+def test_each_cell_is_written_so_no_spreadsheet_runs_or_reorders_it(raw, written, client, login, users, job, ask):
     make_execution(job, users["IpsUser"], "denied", job_name=raw, fault_reason=raw, message=raw)
     login("IpsUser")
-    response = client.post(URL)
-    text = b"".join(response.streaming_content).decode("utf-8")
+    text = download_text(client, ask())
     [row] = list(csv.DictReader(io.StringIO(text[1:])))
     assert (row["job"], row["IPS fault reason"], row["message"]) == (written, written, written)
     # Every text cell in quotes: a separator inside one (";" in a locale that splits on it) splits nothing.
@@ -347,9 +379,9 @@ def test_each_cell_is_written_so_no_spreadsheet_runs_or_reorders_it(raw, written
     assert text.count(quoted) >= 3, text
 
 
-def test_the_header_and_numbers_stay_plain_values(client, login, two_rows):
+def test_the_header_and_numbers_stay_plain_values(client, login, two_rows, ask):
     login("admin")
-    rows = read_csv(client.post(URL))
+    rows = read_csv(client, ask())
     assert {r["IPS fault code"] for r in rows} == {"", "30000"}
     assert {r["IPS runtime (ms)"] for r in rows} == {"61000", ""}
 

@@ -27,7 +27,7 @@ PAGES = [
     ("admin", {}, "execution_recent"),
     ("admin", {"page": "last"}, "execution_recent"),
     ("admin", {"company": "47"}, "execution_company_recent"),
-    ("admin", {"job": "my test job"}, "execution_job_recent"),
+    ("admin", {"job": "my test job"}, "execution_job_status_recent"),
     ("admin", {"user": "ipsuser"}, "execution_user_recent"),
     ("IpsUser", {"who": "mine"}, "execution_user_recent"),
     ("admin", {"outcome": "refused"}, "execution_outcome_recent"),
@@ -121,3 +121,51 @@ def test_a_jobs_last_failure_is_the_first_entry_of_its_partial_index(data):
             cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
             plan = "\n".join(str(r[-1]) for r in cursor.fetchall())
     assert "execution_job_failures" in plan, plan
+
+
+# Filters in pairs, and with a sort by value (history.plan). Walked (every filter dense:
+# DRIVE_CAP 0): the page is read in its order from the index named, composite where one serves.
+WALKED = [
+    ("admin", {"outcome": "accepted", "sort": "request_time"}, "execution_outcome_req_time"),
+    ("admin", {"outcome": "accepted", "sort": "-ips_runtime"}, "execution_outcome_runtime"),
+    ("admin", {"ips_result": "ok", "sort": "request_time"}, "execution_result_req_time"),
+    ("admin", {"ips_result": "ok", "sort": "ips_runtime"}, "execution_result_runtime"),
+    ("admin", {"company": "47", "sort": "-ips_runtime"}, "execution_ips_runtime"),
+    ("admin", {"range": "7d", "sort": "-request_time"}, "execution_request_time"),
+    ("admin", {"user": "ipsuser", "outcome": "accepted"}, "execution_user_outcome"),
+    ("admin", {"user": "ipsuser", "ips_result": "ok"}, "execution_user_result"),
+    ("admin", {"company": "47", "outcome": "accepted"}, "execution_company_outcome"),
+    ("admin", {"company": "47", "ips_result": "ok"}, "execution_company_result"),
+    ("IpsAdmin", {"sort": "-ips_runtime"}, "execution_ips_runtime"),
+    ("IpsUser", {"sort": "request_time"}, "execution_request_time"),
+]
+# Driven (a filter at or under DRIVE_CAP): its rows read from its own index, then sorted (few).
+DRIVEN = [
+    ("admin", {"range": "24h", "sort": "-ips_runtime"}, "execution_recent"),
+    ("admin", {"company": "47", "sort": "ips_runtime"}, "execution_company_recent"),
+    ("admin", {"outcome": "accepted", "sort": "-request_time"}, "execution_outcome_"),
+    ("IpsUser", {"sort": "-ips_runtime"}, "execution_company_recent"),
+]
+
+
+@pytest.mark.parametrize("actor, params, index", WALKED, ids=_id)
+def test_a_dense_pair_is_walked_in_order_from_its_index(actor, params, index, client, login, data, monkeypatch):
+    monkeypatch.setattr(history, "DRIVE_CAP", 0)
+    login(actor)
+    for sql in _page_queries(client, _params(params, data[0])):
+        text = "\n".join(_plan(sql))
+        if connection.vendor == "postgresql":
+            assert "Sort" not in text and "Seq Scan on jobs_execution" not in text, text
+        else:
+            assert "TEMP B-TREE" not in text, text
+            assert f"INDEX {index} " in text or text.endswith(f"INDEX {index}"), text
+
+
+@pytest.mark.parametrize("actor, params, index", DRIVEN, ids=_id)
+def test_a_rare_filters_rows_come_from_its_own_index(actor, params, index, client, login, data):
+    login(actor)
+    for sql in _page_queries(client, _params(params, data[0])):
+        text = "\n".join(_plan(sql))
+        if connection.vendor == "sqlite":
+            assert f"INDEX {index}" in text, text
+            assert "SCAN jobs_execution" not in text, text

@@ -21,6 +21,7 @@ from jobs import history
 from jobs.models import Execution, HistoryExport, Job
 
 from .conftest import ALL_ACTORS, ANONYMOUS, HTMX, RUN_SECONDS, look, make_execution, press_run
+from .test_export import IMMEDIATE_TASKS, download_text
 from .test_history_indexes import _page_queries, _plan
 
 URL = reverse("jobs:history")
@@ -221,15 +222,24 @@ def test_the_started_by_page_is_read_from_an_index_in_its_order(actor, params, i
             assert f"INDEX {index}" in text, text
 
 
-def test_the_export_says_who_started_each_run(client, login, runs):
+def test_the_export_says_who_started_each_run(client, login, runs, settings, tmp_path,
+                                              django_capture_on_commit_callbacks):
+    settings.TASKS = IMMEDIATE_TASKS
+    settings.EXPORTS_DIR = tmp_path / "exports"
+
+    def exported(url):
+        # The export is a background task: run it as the worker would once the POST commits, then download.
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(url)
+        text = download_text(client, response)[1:]
+        return list(csv.DictReader(io.StringIO(text)))
+
     login("IpsUser")
-    response = client.post(f"{EXPORT}?started_by=schedule")
-    text = b"".join(response.streaming_content).decode("utf-8")[1:]
-    rows = list(csv.DictReader(io.StringIO(text)))
+    rows = exported(f"{EXPORT}?started_by=schedule")
     assert [int(r["id"]) for r in rows] == [runs["failed"].pk, runs["schedule"].pk]
     assert {r["started by"] for r in rows} == {"schedule"}
     assert rows[0]["user"] == runs["failed"].username and rows[0]["IPS result"] == "errors"
-    everything = list(csv.DictReader(io.StringIO(b"".join(client.post(EXPORT).streaming_content).decode()[1:])))
+    everything = exported(EXPORT)
     assert {r["id"]: r["started by"] for r in everything} == {str(r.pk): r.started_by for r in runs.values()}
     assert HistoryExport.objects.order_by("pk").first().filters == {"started_by": "schedule"}
 

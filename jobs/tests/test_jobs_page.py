@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.views import jobs as job_views
-from jobs.models import Job
+from jobs.models import Company, Job
 
 from .conftest import HTMX, make_execution
 
@@ -34,14 +34,16 @@ def many_jobs(synced):
 def test_jobs_come_a_page_at_a_time_per_company(client, login, many_jobs, monkeypatch):
     monkeypatch.setattr(job_views, "JOBS_PER_PAGE", 20)
     login("admin")
-    body = client.get(LIST).content.decode()
+    other = Company.objects.get(handle="48")
+    # Both companies open (the address names them): each lists a page of its jobs.
+    body = client.get(LIST, {"open": [many_jobs.pk, other.pk]}).content.decode()
     in_47 = list(Job.objects.filter(company=many_jobs).order_by("name", "pk").values_list("pk", flat=True))
-    in_48 = list(Job.objects.filter(company__handle="48").order_by("name", "pk").values_list("pk", flat=True))
+    in_48 = list(Job.objects.filter(company=other).order_by("name", "pk").values_list("pk", flat=True))
     assert job_ids(body) == in_47[:20] + in_48
     assert "Jobs 1–20 of 65" in body
     # The next page of 47 keeps 48 where it was.
     nxt = re.search(r'<a href="([^"]+)"[^>]*rel="next"', body)[1].replace("&amp;", "&")
-    assert nxt == f"{LIST}?p{many_jobs.pk}=2"
+    assert nxt == f"{LIST}?open={many_jobs.pk}&open={other.pk}&p{many_jobs.pk}=2"
     assert job_ids(client.get(nxt).content.decode()) == in_47[20:40] + in_48
     # A page past the end: the last one.
     assert job_ids(client.get(LIST, {f"p{many_jobs.pk}": 99}).content.decode())[:5] == in_47[60:65]
@@ -60,6 +62,9 @@ def test_search_finds_jobs_by_any_part_of_their_name_in_every_company(client, lo
     login("admin")
     body = client.get(LIST, {"q": "publish"}).content.decode()
     names = set(Job.objects.filter(pk__in=job_ids(body)).values_list("name", flat=True))
+    # Few matches: every company with one lists them.
+    assert {c for c in Job.objects.filter(name__icontains="publish").values_list("company", flat=True)} == {
+        many_jobs.pk, Company.objects.get(handle="48").pk}
     assert names == set(Job.objects.filter(name__icontains="publish").values_list("name", flat=True))
     assert "Bulk" not in body and 'value="publish"' in body
     body = client.get(LIST, {"q": "no such job"}).content.decode()
@@ -88,15 +93,19 @@ def test_each_company_says_what_its_last_24_hours_did(client, login, users, job)
     assert f"{reverse('jobs:history')}?company={job.company.pk}&amp;range=24h" in summary
 
 
-def test_the_active_poller_asks_for_the_jobs_of_its_page(client, login, many_jobs, monkeypatch):
+def test_the_active_poller_asks_for_the_jobs_of_its_page(client, login, users, many_jobs, monkeypatch):
     monkeypatch.setattr(job_views, "JOBS_PER_PAGE", 20)
     login("IpsUser")
     body = client.get(LIST, {"q": "bulk", f"p{many_jobs.pk}": 2}).content.decode()
     url = reverse("jobs:active", args=[many_jobs.pk]) + "?q=bulk&amp;page=2"
     assert f'hx-get="{url}"' in body
+    # IPS runs one job of page 1 and one of page 2: only the cell of the poller's page comes.
+    bulk = list(Job.objects.filter(name__icontains="bulk").order_by("name", "pk"))
+    for job in (bulk[3], bulk[23]):
+        make_execution(job, users["IpsUser"], ips_state="Running", ips_progress=10)
     answer = client.get(url.replace("&amp;", "&"), **HTMX).content.decode()
     cells = [int(pk) for pk in re.findall(r'<td class="action" id="action-(\d+)"', answer)]
-    assert cells == list(Job.objects.filter(name__icontains="bulk").order_by("name", "pk").values_list("pk", flat=True))[20:40]
+    assert cells == [bulk[23].pk]
 
 
 def _queries(client, params=None) -> int:

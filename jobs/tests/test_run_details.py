@@ -285,7 +285,8 @@ def test_active_in_ips_lists_runs_started_by_anyone_and_disables_run(clock, clie
     assert "Running in IPS" in body and reverse("jobs:stop", args=[job.pk]) in body
     clock.advance(RUN_SECONDS * 2)
     look(job.company)
-    body = client.get(reverse("jobs:active", args=[job.company.pk]), **HTMX).content.decode()
+    # The page shows the job busy (its cell's input, which the poller includes): its cell comes back idle.
+    body = client.get(reverse("jobs:active", args=[job.company.pk]), {"busy": job.pk}, **HTMX).content.decode()
     assert "IPS is running nothing in this company right now." in body
     assert reverse("jobs:run", args=[job.pk]) in body  # Run offered again
 

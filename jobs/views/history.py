@@ -1,46 +1,32 @@
-"""History: the audit trail filtered, sorted and paged by keyset, its CSV export, and membership changes."""
+"""History: the audit trail filtered, sorted and paged by keyset, and membership changes (its CSV export: views/exports.py)."""
 
 from __future__ import annotations
 
-import csv
 from urllib.parse import urlencode
 
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models.functions import Length
-from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.translation import gettext
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 from django_htmx.http import push_url
 
-from ..csvexport import EXPORT_COLUMNS, export_rows
 from ..forms import HistoryFilterForm
-from ..history import DEFAULT_SORT, CursorError, Sort, visible_to
-from ..history import page as keyset_page
-from ..models import Company, Job, MembershipChange
-from ..services import exports
-from .common import _request_info, login_required_htmx
+from ..history import DEFAULT_SORT, CursorError, Sort, planned_page, visible_terms
+from ..models import Company, Execution, Job, MembershipChange
+from .common import login_required_htmx
 
 
 def _get_history_for_user(request) -> tuple[list[Company], list[str]]:
     """The companies whose history (getJobLogs) the user may read, and why not
     in the user's other companies (one sentence each).
 
-    A superuser reads every row, those of deleted companies too (_history_rows)."""
+    A superuser reads every row, those of deleted companies too (history.visible_terms)."""
     accesses = Company.objects.accesses_for(request.user, "getJobLogs")
     companies = list(Company.objects.filter(pk__in=accesses))
     allowed = [c for c in companies if accesses[c.pk].allowed]
     refused = [accesses[c.pk].reason for c in companies if not accesses[c.pk].allowed]
     return allowed, refused
-
-
-def _history_rows(request, companies, form: HistoryFilterForm):
-    """The rows the user may read, filtered as the (valid) form says."""
-    rows = visible_to(request.user, [c.pk for c in companies], by_company_index=not form.narrows())
-    return form.filter(rows)
 
 
 def _history_url(params: dict, **more) -> str:
@@ -85,14 +71,17 @@ def history(request):
         paging = {k: request.GET.get(k, "") for k in ("after", "before")}
         if request.GET.get("page") == "last" and not any(paging.values()):
             paging["page"] = "last"
-        executions = _history_rows(request, companies, form).select_related("company")
+        executions = Execution.objects.select_related("company")
+        # A chosen company is one of the user's: it says all the companies' filter would.
+        terms = form.terms() if form.cleaned_data.get("company") else (
+            visible_terms(request.user, [c.pk for c in companies]) + form.terms())
         try:
-            page = keyset_page(executions, form.chosen_sort, after=paging["after"], before=paging["before"],
-                              last="page" in paging, split=form.split())
+            page = planned_page(executions, terms, form.chosen_sort, after=paging["after"], before=paging["before"],
+                                last="page" in paging)
         except CursorError:
             # A mangled page link: the first page, and the address says so.
             paging = {}
-            page = keyset_page(executions, form.chosen_sort, split=form.split())
+            page = planned_page(executions, terms, form.chosen_sort)
     context = {
         "form": form,
         "page": page,
@@ -139,63 +128,6 @@ def history_job_names(request):
             .distinct()[:20]
         )
     return render(request, "jobs/history.html#job-names", {"names": names})
-
-
-class _Echo:
-    """A file whose write() returns the line: csv.writer into a stream."""
-
-    def write(self, value):
-        return value
-
-
-def _export_stream(export, header, rows, batch=500):
-    """The CSV, a few hundred rows a chunk; the export's record completed when it ends, or breaks off."""
-    writer = csv.writer(_Echo())
-    # Every text cell quoted (OWASP): a separator inside one (";" where it splits cells) splits nothing.
-    cells = csv.writer(_Echo(), quoting=csv.QUOTE_NONNUMERIC)
-    sent, completed = 0, False
-    try:
-        yield "\ufeff" + writer.writerow(header)  # the BOM: spreadsheets read UTF-8 then
-        lines = []
-        for row in rows:
-            lines.append(cells.writerow(row))
-            if len(lines) == batch:
-                sent += len(lines)  # handed to the server: what a broken-off download may have received
-                yield "".join(lines)
-                lines = []
-        if lines:
-            sent += len(lines)
-            yield "".join(lines)
-        completed = True
-    finally:
-        exports.finish_export(export, sent, completed)
-
-
-@require_POST
-@login_required
-def history_export(request):
-    """The filtered history as CSV, streamed in constant memory; the export itself is recorded (HistoryExport)."""
-    companies, refused = _get_history_for_user(request)
-    if not (request.user.is_superuser or companies):
-        # The reasons are lazy: str.join takes only str.
-        reason = " ".join(str(r) for r in refused) or gettext(
-            "You have no role in any company, so you cannot see job history (getJobLogs)."
-        )
-        return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")
-    form = HistoryFilterForm(request.GET, companies=companies, user=request.user)
-    if not form.is_valid():
-        errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
-        return HttpResponse(gettext("These filters are not valid: %(errors)s") % {"errors": errors}, status=400, content_type="text/plain; charset=utf-8")
-    export = exports.start_export(request.user, form.params(), _request_info(request))
-    names = {c.pk: c.name for c in (companies if not request.user.is_superuser else Company.objects.all())}
-    lines = export_rows(_history_rows(request, companies, form), form.chosen_sort, names, request.time_zone,
-                              split=form.split())
-    header = [h for h, _ in EXPORT_COLUMNS]
-    response = StreamingHttpResponse(_export_stream(export, header, lines), content_type="text/csv; charset=utf-8")
-    stamp = timezone.localtime(export.at, request.time_zone).strftime("%Y%m%d-%H%M%S")
-    response["Content-Disposition"] = f'attachment; filename="ipsadmin-history-{stamp}.csv"'
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 @require_GET

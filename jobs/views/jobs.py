@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.db.models import Q
+from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseStopPolling, trigger_client_event
+from django_htmx.http import HttpResponseStopPolling, push_url, trigger_client_event
 
 from .. import roles
 from ..history import STATS_WINDOW, company_summaries, job_stats, last_failure
@@ -70,47 +72,71 @@ def _actions_for(access: roles.Access) -> list[dict]:
     out = []
     for action in actions.ACTIONS.values():
         may = access.to(action.operation)
-        out.append({"action": action, "allowed": may.allowed, "reason": may.reason})
+        # Its words in the page's language once per section, not once per row (they are lazy).
+        words = {k: str(getattr(action, k)) for k in ("label", "confirm", "busy_label") if getattr(action, k)}
+        out.append({"action": dataclasses.replace(action, **words), "allowed": may.allowed,
+                    "reason": "" if may.allowed else str(may.reason)})
     return out
 
 
 JOBS_PER_PAGE = 50
 
+#: The rows of the company opened by default on the first view of several companies: a glimpse, so
+#: that the landing page costs about the same whatever the number of jobs (a link opens it whole).
+FIRST_VIEW_ROWS = 5
+
+#: A search opens the companies with matches, in name order, while their first pages add up to this
+#: many rows (the first company with matches always); the others say how many jobs match.
+SEARCH_ROWS = 50
+
 
 def _company_views(accesses: dict, companies, query: str = "", pages: dict | None = None,
-                   summary: bool = True) -> list[dict]:
+                   summary: bool = True, opened=None) -> list[dict]:
     """Each company's view with one page of its jobs (by name, those matching ``query``) and
-    the summary of its last 24 hours: the same few queries for any number of companies and jobs."""
+    the summary of its last 24 hours: the same few queries for any number of companies and jobs.
+
+    ``opened(listable, totals)`` -> (the companies whose jobs are listed, rows of each page); None:
+    all of them, JOBS_PER_PAGE. The others are summarized (their job count, runs of the last 24 h,
+    runs in IPS now), at no cost per job."""
     pages = pages or {}
     listable = [c.pk for c in companies if accesses[c.pk].to("getScheduledJobs").allowed]
     jobs = Job.objects.filter(company_id__in=listable)
     if query:
         jobs = jobs.filter(name__icontains=query)
     totals = jobs.count_per_company() if listable else {}
-    last_page = {pk: max(1, -(-totals.get(pk, 0) // JOBS_PER_PAGE)) for pk in listable}
-    wanted = {pk: min(max(1, pages.get(pk, 1)), last_page[pk]) for pk in listable if totals.get(pk)}
+    expanded, per_page = (listable, JOBS_PER_PAGE) if opened is None else opened(listable, totals)
+    expanded = set(expanded) & set(listable)
+    last_page = {pk: max(1, -(-totals.get(pk, 0) // per_page)) for pk in listable}
+    wanted = {pk: min(max(1, pages.get(pk, 1)), last_page[pk]) for pk in listable if totals.get(pk) and pk in expanded}
     by_company: dict[int, list] = {}
     if wanted:
-        for job in jobs.page_per_company(wanted, JOBS_PER_PAGE).select_related("company").with_last_run():
+        for job in jobs.page_per_company(wanted, per_page).select_related("company").with_last_run():
             by_company.setdefault(job.company_id, []).append(job)
     readable = [pk for pk in listable if accesses[pk].to("getJobLogs").allowed]
     summaries = company_summaries(readable) if readable and summary else {}
+    # Asked whether or not any company is summarized, so that the queries stay the same.
+    running = activity.running_per_company(listable) if len(listable) > 1 else {}
     views = []
     for company in companies:
         view = _company_view(company, accesses[company.pk], with_jobs=False)
         number = wanted.get(company.pk, 1)
         view.update(
+            expanded=company.pk in expanded,
             jobs=by_company.get(company.pk, []),
             total=totals.get(company.pk, 0),
             page=number,
             pages=last_page.get(company.pk, 1),
-            first_row=(number - 1) * JOBS_PER_PAGE + 1,
-            last_row=(number - 1) * JOBS_PER_PAGE + len(by_company.get(company.pk, [])),
+            first_row=(number - 1) * per_page + 1,
+            last_row=(number - 1) * per_page + len(by_company.get(company.pk, [])),
+            # The first view's glimpse of the company opened by default: its first jobs, no pages.
+            preview=per_page != JOBS_PER_PAGE and company.pk in expanded,
             query=query,
             summary=summaries.get(company.pk) if company.pk in readable else None,
             can_read_history=company.pk in readable,
-            # What the Active-in-IPS poller asks for: the jobs of this page.
-            page_query=urlencode({k: v for k, v in (("q", query), ("page", number)) if v}),
+            running=running.get(company.pk, 0),
+            # What the Active-in-IPS poller asks for: the jobs of this page (of a glimpse: its rows).
+            page_query=urlencode({k: v for k, v in (("q", query), ("page", number),
+                                                    ("rows", per_page if per_page != JOBS_PER_PAGE else 0)) if v}),
         )
         views.append(view)
     return views
@@ -125,32 +151,93 @@ def _job_pages(request) -> tuple[str, dict[int, int]]:
     return request.GET.get("q", "").strip()[:200], pages
 
 
+def _opened_in(params) -> list[int]:
+    """The companies the address opens: ``open=<id>`` (repeated), and those it names a page of."""
+    out = [int(v) for v in params.getlist("open") if v.isdigit()]
+    out += [int(k[1:]) for k in params if k[:1] == "p" and k[1:].isdigit() and int(k[1:]) not in out]
+    return out
+
+
+def _opener(named: list[int], query: str):
+    """Which companies the first view lists the jobs of: those the address names; else, without a
+    search, the first (by name); with one, those with matches while within SEARCH_ROWS."""
+
+    def opened(listable, totals):
+        if len(listable) <= 1:
+            return listable, JOBS_PER_PAGE
+        chosen = [pk for pk in named if pk in listable]
+        if not query:
+            return (chosen, JOBS_PER_PAGE) if chosen else (listable[:1], FIRST_VIEW_ROWS)
+        rows = sum(min(totals.get(pk, 0), JOBS_PER_PAGE) for pk in chosen)
+        for pk in listable:
+            shown = min(totals.get(pk, 0), JOBS_PER_PAGE)
+            if shown and pk not in chosen and (not rows or rows + shown <= SEARCH_ROWS):
+                chosen.append(pk)
+                rows += shown
+        return chosen, JOBS_PER_PAGE
+
+    return opened
+
+
 def _job_list_page(request, status=200):
     query, pages = _job_pages(request)
     by_company = Company.objects.accesses_for(request.user, "getScheduledJobs")
     companies = list(Company.objects.filter(pk__in=by_company).select_related("connection"))
     target = request.htmx.target if request.htmx else None
     if status == 200 and target and target.startswith("company-") and target[8:].isdigit():
-        # One company's next page: only its section.
+        # One company's section (its next page, or opened from its summary): only its section.
         companies = [c for c in companies if c.pk == int(target[8:])]
         sections = _company_views(by_company, companies, query, pages)
         for section in sections:
             section["pager"] = _pager(request, section)
-        return render(request, "jobs/job_list.html#company-section", {"section": sections[0]} if sections else {})
-    sections = _company_views(by_company, companies, query, pages)
+        response = render(request, "jobs/job_list.html#company-section", {"section": sections[0]} if sections else {})
+        # The address keeps what the page shows: the companies opened before this one stay open.
+        return push_url(response, _pushed(request)) if sections else response
+    named = _opened_in(request.GET)
+    sections = _company_views(by_company, companies, query, pages, opened=_opener(named, query))
+    shown = [s["company"].pk for s in sections if s["expanded"]]
     for section in sections:
         section["pager"] = _pager(request, section)
+        if not section["expanded"] or section["preview"]:
+            section["open_url"] = _open_url(request, shown, section["company"].pk)
     return render(request, "jobs/job_list.html", {"sections": sections, "query": query}, status=status)
+
+
+def _kept(params) -> list[tuple[str, str]]:
+    """The parameters of the jobs page's address that say what it shows: search, opened companies, pages."""
+    return [(k, v) for k, values in params.lists() for v in values
+            if k in ("q", "open") or (k[:1] == "p" and k[1:].isdigit())]
+
+
+def _open_url(request, shown: list[int], pk: int) -> str:
+    """The address of the page with one more company opened (those open now stay open)."""
+    params = [(k, v) for k, v in _kept(request.GET) if k != "open"]
+    opens = [*dict.fromkeys([*shown, pk])]
+    return reverse("jobs:list") + "?" + urlencode([*params, *(("open", o) for o in opens)])
+
+
+def _pushed(request) -> str:
+    """The address after an htmx section request: the browser's address (htmx sends it) with this
+    request's search and page, and its opened companies added to those already open."""
+    current = QueryDict(urlsplit(request.htmx.current_url or "").query)
+    mine = QueryDict(mutable=True)
+    for k, v in _kept(request.GET):
+        mine.appendlist(k, v)
+    opens = [*dict.fromkeys([*current.getlist("open"), *mine.getlist("open")])]
+    params = [(k, v) for k, v in _kept(current) if k not in mine and k != "open"]
+    params += [(k, v) for k, v in _kept(mine) if k != "open"]
+    params += [("open", o) for o in opens]
+    return reverse("jobs:list") + ("?" + urlencode(params) if params else "")
 
 
 def _pager(request, section) -> dict:
     """The addresses of the section's previous and next pages (the other companies' pages kept)."""
-    params = {k: v for k, v in request.GET.items() if k in ("q",) or (k[:1] == "p" and k[1:].isdigit())}
     key = f"p{section['company'].pk}"
+    params = [(k, v) for k, v in _kept(request.GET) if k != key]
     links = {}
     for name, number in (("previous", section["page"] - 1), ("next", section["page"] + 1)):
         if 1 <= number <= section["pages"]:
-            links[name] = reverse("jobs:list") + "?" + urlencode({**params, key: number})
+            links[name] = reverse("jobs:list") + "?" + urlencode([*params, (key, number)])
     return links
 
 
@@ -192,7 +279,13 @@ def press(request, pk, action):
         messages.success(request, result.message)
         return redirect("jobs:list")
     if chosen.swaps_row:
-        [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
+        ran = result.execution
+        if ran.operation == "executeJob" and ran.outcome not in Execution.NOT_SENT:
+            # The row this press wrote is the job's last run (Job.with_last_run's): nothing to read back.
+            now = timezone.now()
+            job.last_execution, job.run_in_flight, job.follow = ran, ran.is_in_flight(now), ran.is_followed(now)
+        else:
+            [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
         context = {
             "job": job,
             "section": _company_view(job.company, access, with_jobs=False),
@@ -208,7 +301,10 @@ def press(request, pk, action):
 @require_GET
 @login_required_htmx
 def active_runs(request, pk):
-    """What IPS is running in the company now, whoever started it; polled while the page is open."""
+    """What IPS is running in the company now, whoever started it; polled while the page is open.
+
+    From the database (the watcher's record), never from IPS. With the panel come, out of band,
+    the action cells of the jobs whose busy/idle state differs from what the page shows."""
     try:
         company, access = _get_company_for_user(request, pk, "getActiveJobs")
     except Http404:
@@ -217,14 +313,30 @@ def active_runs(request, pk):
         return HttpResponseStopPolling()
     runs, error = activity.active_runs(company)
     busy = {r.job.pk: r.run for r in runs if r.job is not None and r.run.state != "Done"}
-    # The jobs of the page the poller is on (its search and page number).
-    query, page = _job_pages(request)[0], request.GET.get("page", "1")
-    section = _company_view(company, access, query=query, page=int(page) if page.isdigit() else 1, summary=False)
-    for job in section["jobs"]:
-        job.active_in_ips = busy.get(job.pk)
+    # The page says which of its cells show a run in IPS (hx-include of the busy cells' inputs):
+    # only the cells of jobs that started or ended since are sent again.
+    # At most a page of them: a poll never renders more cells than a page has, whatever it is sent.
+    shown = {int(v) for v in request.GET.getlist("busy")[:JOBS_PER_PAGE] if v.isdigit()}
+    changed = shown ^ busy.keys()
+    jobs = []
+    if changed and access.to("getScheduledJobs").allowed:
+        # Of the jobs that started running, those on the poller's page (its search and page number).
+        query, page, rows = _job_pages(request)[0], request.GET.get("page", "1"), request.GET.get("rows", "")
+        size = min(int(rows), JOBS_PER_PAGE) if rows.isdigit() and int(rows) else JOBS_PER_PAGE
+        on_page = Job.objects.filter(company=company)
+        if query:
+            on_page = on_page.filter(name__icontains=query)
+        on_page = on_page.page_per_company({company.pk: int(page) if page.isdigit() else 1}, size)
+        ended = shown - busy.keys()
+        candidates = Job.objects.filter(Q(pk__in=ended) | Q(pk__in=on_page.filter(pk__in=changed - ended).values("pk")),
+                                        company=company)
+        jobs = candidates.select_related("company").order_by("name", "pk").with_last_run()
+        for job in jobs:
+            job.active_in_ips = busy.get(job.pk)
     context = {
         "company": company,
-        "section": section,
+        "section": _company_view(company, access, with_jobs=False),
+        "jobs": jobs,
         "runs": runs,
         "error": error,
     }
