@@ -588,9 +588,9 @@ def production_env(port: int, database_url: str, workers: int, **more: str) -> d
     return env
 
 
-def start_gunicorn(procs: Processes, env: dict, port: int) -> None:
+def start_gunicorn(procs: Processes, env: dict, port: int) -> subprocess.Popen:
     """gunicorn with the project's config on ``port``, once it answers /healthz (as behind TLS)."""
-    procs.start("gunicorn", [PYTHON, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
+    proc = procs.start("gunicorn", [PYTHON, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
                              f"127.0.0.1:{port}", "ipsadmin.wsgi"], env)
 
     def healthy():
@@ -601,6 +601,7 @@ def start_gunicorn(procs: Processes, env: dict, port: int) -> None:
             return False
 
     wait_until("gunicorn to answer /healthz", healthy, procs, timeout=60)
+    return proc
 
 def start_emulator(procs: Processes, env: dict, port: int, *args: str) -> Emulator:
     """The emulator in a process of its own (IPS's scheduler off), once it answers; then the database

@@ -91,4 +91,12 @@ class Migration(migrations.Migration):
             model_name="execution",
             index=models.Index(fields=["ips_result", "-duration_ms", "-id"], name="execution_result_req_time"),
         ),
+        AddIndexWithoutBlockingWrites(
+            model_name="execution",
+            index=models.Index(fields=["job", "-ips_runtime_ms", "-id"], name="execution_job_runtime"),
+        ),
+        AddIndexWithoutBlockingWrites(
+            model_name="execution",
+            index=models.Index(fields=["job", "-duration_ms", "-id"], name="execution_job_req_time"),
+        ),
     ]
