@@ -267,8 +267,11 @@ def read_back_schedule(client: ips.IpsClient, job: Job) -> ips.ScheduledJob:
     scheduled = listed[0]
     job.trigger_state = fit(Job, "trigger_state", scheduled.trigger_state or "")
     job.next_fire_time = scheduled.next_fire_time
-    # update(): only these two, whatever a sync running now writes to the rest.
-    Job.objects.filter(pk=job.pk).update(trigger_state=job.trigger_state, next_fire_time=job.next_fire_time)
+    # update(): only these, whatever a sync running now writes to the rest; read from IPS now, so an
+    # open jobs page's next poll sends this job's buttons again (views.jobs.active_runs).
+    job.last_synced_at = timezone.now()
+    Job.objects.filter(pk=job.pk).update(trigger_state=job.trigger_state, next_fire_time=job.next_fire_time,
+                                         last_synced_at=job.last_synced_at)
     return scheduled
 
 

@@ -169,7 +169,8 @@ def test_the_poll_sends_only_the_cells_that_changed(client, login, users, job, s
     login("IpsUser")
     body = client.get(LIST).content.decode()
     # The poller sends the busy cells' ids (hx-include); the page starts with none.
-    assert f'hx-include="#company-{synced.pk} h2, #company-{synced.pk} td.action > input[name=busy]"' in body
+    assert (f'hx-include="#company-{synced.pk} h2, #company-{synced.pk} td.action > input[name=busy], '
+            f'#company-{synced.pk} input[name=seen]"') in body
     assert 'name="busy"' not in body
     assert _poll(client, synced) == {}
     run = make_execution(job, users["IpsUser"], ips_state="Running", ips_progress=40)
@@ -249,3 +250,21 @@ def test_the_first_views_queries_do_not_grow_with_companies_or_jobs(params, clie
     with django_assert_max_num_queries(few):
         body = client.get(LIST, params).content.decode()
     assert body.count("open-company") >= 9
+
+
+def test_the_poll_sends_again_the_cells_of_jobs_read_from_ips_since(client, login, users, job, synced, other):
+    """Paused by someone else (or marked gone by a sync) after the page was made: the next poll sends that
+    job's cell, with its buttons as IPS now says; a job read before the poll's time is not sent."""
+    login("IpsUser")
+    body = client.get(LIST).content.decode()
+    seen = re.search(r'<input type="hidden" name="seen" value="([^"]+)">', body)[1]
+    assert _poll(client, synced, seen=seen) == {}
+    Job.objects.filter(pk=job.pk).update(trigger_state="Paused", last_synced_at=timezone.now())
+    cells = _poll(client, synced, seen=seen)
+    assert list(cells) == [job.pk] and 'class="resume"' in cells[job.pk] and 'class="pause"' not in cells[job.pk]
+    # Its answer carries a later time: that change is not sent again.
+    answer = client.get(reverse("jobs:active", args=[synced.pk]), {"seen": seen}, **HTMX).content.decode()
+    later = re.search(r'<input type="hidden" name="seen" value="([^"]+)">', answer)[1]
+    assert later > seen and _poll(client, synced, seen=later) == {}
+    # A mangled time is no time: nothing more than the busy cells.
+    assert _poll(client, synced, seen="yesterday") == {}

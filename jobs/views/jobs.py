@@ -318,8 +318,16 @@ def active_runs(request, pk):
     # At most a page of them: a poll never renders more cells than a page has, whatever it is sent.
     shown = {int(v) for v in request.GET.getlist("busy")[:JOBS_PER_PAGE] if v.isdigit()}
     changed = shown ^ busy.keys()
+    # And the cells of jobs read again from IPS since the page's last answer (paused, resumed, gone):
+    # their buttons depend on it too.
+    try:
+        seen = dt.datetime.fromisoformat(request.GET.get("seen", ""))
+    except ValueError:
+        seen = None
+    if seen is not None and seen.tzinfo is None:
+        seen = None
     jobs = []
-    if changed and access.to("getScheduledJobs").allowed:
+    if (changed or seen is not None) and access.to("getScheduledJobs").allowed:
         # Of the jobs that started running, those on the poller's page (its search and page number).
         query, page, rows = _job_pages(request)[0], request.GET.get("page", "1"), request.GET.get("rows", "")
         size = min(int(rows), JOBS_PER_PAGE) if rows.isdigit() and int(rows) else JOBS_PER_PAGE
@@ -328,7 +336,10 @@ def active_runs(request, pk):
             on_page = on_page.filter(name__icontains=query)
         on_page = on_page.page_per_company({company.pk: int(page) if page.isdigit() else 1}, size)
         ended = shown - busy.keys()
-        candidates = Job.objects.filter(Q(pk__in=ended) | Q(pk__in=on_page.filter(pk__in=changed - ended).values("pk")),
+        on_page_changed = Q(pk__in=changed - ended)
+        if seen is not None:
+            on_page_changed |= Q(last_synced_at__gt=seen) | Q(gone_at__gt=seen)
+        candidates = Job.objects.filter(Q(pk__in=ended) | Q(pk__in=on_page.filter(on_page_changed).values("pk")),
                                         company=company)
         jobs = candidates.select_related("company").order_by("name", "pk").with_last_run()
         for job in jobs:
