@@ -199,12 +199,14 @@ def main():
     parser.add_argument("--show-sql", action="store_true", help="print the statements of one counted press")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile N more in-process presses with pyinstrument (not a requirement)")
+    parser.add_argument("--cprofile", type=int, default=0, metavar="N",
+                        help="profile N more in-process presses with cProfile on CPU time (process_time)")
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
     args = parser.parse_args()
     latencies = [float(x) for x in args.latencies.split(",")]
     warm = args.warm if args.warm is not None else 2 * args.workers
     per_latency = warm + args.presses + 1 + BURST + 2 * (args.bare + 1)
-    jobs = per_latency * len(latencies) + args.counted + args.profile
+    jobs = per_latency * len(latencies) + args.counted + args.profile + args.cprofile
 
     tmp = Path(tempfile.mkdtemp(prefix="ipsadmin-bench-run-"))
     emulator_port, port = port_from_env("EMULATOR_PORT"), port_from_env("PORT")
@@ -350,6 +352,19 @@ def main():
                 for _ in range(args.profile):
                     browser_here.post(f"/jobs/{next(queue)[0]}/run", HTTP_HX_REQUEST="true", secure=True)
             print(profiler.output_text(unicode=True, color=False, show_all=False))
+        if args.cprofile:
+            # CPU time only (waits on IPS, the database and fsync left out): where the worker's CPU goes.
+            import cProfile
+            import pstats
+
+            cpu = time.process_time()
+            profile = cProfile.Profile(time.process_time)
+            profile.enable()
+            for _ in range(args.cprofile):
+                browser_here.post(f"/jobs/{next(queue)[0]}/run", HTTP_HX_REQUEST="true", secure=True)
+            profile.disable()
+            print(f"CPU per in-process press under cProfile: {(time.process_time() - cpu) * 1000 / args.cprofile:.1f} ms")
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(r"jobs/|ips|django/(core/handlers|template|db/models/sql/compiler|contrib/sessions|contrib/auth|middleware)", 70)
 
         print()
         print("| IPS latency | press p50 | press p95 | 2 × latency | p50 ÷ 2 RT | bare raw p50 | bare client p50 | "

@@ -46,7 +46,7 @@ class LocalBackend(ModelBackend):
     def get_user(self, user_id):
         # Every request reads its user through here: its identity in the same query.
         User = get_user_model()
-        user = User._default_manager.select_related("ips_identity").filter(pk=user_id).first()
+        user = User._default_manager.select_related("ips_identity", "profile").filter(pk=user_id).first()
         return user if user is not None and self.user_can_authenticate(user) else None
 
 
@@ -67,6 +67,13 @@ def _signs_in_with_ips(user) -> bool:
 
 class IpsBackend(ModelBackend):
     """Authenticates IPS emails against every connection with sign-in with IPS switched on."""
+
+    def get_user(self, user_id):
+        # Every request of an IPS sign-in reads its user through here: its settings in the same
+        # query (the time zone middleware's).
+        User = get_user_model()
+        user = User._default_manager.select_related("profile").filter(pk=user_id).first()
+        return user if user is not None and self.user_can_authenticate(user) else None
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         if not username or not password or "@" not in username:

@@ -29,6 +29,12 @@ SCHEDULERS: dict[str, Callable[..., None]] = {}
 #: Sent once per run, after the commit that recorded its IPS result (by the company's
 #: watcher), with ``execution_id`` and ``result``.
 run_ended = Signal()
+#: Sent once per press, after the commit that recorded its outcome, with ``execution_id`` and
+#: ``outcome`` (a refusal here included: receivers pick the outcomes they care about).
+press_ended = Signal()
+#: Sent once per missed fire of a scheduled job (its fire time plus the job's grace passed with no
+#: run in IPS), after the commit that recorded it, with ``missed_id`` (a MissedRun's pk).
+run_missed = Signal()
 
 
 def register(kind: str, enqueue: Callable[..., None]) -> None:
@@ -54,12 +60,26 @@ def schedule(kind: str, *args, when: dt.datetime) -> None:
     transaction.on_commit(send)
 
 
-def announce_run_ended(execution_id: int, result: str) -> None:
-    """``run_ended``, after the current transaction commits; a receiver's failure is logged, not raised."""
+def _announce(signal: Signal, name: str, **kwargs) -> None:
+    """``signal``, after the current transaction commits; a receiver's failure is logged, not raised."""
+    if not signal.has_listeners():
+        return
 
     def send():
-        for receiver, error in run_ended.send_robust(sender=None, execution_id=execution_id, result=result):
+        for receiver, error in signal.send_robust(sender=None, **kwargs):
             if isinstance(error, Exception):
-                log.error("run_ended receiver %r failed for execution %s: %r", receiver, execution_id, error)
+                log.error("%s receiver %r failed for %s: %r", name, receiver, kwargs, error)
 
     transaction.on_commit(send)
+
+
+def announce_run_ended(execution_id: int, result: str) -> None:
+    _announce(run_ended, "run_ended", execution_id=execution_id, result=result)
+
+
+def announce_press_ended(execution_id: int, outcome: str) -> None:
+    _announce(press_ended, "press_ended", execution_id=execution_id, outcome=outcome)
+
+
+def announce_run_missed(missed_id: int) -> None:
+    _announce(run_missed, "run_missed", missed_id=missed_id)

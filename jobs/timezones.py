@@ -40,13 +40,21 @@ def zone_choices() -> list[tuple[str, str]]:
     return [("", _("My browser's"))] + [(z, z.replace("_", " ")) for z in sorted(known_zones())]
 
 
+def _chosen_zone(user) -> str:
+    """The user's own choice, "" for none: read with the user (the backends' get_user), else here."""
+    try:
+        return user.profile.time_zone
+    except Profile.DoesNotExist:
+        return ""
+
+
 class TimezoneMiddleware:
     """Activates the user's zone for the request (Django's time zone pattern).
 
     ``request.time_zone`` is the zone, ``request.time_zone_source`` says
-    whence: "profile", "browser" or "server". One small query for a signed-in
-    user (the profile, by primary key), so that a change shows at once in
-    every session."""
+    whence: "profile", "browser" or "server". The profile is read with the
+    user on every request (no query of its own), so that a change shows at once
+    in every session."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -55,7 +63,7 @@ class TimezoneMiddleware:
         chosen = ""
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            chosen = Profile.objects.filter(user_id=user.pk).values_list("time_zone", flat=True).first() or ""
+            chosen = _chosen_zone(user)
         zone, source = zone_or_none(chosen), "profile"
         if zone is None:
             zone, source = zone_or_none(unquote(request.COOKIES.get(BROWSER_ZONE_COOKIE, ""))), "browser"

@@ -13,6 +13,9 @@ from .. import crypto, ipsversions
 from ..roles import Access, UserType
 from .people import Membership
 
+#: Company.access(): the membership was not read with the company.
+UNREAD = object()
+
 
 class Connection(models.Model):
     """An IPS endpoint and the service account the dashboard calls it as."""
@@ -138,8 +141,11 @@ class Company(models.Model):
         """The user's IPS user type here, read fresh on every request (see access)."""
         return self.access(user, "getScheduledJobs").role
 
-    def access(self, user, operation: str) -> Access:
+    def access(self, user, operation: str, row=UNREAD) -> Access:
         """What ``user`` may do here: their role, and whether it was read from IPS (and when).
+
+        ``row``: the user's membership here as (role, from_ips, read_at), or None for none, when
+        the caller read it with the company (views.common.with_membership_of); else it is read.
 
         A Django superuser acts as IpsAdmin everywhere; nobody else has implicit
         rights, and inactive or anonymous users have none."""
@@ -147,7 +153,8 @@ class Company(models.Model):
             return Access(None, operation, self.handle)
         if user.is_superuser:
             return Access(UserType.IPS_ADMIN, operation, self.handle)
-        row = self.memberships.filter(user=user).values_list("role", "from_ips", "read_at").first()
+        if row is UNREAD:
+            row = self.memberships.filter(user=user).values_list("role", "from_ips", "read_at").first()
         if row is None:
             return Access(None, operation, self.handle)
         role, from_ips, read_at = row

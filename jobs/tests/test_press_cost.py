@@ -21,9 +21,11 @@ from .conftest import HTMX, executes, make_execution, press_run
 from .sql_tally import tally
 
 # An accepted press through the view, as htmx sends it:
-#   the session, its user, the user's time zone (middleware);
-#   the job with its company and connection, the user's role in the company;
-#   the audit row, born 'sending', and the look for a press of unknown fate (one transaction);
+#   the session, its user with the user's time zone (middleware; the backends' get_user);
+#   the job with its company, connection and the user's role in the company (one query);
+#   the audit row, born 'sending', and the look for a press of unknown fate (one transaction, whose
+#   commit is not waited on to reach the disk: sent_at's flushes it; PostgreSQL: SET LOCAL
+#   synchronous_commit first, SQLite: synchronous NORMAL around it, FULL again after);
 #   sent_at, just before executeJob (one UPDATE … WHERE outcome = 'sending');
 #   the outcome (one UPDATE … WHERE outcome = 'sending'), and in its commit
 #   the company's watcher woken (in a savepoint, so that a failed wake never costs the outcome): one UPDATE when it sleeps until its next look, as after a look;
@@ -31,7 +33,7 @@ from .sql_tally import tally
 #   change and the watch is read (get_or_create): one statement more;
 #   the row rendered back from what the press holds: nothing read again.
 # PostgreSQL reads its clock once per audit row too (AppendOnly.clock_offset).
-PRESS_STATEMENTS = {"sqlite": 10, "postgresql": 11}
+PRESS_STATEMENTS = {"sqlite": 10, "postgresql": 10}
 # The audit row's insert, sent_at, the outcome with the watcher's wake.
 PRESS_TRANSACTIONS = 3
 
@@ -92,7 +94,8 @@ def test_a_press_reads_no_row_twice(client, users, job, second_job, ips_emulator
 def test_a_press_refused_for_a_press_of_unknown_fate_costs_one_transaction_more_at_most(
     users, job, ips_emulator, clock
 ):
-    """The rare path: the row is born 'sending' and finished 'already running' in the insert's transaction."""
+    """The rare path: the row is born 'sending' (its commit unflushed), then finished 'already running'
+    in a flushed commit of its own (which flushes the insert's too)."""
     doubt = make_execution(job, users["TrialSiteUser"], outcome="sending")
     press.mark_sent(doubt)
     press.finish(doubt, "timed_out", "")  # sent, of unknown fate: IPS may be running its run
@@ -100,8 +103,8 @@ def test_a_press_refused_for_a_press_of_unknown_fate_costs_one_transaction_more_
         row = press_run(job, users["IpsUser"], request_id="after-doubt")
     assert row.outcome == "already_running"
     assert executes(ips_emulator) == []
-    # One transaction: the insert, the look, the finish; no watcher woken, nothing sent.
-    assert counted.transactions == 1, str(counted)
+    # Two transactions: the insert and the look, then the finish; no watcher woken, nothing sent.
+    assert counted.transactions == 2, str(counted)
 
 
 # --- The IPS client reads the environment once, not at every call -----------------------
@@ -154,3 +157,64 @@ def test_the_ips_client_still_goes_through_the_environments_proxy(ips_emulator, 
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     ips.IpsClient(endpoint).get_active_jobs("47")  # straight to the emulator
     assert len(asked) == 1
+
+
+def _durability() -> str:
+    """What a commit of this connection waits for, as the database says."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA synchronous")
+            return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[cursor.fetchone()[0]]
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("outcome", ["accepted", "in flight", "uncertain"])
+def test_only_the_insert_commit_is_left_to_the_next_one_to_flush(
+    client, users, job, ips_emulator, clock, outcome
+):
+    """The insert's commit alone is unflushed: sent_at's (before executeJob) and the outcome's are
+    flushed, and the connection commits as its settings say once the press is over, whichever way
+    it ended (a press refused because another is in flight, one refused for a press of unknown fate)."""
+    client.force_login(users["IpsUser"])
+    full = _durability()
+    assert full in ("FULL", "on")
+    if outcome == "in flight":
+        make_execution(job, users["IpsUser"], outcome="sending")
+    elif outcome == "uncertain":
+        make_execution(job, users["IpsUser"], outcome="timed_out", sent_at=timezone.now())
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        if sql.startswith(("INSERT", "UPDATE")):
+            seen.append((sql.split()[0], _durability_in(context["connection"])))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        response = client.post(reverse("jobs:run", args=[job.pk]), **HTMX)
+    assert response.status_code in (200, 409)
+    assert _durability() == full
+    writes = [w for w in seen if w[0] in ("INSERT", "UPDATE")]
+    if outcome == "accepted":
+        # insert (unflushed), sent_at, outcome, wake: flushed.
+        assert [d for _, d in writes][:3] == [_unflushed(), full, full], writes
+    elif outcome == "uncertain":
+        assert [d for _, d in writes][:2] == [_unflushed(), full], writes
+
+
+def _unflushed() -> str:
+    return "NORMAL" if connection.vendor == "sqlite" else "off"
+
+
+def _durability_in(conn) -> str:
+    # Read on a raw cursor: no wrapper sees it, so the spy does not recurse.
+    cursor = conn.connection.cursor()
+    try:
+        if conn.vendor == "sqlite":
+            cursor.execute("PRAGMA synchronous")
+            return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[cursor.fetchone()[0]]
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+    finally:
+        cursor.close()
