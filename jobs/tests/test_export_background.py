@@ -488,3 +488,58 @@ def test_the_cleanup_deletes_a_finished_file_no_row_names(users, rows, settings,
     os.utime(orphan, (0, 0))
     exports.clean_exports()
     assert not orphan.exists() and exports.file_path(file).exists()
+
+
+# --- Times as the slow way writes them, read from their text in UTC ------------------------------
+
+# Zones whose offsets change on the hour, on the half hour (St John's: at 03:31 UTC), by half an
+# hour (Lord Howe), or are not whole hours (Kolkata, Chatham); UTC itself.
+ZONES = ["Europe/Rome", "America/New_York", "America/St_Johns", "Asia/Kolkata", "Australia/Lord_Howe",
+         "Pacific/Chatham", "UTC"]
+# Each zone's 2026 changes, and plain times, to the microsecond and without a fraction.
+INSTANTS = [dt.datetime(2026, 3, 29, 0, 59, 59, 999999), dt.datetime(2026, 3, 29, 1, 0), dt.datetime(2026, 3, 8, 6, 59, 59),
+            dt.datetime(2026, 3, 8, 7, 0, 0, 1000), dt.datetime(2026, 3, 8, 5, 30, 0, 500), dt.datetime(2026, 11, 1, 4, 31),
+            dt.datetime(2026, 4, 4, 14, 59, 59, 999), dt.datetime(2026, 4, 4, 15, 0, 0, 120000), dt.datetime(2026, 10, 3, 15, 30),
+            dt.datetime(2026, 9, 26, 14, 45, 0, 7), dt.datetime(2026, 12, 31, 23, 59, 59, 999999), dt.datetime(2026, 1, 1)]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_time_cells_from_text_are_what_the_slow_way_writes(zone):
+    import zoneinfo
+
+    tz = zoneinfo.ZoneInfo(zone)
+    cells = csvexport._TimeCells(tz)
+    for naive in INSTANTS:
+        for minutes in range(-90, 91, 7):
+            value = (naive + dt.timedelta(minutes=minutes)).replace(tzinfo=dt.UTC)
+            expected = value.astimezone(tz).isoformat(timespec="milliseconds")
+            for text in (str(value.replace(tzinfo=None)), value.strftime("%Y-%m-%d %H:%M:%S.%f")):
+                assert cells(text) == expected, (zone, text)
+    assert cells(None) == ""
+    fast = sum(1 for hour in cells.hours.values() if hour)
+    if zone in ("Europe/Rome", "America/New_York", "UTC"):
+        assert fast > len(cells.hours) * 0.9  # the hours of a change only took the slow way
+    elif zone in ("Asia/Kolkata", "Pacific/Chatham"):
+        assert fast == 0  # never whole hours
+
+
+@pytest.mark.parametrize("zone", ["Australia/Lord_Howe", "America/St_Johns", "Europe/Rome"])
+def test_the_export_writes_times_in_the_zone_as_the_slow_way_on_this_database(zone, users, job):
+    import zoneinfo
+
+    tz = zoneinfo.ZoneInfo(zone)
+    for i, naive in enumerate(INSTANTS):
+        row = make_execution(job, users["IpsUser"], "accepted", requested_at=naive.replace(tzinfo=dt.UTC))
+        row.ips_started_at = (naive + dt.timedelta(seconds=i)).replace(tzinfo=dt.UTC)
+        row.save()
+    fields = [f for _, f in csvexport.EXPORT_COLUMNS]
+    times = [i for i, f in enumerate(fields) if f in ("requested_at", "ips_started_at", "ips_ended_at")]
+    by_id = {r.pk: r for r in Execution.objects.all()}
+    written = list(csvexport.export_rows(Execution.objects.all(), history.DEFAULT_SORT, {}, tz))
+    if connection.vendor == "postgresql":
+        written += list(csvexport.export_rows(Execution.objects.all(), history.DEFAULT_SORT, {}, tz, server_cursor=True))
+    assert len(written) == len(INSTANTS) * (2 if connection.vendor == "postgresql" else 1)
+    for cells in written:
+        row = by_id[cells[0]]
+        for i in times:
+            assert cells[i] == csvexport._cell(getattr(row, fields[i]), tz), (fields[i], cells[i])
