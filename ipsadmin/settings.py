@@ -388,3 +388,33 @@ LOGGING = {
         "zeep.transports": {"level": "WARNING"},
     },
 }
+
+# --- Notifications (issue 19: jobs/services/notify.py, sent by the task worker) ---
+# The absolute address of the dashboard, for the links in emails and webhooks (`make run`: the default).
+# Production must set it (e.g. https://ipsadmin.example.com); without it the links are paths only.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+# Email: printed on the console in development (`make run`); SMTP from the environment in production.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ipsadmin <ipsadmin@localhost>")
+# Webhooks (signed, Slack, Teams): per try a connect and a read timeout; the waits before each try
+# after the first (seconds; the number of tries is one more than their count).
+NOTIFY_CONNECT_TIMEOUT = env_float("NOTIFY_CONNECT_TIMEOUT", 3.0)
+NOTIFY_READ_TIMEOUT = env_float("NOTIFY_READ_TIMEOUT", 10.0)
+NOTIFY_RETRY_DELAYS = [float(s) for s in env_list("NOTIFY_RETRY_DELAYS", ["30", "300"])]
+# A claimed send whose worker has not finished it after this long died mid-send: it may be tried again.
+NOTIFY_CLAIM_SECONDS = env_float("NOTIFY_CLAIM_SECONDS", 120.0)
+# The delivery log keeps ended notifications (sent, failed, not sent) this long (the chore resume_notifications).
+NOTIFY_KEEP_DAYS = env_int("NOTIFY_KEEP_DAYS", 90)
+# Webhook URLs that resolve to loopback, private or link-local addresses are refused (SSRF) unless this is on;
+# on by default in development, where receivers run on this machine.
+NOTIFY_ALLOW_PRIVATE_TARGETS = env_bool("NOTIFY_ALLOW_PRIVATE_TARGETS", DEBUG)

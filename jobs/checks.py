@@ -164,3 +164,18 @@ def database_role_check(app_configs=None, **kwargs):
                 f"{table} lacks its guard ({', '.join(f'{table}_{g}' for g in missing)} missing or disabled).",
                 hint="Run `manage.py migrate`; a trigger someone dropped or disabled is back only so.", id="jobs.E005"))
     return errors
+
+
+@checks.register(deploy=True)
+def site_url_check(app_configs=None, **kwargs):
+    """`manage.py check --deploy`: notifications link to runs by SITE_URL; without it, a path alone."""
+    if settings.DEBUG or settings.SITE_URL:
+        return []
+    return [
+        checks.Warning(
+            "SITE_URL is not set: notification emails and webhooks link to runs by a path alone, "
+            "which no mail reader can open.",
+            hint="Set SITE_URL to the dashboard's address as its users reach it, e.g. https://ipsadmin.example.com.",
+            id="jobs.W001",
+        )
+    ]

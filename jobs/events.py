@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 #: Kinds of background work: one run of a chore (name, token). Runs in IPS are watched by
 #: `manage.py watch_ips` (services.watch), which needs no chain of tasks.
 CHORE = "chore"
+#: One notification's delivery (services.notify.deliver), by its pk.
+NOTIFICATION = "notification"
 
 #: kind -> enqueue(*args, when): filled by jobs/tasks.py (JobsConfig.ready imports it).
 SCHEDULERS: dict[str, Callable[..., None]] = {}
@@ -29,8 +31,8 @@ SCHEDULERS: dict[str, Callable[..., None]] = {}
 #: Sent once per run, after the commit that recorded its IPS result (by the company's
 #: watcher), with ``execution_id`` and ``result``.
 run_ended = Signal()
-#: Sent once per press, after the commit that recorded its outcome, with ``execution_id`` and
-#: ``outcome`` (a refusal here included: receivers pick the outcomes they care about).
+#: Sent once per press, after the commit that recorded its outcome, with ``execution_id``, ``outcome``
+#: and ``operation`` (a refusal here included: receivers pick what they care about, without a query).
 press_ended = Signal()
 #: Sent once per missed fire of a scheduled job (its fire time plus the job's grace passed with no
 #: run in IPS), after the commit that recorded it, with ``missed_id`` (a MissedRun's pk).
@@ -77,8 +79,8 @@ def announce_run_ended(execution_id: int, result: str) -> None:
     _announce(run_ended, "run_ended", execution_id=execution_id, result=result)
 
 
-def announce_press_ended(execution_id: int, outcome: str) -> None:
-    _announce(press_ended, "press_ended", execution_id=execution_id, outcome=outcome)
+def announce_press_ended(execution_id: int, outcome: str, operation: str) -> None:
+    _announce(press_ended, "press_ended", execution_id=execution_id, outcome=outcome, operation=operation)
 
 
 def announce_run_missed(missed_id: int) -> None:

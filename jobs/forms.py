@@ -1,6 +1,7 @@
 import datetime as dt
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Value
 from django.db.models.functions import Length, Lower
@@ -9,7 +10,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .history import DEFAULT_SORT, SORTS, Split, Term
-from .models import Execution, Job
+from .models import Execution, Job, Subscription
 from .timezones import zone_choices
 
 
@@ -291,3 +292,80 @@ class ProfileForm(forms.Form):
         choices=zone_choices,
         help_text=_("Your browser's zone unless you choose one."),
     )
+
+
+# --- notifications (issue 19: the settings page) -------------------------------------------------
+
+
+class NotificationLanguageForm(forms.Form):
+    language = forms.ChoiceField(
+        label=_("Write my notifications in"),
+        required=False,
+        help_text=_("Empty: the dashboard's default language."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["language"].choices = [("", _("Default"))] + list(settings.LANGUAGES)
+
+
+class SubscriptionForm(forms.Form):
+    """A new subscription. ``scope`` is "mine", "company:<pk>" or "job:<pk>", among the companies
+    (and their jobs) whose job logs the user may read: the view passes them in."""
+
+    scope = forms.ChoiceField(label=_("About"))
+    results = forms.MultipleChoiceField(
+        label=_("Tell me of"), widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": _("Choose at least one kind of result.")},
+    )
+    channel = forms.ChoiceField(label=_("By"))
+    url = forms.URLField(
+        label=_("Webhook address"), required=False, max_length=2000, assume_scheme="https",
+        help_text=_("For a webhook, Slack or Teams: the https address to post to. It is stored encrypted and "
+                    "never shown again."),
+    )
+
+    def __init__(self, *args, companies, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.companies = {c.pk: c for c in companies}
+        self.jobs = {
+            j.pk: j for j in Job.objects.filter(company__in=self.companies, gone_at__isnull=True)
+            .select_related("company").order_by("company__name", "name")
+        } if self.companies else {}
+        choices = [("mine", _("My presses"))]
+        if self.companies:
+            choices.append((_("Companies"), [(f"company:{pk}", str(c)) for pk, c in self.companies.items()]))
+        if self.jobs:
+            choices.append((_("Jobs"), [(f"job:{pk}", f"{j.name} ({j.company})") for pk, j in self.jobs.items()]))
+        self.fields["scope"].choices = choices
+        self.fields["results"].choices = list(Subscription.RESULTS.items())
+        self.fields["channel"].choices = Subscription.Channel.choices
+
+    def clean_scope(self):
+        value = self.cleaned_data["scope"]
+        if value == "mine":
+            return ("mine", None, None)
+        kind, _sep, pk = value.partition(":")
+        try:
+            pk = int(pk)
+        except ValueError:
+            raise forms.ValidationError(_("Choose one of the list.")) from None
+        if kind == "company" and pk in self.companies:
+            return ("company", self.companies[pk], None)
+        if kind == "job" and pk in self.jobs:
+            return ("job", None, self.jobs[pk])
+        raise forms.ValidationError(_("Choose one of the list."))
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        if url and not url.lower().startswith(("https://", "http://")):
+            raise forms.ValidationError(_("Only http and https addresses can be used."))
+        return url
+
+    def clean(self):
+        data = super().clean()
+        if data.get("channel") in Subscription.URL_CHANNELS and not data.get("url"):
+            self.add_error("url", _("A webhook, Slack or Teams subscription needs an address."))
+        if data.get("channel") == Subscription.Channel.EMAIL:
+            data["url"] = ""
+        return data

@@ -15,7 +15,7 @@ import logging
 from django_tasks import task
 
 from . import events, exporting
-from .services import chores, exports
+from .services import chores, exports, notify
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,16 @@ def enqueue_export(export_id: int, *, when: dt.datetime) -> None:
     export_history.enqueue(export_id)  # at once: the user is watching its progress
 
 
-CHORES = {chores.REFRESH_MEMBERSHIPS: refresh_memberships, chores.CLEAN_EXPORTS: clean_history_exports}
+@task()
+def resume_notifications(token: str) -> str:
+    """Queue again the notifications a dead worker or a lost task left behind."""
+    did = chores.resume_notifications_chore(token)
+    log.info("notifications sweep: %s", did)
+    return did
+
+
+CHORES = {chores.REFRESH_MEMBERSHIPS: refresh_memberships, chores.CLEAN_EXPORTS: clean_history_exports,
+          chores.RESUME_NOTIFICATIONS: resume_notifications}
 assert set(CHORES) == set(chores.NAMES), "every chore has its task"
 
 
@@ -58,3 +67,53 @@ def enqueue_chore(name: str, token: str, *, when: dt.datetime) -> None:
 
 events.register(events.CHORE, enqueue_chore)
 events.register(exports.EXPORT, enqueue_export)
+
+
+# --- notifications (issue 19: services.notify) --------------------------------------------------
+
+
+@task()
+def notify_event(kind: str, event_id: int) -> str:
+    """Make the event's notifications (once each), then one delivery task per notification."""
+    ids = notify.fan_out(kind, event_id)
+    for pk in ids:
+        deliver_notification.enqueue(pk)
+    return f"{kind} {event_id}: {len(ids)} notifications to send"
+
+
+@task()
+def deliver_notification(notification_id: int) -> str:
+    """Send one notification; a failed try is enqueued again for its next time (backoff)."""
+    did = notify.deliver(notification_id)
+    if did.retry_at is not None:
+        deliver_notification.using(run_after=did.retry_at).enqueue(notification_id)
+    return did.text
+
+
+# The receivers run after the commit that recorded the event (events._announce) and only enqueue,
+# and only while anybody listens: a watcher's every run is no task for nobody (one small read).
+def _on_run_ended(sender, execution_id: int, result: str, **kwargs) -> None:
+    if notify.anybody_listens():
+        notify_event.enqueue(notify.Kind.RUN_ENDED.value, execution_id)
+
+
+def _on_press_ended(sender, execution_id: int, outcome: str, operation: str = "executeJob", **kwargs) -> None:
+    if operation != "executeJob" or outcome not in notify.DID_NOT_GO_THROUGH:
+        return  # every press comes here: most need no database at all (a Stop or a Pause is no run)
+    if notify.anybody_listens():
+        notify_event.enqueue(notify.Kind.PRESS_ENDED.value, execution_id)
+
+
+def _on_run_missed(sender, missed_id: int, **kwargs) -> None:
+    if notify.anybody_listens():
+        notify_event.enqueue(notify.Kind.RUN_MISSED.value, missed_id)
+
+
+def enqueue_notification(notification_id: int, *, when: dt.datetime) -> None:
+    deliver_notification.enqueue(notification_id)  # due now: the sweep queues only what is due
+
+
+events.register(events.NOTIFICATION, enqueue_notification)
+events.run_ended.connect(_on_run_ended, dispatch_uid="jobs.notify.run_ended")
+events.press_ended.connect(_on_press_ended, dispatch_uid="jobs.notify.press_ended")
+events.run_missed.connect(_on_run_missed, dispatch_uid="jobs.notify.run_missed")

@@ -331,10 +331,12 @@ class CompanyAdmin(RecordsMembershipsOnDelete, MembershipsByServiceMixin, admin.
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["name", "company", "type", "exec_schedule", "next_fire_time", "trigger_state", "is_gone"]
+    list_display = ["name", "company", "type", "exec_schedule", "next_fire_time", "trigger_state", "missed_grace",
+                    "is_gone"]
     list_filter = ["is_gone", "type", "trigger_state", "company"]
     search_fields = ["name", "handle", "description"]
-    readonly_fields = ["last_synced_at", "gone_at"]
+    # expected_fire_at: the fire time the watcher checks next for a missed run (set by sync and the watcher).
+    readonly_fields = ["last_synced_at", "gone_at", "expected_fire_at"]
     actions = [sync_job_companies]
 
     def has_delete_permission(self, request, obj=None):

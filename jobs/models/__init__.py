@@ -2,7 +2,7 @@
 
 from .append_only import CLOCK_SKEW, AppendOnly, AppendOnlyQuerySet, Rules
 from .background import Chore, CompanyWatch, RunFollow
-from .catalogue import Job, JobQuerySet
+from .catalogue import Job, JobQuerySet, MissedRun
 from .connections import Company, CompanyQuerySet, Connection
 from .executions import (
     FAILED_IPS_RESULTS,
@@ -15,6 +15,7 @@ from .executions import (
     allow_pruning,
 )
 from .exports import ExportFile, HistoryExport, HistoryExportQuerySet
+from .notifications import DeliveryAttempt, Notification, Subscription
 from .people import IpsIdentity, Membership, MembershipChange, Profile
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "CompanyWatch",
     "CompanyQuerySet",
     "Connection",
+    "DeliveryAttempt",
     "Execution",
     "ExecutionQuerySet",
     "ExportFile",
@@ -40,9 +42,12 @@ __all__ = [
     "Job",
     "JobQuerySet",
     "Membership",
+    "MissedRun",
     "MembershipChange",
+    "Notification",
     "Profile",
     "RunFollow",
+    "Subscription",
     "Rules",
     "allow_pruning",
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Count, F, OuterRef, Q, Subquery, Window
 from django.db.models.functions import MD5, RowNumber
@@ -15,15 +18,19 @@ class JobQuerySet(models.QuerySet):
     def with_last_run(self) -> list[Job]:
         """The jobs, each with its latest run sent to IPS and that run's state.
 
-        Two queries, whatever the count. Sets on each job: ``last_execution``
-        (or None), ``run_in_flight`` (a live run is being started) and
-        ``follow`` (a run accepted lately, to follow in IPS after a reload).
+        Three queries, whatever the count. Sets on each job: ``last_execution``
+        (or None), ``run_in_flight`` (a live run is being started), ``follow``
+        (a run accepted lately, to follow in IPS after a reload) and
+        ``open_missed`` (its MissedRun not cleared yet, or None).
         """
         latest = Execution.objects.filter(job=OuterRef("pk")).sent().order_by("-requested_at", "-id").values("id")[:1]
         jobs = list(self.annotate(last_execution_id=Subquery(latest)))
         last = Execution.objects.in_bulk([j.last_execution_id for j in jobs if j.last_execution_id])
+        # Served by missedrun_one_open (at most one per job).
+        missed = {m.job_id: m for m in MissedRun.objects.filter(job__in=[j.pk for j in jobs], cleared_at__isnull=True)}
         now = timezone.now()
         for job in jobs:
+            job.open_missed = missed.get(job.pk)
             ex = job.last_execution = last.get(job.last_execution_id)
             job.run_in_flight = ex is not None and ex.is_in_flight(now)
             job.follow = ex is not None and ex.is_followed(now)
@@ -69,6 +76,15 @@ class Job(models.Model):
     is_gone = models.BooleanField("gone from IPS", default=False)
     gone_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    missed_grace = models.DurationField(
+        "grace before a run counts as missed", default=dt.timedelta(minutes=15),
+        help_text="How long after a fire time IPS may take to start the run (hh:mm:ss).",
+        validators=[MinValueValidator(dt.timedelta(0))],
+    )
+    # The earliest fire time not yet accounted for (by a run, a MissedRun, a pause):
+    # sync moves next_fire_time on as IPS does, but this only once the watcher has
+    # accounted for it, so a fire time replaced before its grace ends is not lost.
+    expected_fire_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = JobQuerySet.as_manager()
 
@@ -79,6 +95,65 @@ class Job(models.Model):
             # whole handle would fail past PostgreSQL's ~2.7 kB limit.
             models.UniqueConstraint("company", MD5("handle"), name="job_unique_handle"),
         ]
+        indexes = [
+            # The watcher's look for the company's jobs whose expected fire time is due (check_missed).
+            models.Index(fields=["company", "expected_fire_at"], condition=Q(expected_fire_at__isnull=False),
+                         name="job_expected_fire"),
+        ]
 
     def __str__(self):
         return self.name
+
+
+class MissedRunQuerySet(models.QuerySet):
+    def open_per_company(self, company_ids) -> dict[int, int]:
+        """{company id: its missed runs not cleared yet}, in one query (missedrun_open_by_company);
+        none asked for, no query."""
+        if not company_ids:
+            return {}
+        return dict(self.filter(company_id__in=company_ids, cleared_at__isnull=True).order_by()
+                    .values("company_id").annotate(n=Count("id")).values_list("company_id", "n"))
+
+
+class MissedRun(models.Model):
+    """A fire time of a scheduled job that passed, plus the job's grace, with no run of it in IPS.
+
+    Recorded by the company's watcher (services.watch) on IPS's clock; cleared
+    when a run of the job arrives. Further fire times missed while one is open
+    are counted on it (``fires_missed``), not recorded apart: one outage, one
+    event, whatever the schedule's pace."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="missed_runs")
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="missed_runs")
+    fire_time = models.DateTimeField(help_text="The first fire time that passed with no run.")
+    last_fire_time = models.DateTimeField(help_text="The latest fire time this one stands for.")
+    fires_missed = models.PositiveIntegerField(default=1)
+    detected_at = models.DateTimeField(help_text="On IPS's clock.")
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_by_execution = models.ForeignKey(
+        Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="cleared_missed_runs"
+    )
+
+    objects = MissedRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-fire_time"]
+        constraints = [
+            # Once per fire time, whichever watcher sees it first (two watchers, retries).
+            # Also serves a job's page: its missed runs, latest first.
+            models.UniqueConstraint(fields=["job", "fire_time"], name="missedrun_once_per_fire"),
+            # One open per job: later misses are counted on it. Serves the jobs page's
+            # "open missed run of these jobs" and the watcher's clearing.
+            models.UniqueConstraint(fields=["job"], condition=Q(cleared_at__isnull=True), name="missedrun_one_open"),
+        ]
+        indexes = [
+            # The company card's count of open missed runs.
+            models.Index(fields=["company"], condition=Q(cleared_at__isnull=True), name="missedrun_open_by_company"),
+        ]
+
+    def __str__(self):
+        return f"{self.job} missed {self.fire_time:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.cleared_at is None

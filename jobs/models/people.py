@@ -144,6 +144,8 @@ class Profile(models.Model):
         blank=True,
         help_text="The zone every time is shown in. Empty: the browser's (jobs.timezones).",
     )
+    # Notifications are written in it (services.notify); empty: settings.LANGUAGE_CODE.
+    language = models.CharField(max_length=10, blank=True, choices=settings.LANGUAGES)
 
     def __str__(self):
         return f"settings of {self.user}"

@@ -225,7 +225,7 @@ def press(action, job: Job, access: roles.Access, user, info: RequestInfo) -> Ru
         said = _uncertain_message(job, doubt)
         finish(execution, Outcome.ALREADY_RUNNING, said)
         _log_outcome(execution)
-        events.announce_press_ended(execution.pk, execution.outcome)
+        events.announce_press_ended(execution.pk, execution.outcome, execution.operation)
         return RunResult(execution, visible, said=said)
     try:
         outcome, message, error = action.send(execution, job)
@@ -233,7 +233,7 @@ def press(action, job: Job, access: roles.Access, user, info: RequestInfo) -> Ru
             # The outcome and the watcher's wake in one commit (its run, or that there is none, is
             # found at the next look); a wake that fails must not take the outcome with it.
             _finish_sent(execution, outcome, message, error)
-            events.announce_press_ended(execution.pk, execution.outcome)
+            events.announce_press_ended(execution.pk, execution.outcome, execution.operation)
             if execution.is_open:
                 try:
                     with transaction.atomic():
@@ -304,7 +304,7 @@ def _refused_here(execution: Execution, outcome: str, message: Promise, visible:
     """A press that ends before anything is sent to IPS."""
     finish(execution, outcome, message)
     _log_outcome(execution)
-    events.announce_press_ended(execution.pk, execution.outcome)
+    events.announce_press_ended(execution.pk, execution.outcome, execution.operation)
     return RunResult(execution, visible, said=message)
 
 

@@ -76,6 +76,24 @@ _SYNC_FIELDS = [
 ]
 
 
+#: Trigger states in which IPS fires no run of the job: none is expected of it, none is missed.
+NOT_FIRING = frozenset({"Paused", "Complete", "None"})
+
+
+def fires(trigger_state: str) -> bool:
+    return trigger_state not in NOT_FIRING
+
+
+def _expect(job: Job) -> None:
+    """The fire time the watcher checks next (services.watch.check_missed). Only once the one before
+    is accounted for (the watcher clears it): IPS's next fire time replaced before its grace ended
+    must not be lost. A job IPS does not fire expects none."""
+    if not fires(job.trigger_state):
+        job.expected_fire_at = None
+    elif job.expected_fire_at is None:
+        job.expected_fire_at = job.next_fire_time
+
+
 def sync_company(company: Company) -> SyncResult:
     """Upsert the company's jobs from getScheduledJobs; mark missing ones gone."""
     result = SyncResult(company)
@@ -112,19 +130,23 @@ def sync_company(company: Company) -> SyncResult:
             job = existing.get(s.job_handle)
             if job is None:
                 existing[s.job_handle] = Job.objects.create(
-                    company=company, handle=s.job_handle, last_synced_at=now, **values
+                    company=company, handle=s.job_handle, last_synced_at=now,
+                    expected_fire_at=values["next_fire_time"] if fires(values["trigger_state"]) else None, **values
                 )
                 result.created += 1
                 continue
+            if job.exec_schedule != values["exec_schedule"] or job.time_zone != values["time_zone"]:
+                job.expected_fire_at = None  # rescheduled in IPS: the old fire time is nobody's to miss
             for k, v in values.items():
                 setattr(job, k, v)
             job.is_gone, job.gone_at, job.last_synced_at = False, None, now
-            job.save(update_fields=[*_SYNC_FIELDS, "is_gone", "gone_at", "last_synced_at"])
+            _expect(job)
+            job.save(update_fields=[*_SYNC_FIELDS, "is_gone", "gone_at", "last_synced_at", "expected_fire_at"])
             result.updated += 1
         for handle, job in existing.items():
             if handle not in seen and not job.is_gone:
-                job.is_gone, job.gone_at = True, now
-                job.save(update_fields=["is_gone", "gone_at"])
+                job.is_gone, job.gone_at, job.expected_fire_at = True, now, None  # a job gone misses nothing
+                job.save(update_fields=["is_gone", "gone_at", "expected_fire_at"])
                 result.gone += 1
         Company.objects.filter(pk=company.pk).update(last_synced_at=now, sync_error="", sync_failed_at=None)
     log.info("sync: %s", english(lambda: result))

@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from .. import events, ips
-from ..models import Company, CompanyWatch, Execution, Job
+from ..models import Company, CompanyWatch, Execution, Job, MissedRun
 from .base import english, fit
 from .press import reconcile_stale
-from .sync import sync_company
+from .sync import NOT_FIRING, fires, sync_company
 
 log = logging.getLogger(__name__)
 Outcome = Execution.Outcome
@@ -137,6 +137,7 @@ class LookResult:
     found: int = 0  # runs found in IPS that had no row: new rows
     matched: int = 0  # runs found that a press here started
     ended: int = 0  # results recorded
+    missed: int = 0  # missed runs recorded (services.watch.check_missed)
     synced: bool = False
     error: str = ""
     lost_lease: bool = False
@@ -145,6 +146,7 @@ class LookResult:
     def __str__(self):
         text = (f"company {self.company.handle}: {self.asked} IPS calls, {self.found} runs found, "
                 f"{self.matched} matched to presses, {self.ended} ended")
+        text += f", {self.missed} missed runs recorded" if self.missed else ""
         return text + (f"; failed: {self.error}" if self.error else "")
 
 
@@ -185,7 +187,7 @@ def look(watch: CompanyWatch, owner: str, now: dt.datetime | None = None) -> Loo
     if not result.error:
         values["last_ok_at"] = finished
     CompanyWatch.objects.filter(pk=watch.pk, lease_owner=owner).update(**values)
-    if result.ended or result.found or result.error:
+    if result.ended or result.found or result.error or result.missed:
         log.info("watch: %s", result)
     return result
 
@@ -334,6 +336,13 @@ def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime)
         elif timezone.now() >= row.requested_at + settings.IPS_FOLLOW_DEADLINE:
             result.ended += _no_result(row)
 
+    if resume is None and not deferred:
+        # Only after a look that read every run IPS started up to now: a run not read yet is not missed.
+        _fence(watch, owner)
+        result.missed = check_missed(company, ips_now, busy_jobs={*in_flight, *(r.job_id for r in unnamed)},
+                                     offset=offset, confirm=None if result.synced else (
+                                         lambda: _sync(watch, owner, result, now) or result.synced))
+
     if deferred and cursor is not None:
         cursor = min(cursor, min(deferred))  # never past a run left for the next look
     fields = {"ips_offset_ms": int(offset.total_seconds() * 1000), "log_resume": resume}
@@ -342,6 +351,94 @@ def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime)
     CompanyWatch.objects.filter(pk=watch.pk, lease_owner=owner).update(**fields)
     still_open = Execution.objects.open_runs().filter(company=company).exists()
     return bool(listed) or still_open or bool(deferred) or bool(in_flight) or resume is not None
+
+
+# ---------------------------------------------------------------- missed runs
+def check_missed(company: Company, ips_now: dt.datetime, busy_jobs=(),
+                 offset: dt.timedelta = dt.timedelta(0), confirm=None) -> int:
+    """Clear the company's missed runs a run has come for, then record the fire times that passed,
+    plus their job's grace, with no run; returns how many were recorded. All on IPS's clock.
+
+    The fire time checked is the job's ``expected_fire_at`` (set by sync from IPS's next fire time,
+    kept until accounted for here): a run of the job that started from it to its grace's end accounts
+    for it; else it was missed. Either way the job then expects its next fire time as last synced, if
+    later, else whatever the next sync says. IPS tells one next fire time, so a job that fires more
+    often than the sync looks is checked at the fire times sync sees. ``busy_jobs``: jobs with a press
+    whose run is not found yet (it may be the one), checked at a later look. A job paused here at its
+    fire time (its last Pause or Resume accepted before it was a Pause) missed nothing, even when resumed
+    before a look saw it paused. ``offset``: IPS's clock less the dashboard's. Two reads a look, whatever
+    the number of jobs (only those due are read); writes only for what changed. ``confirm``: called once
+    before the first miss is recorded, to read the catalogue from IPS now (a schedule changed, or paused
+    in IPS itself, since the last sync is no miss); False: nothing is recorded at this look."""
+    runs = Execution.objects.filter(operation="executeJob", ips_started_at__isnull=False)
+    # 1. A run of the job that started at or after the missed fire time clears it (the earliest such).
+    clearing = runs.filter(job=OuterRef("job"), ips_started_at__gte=OuterRef("fire_time")).order_by(
+        "ips_started_at", "pk").values("pk")[:1]
+    for missed in MissedRun.objects.filter(company=company, cleared_at__isnull=True).annotate(
+        run=Subquery(clearing)
+    ).exclude(run=None):
+        MissedRun.objects.filter(pk=missed.pk, cleared_at__isnull=True).update(
+            cleared_at=ips_now, cleared_by_execution_id=missed.run
+        )
+    # 2. The fire times whose grace has ended.
+    recorded = 0
+    grace_ended = ExpressionWrapper(F("expected_fire_at") + F("missed_grace"), output_field=DateTimeField())
+    due = Job.objects.filter(company=company, expected_fire_at__isnull=False).alias(grace_ended=grace_ended).filter(
+        Q(grace_ended__lte=ips_now) | Q(is_gone=True) | Q(trigger_state__in=NOT_FIRING)  # (job_expected_fire)
+    ).annotate(
+        ran=Exists(runs.filter(job=OuterRef("pk"), ips_started_at__gte=OuterRef("expected_fire_at"),
+                               ips_started_at__lte=ExpressionWrapper(
+                                   OuterRef("expected_fire_at") + OuterRef("missed_grace"),
+                                   output_field=DateTimeField()))),
+        # The job's last Pause or Resume accepted before its fire time (the dashboard's clock).
+        paused_by=Subquery(Execution.objects.filter(
+            job=OuterRef("pk"), operation__in=("pauseJob", "resumeJob"), outcome=Outcome.ACCEPTED,
+            requested_at__lte=ExpressionWrapper(OuterRef("expected_fire_at") - offset, output_field=DateTimeField()),
+        ).order_by("-requested_at", "-pk").values("operation")[:1]),
+    )
+    for job in due:
+        fire = job.expected_fire_at
+        if job.is_gone or not fires(job.trigger_state):
+            _expect_next(job, fire, None)  # paused or gone meanwhile: nothing to miss
+            continue
+        if job.pk in busy_jobs or ips_now < fire + job.missed_grace:
+            continue
+        if not job.ran and job.paused_by != "pauseJob":
+            if confirm is not None:
+                # Read from IPS first, then checked again on what it says (once a look).
+                return recorded + (check_missed(company, ips_now, busy_jobs, offset) if confirm() else 0)
+            if _record_missed(job, fire, ips_now):
+                recorded += 1
+        following = job.next_fire_time if job.next_fire_time and job.next_fire_time > fire else None
+        _expect_next(job, fire, following)
+    return recorded
+
+
+def _expect_next(job: Job, fire: dt.datetime, following: dt.datetime | None) -> None:
+    # Compare-and-set: a sync (or another watcher) that moved it meanwhile wins.
+    Job.objects.filter(pk=job.pk, expected_fire_at=fire).update(expected_fire_at=following)
+
+
+def _record_missed(job: Job, fire: dt.datetime, ips_now: dt.datetime) -> bool:
+    """One MissedRun per outage: while one of the job's is open, a later missed fire time is counted on
+    it (a job due every minute, held back for an hour, is one event, not sixty). Returns whether a new
+    one was recorded (and announced, after the commit)."""
+    with transaction.atomic():
+        open_ = MissedRun.objects.select_for_update().filter(job=job, cleared_at__isnull=True).first()
+        if open_ is not None:
+            if fire > open_.last_fire_time:
+                MissedRun.objects.filter(pk=open_.pk).update(last_fire_time=fire, fires_missed=F("fires_missed") + 1)
+            return False
+        try:
+            with transaction.atomic():
+                missed = MissedRun.objects.create(job=job, company_id=job.company_id, fire_time=fire,
+                                                  last_fire_time=fire, detected_at=ips_now)
+        except IntegrityError:
+            return False  # recorded already: by another watcher (missedrun_once_per_fire), or cleared since
+        events.announce_run_missed(missed.pk)
+    log.warning("job %r of company %s: no run in IPS for its fire time %s (missed run %s)", job.handle,
+                job.company_id, fire.isoformat(), missed.pk)
+    return True
 
 
 def _fence(watch: CompanyWatch, owner: str) -> None:

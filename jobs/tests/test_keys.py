@@ -38,3 +38,24 @@ def test_keys_rotate(db, settings, ips_emulator):
     assert "1 IPS password re-encrypted" in out.getvalue()
     settings.IPSADMIN_ENCRYPTION_KEY = new
     assert Connection.objects.get(pk=conn.pk).get_password() == "demo"
+
+
+def test_keys_rotate_for_notification_targets_and_secrets_too(db, settings, django_user_model):
+    from jobs.models import Subscription
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.IPSADMIN_ENCRYPTION_KEY = old
+    user = django_user_model.objects.create(username="hooked")
+    hook = Subscription(user=user, scope="mine", channel="webhook", on_errors=True)
+    hook.set_target("https://hooks.example.com/ipsadmin?token=abc")
+    secret = hook.new_secret()
+    hook.save()
+    email = Subscription.objects.create(user=user, scope="mine", channel="email", on_errors=True)
+    settings.IPSADMIN_ENCRYPTION_KEY = f"{new},{old}"
+    out = io.StringIO()
+    call_command("rotate_ips_passwords", stdout=out)
+    assert "1 notification target re-encrypted" in out.getvalue()
+    settings.IPSADMIN_ENCRYPTION_KEY = new
+    hook = Subscription.objects.get(pk=hook.pk)
+    assert hook.target() == "https://hooks.example.com/ipsadmin?token=abc" and hook.secret() == secret
+    assert Subscription.objects.get(pk=email.pk).target() == ""

@@ -62,6 +62,7 @@ def _production_env(**extra):
         SECRET_KEY=secrets.token_urlsafe(64),
         IPSADMIN_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         ALLOWED_HOSTS="ipsadmin.example.com",
+        SITE_URL="https://ipsadmin.example.com",
         DJANGO_SETTINGS_MODULE="ipsadmin.settings",
     )
     env.update(extra)
@@ -82,6 +83,14 @@ def test_check_deploy_is_clean_under_production_settings(app_database_url):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "no issues" in output, output
+
+
+def test_check_deploy_warns_when_notifications_could_not_link_to_runs(app_database_url):
+    env = _production_env(DATABASE_URL=app_database_url)
+    del env["SITE_URL"]
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "jobs.W001" in output and "SITE_URL" in output, output
 
 
 def test_production_settings_refuse_to_start_without_an_encryption_key():

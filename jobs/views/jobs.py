@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseStopPolling, push_url, trigger_client_e
 
 from .. import roles
 from ..history import STATS_WINDOW, company_summaries, job_stats, last_failure
-from ..models import Company, Execution, Job
+from ..models import Company, Execution, Job, MissedRun
 from ..responses import NOT_FOUND_STATUS, RUN_STATUS, SYNC_FAILED_STATUS
 from ..services import actions, activity, sync
 from ..services.status import run_status
@@ -116,6 +116,7 @@ def _company_views(accesses: dict, companies, query: str = "", pages: dict | Non
     summaries = company_summaries(readable) if readable and summary else {}
     # Asked whether or not any company is summarized, so that the queries stay the same.
     running = activity.running_per_company(listable) if len(listable) > 1 else {}
+    missed = MissedRun.objects.open_per_company(listable)
     views = []
     for company in companies:
         view = _company_view(company, accesses[company.pk], with_jobs=False)
@@ -134,6 +135,7 @@ def _company_views(accesses: dict, companies, query: str = "", pages: dict | Non
             summary=summaries.get(company.pk) if company.pk in readable else None,
             can_read_history=company.pk in readable,
             running=running.get(company.pk, 0),
+            missed=missed.get(company.pk, 0),
             # What the Active-in-IPS poller asks for: the jobs of this page (of a glimpse: its rows).
             page_query=urlencode({k: v for k, v in (("q", query), ("page", number),
                                                     ("rows", per_page if per_page != JOBS_PER_PAGE else 0)) if v}),
@@ -403,6 +405,8 @@ def job_status(request, pk):
 
 #: How many of a job's runs its page lists (all of them are in History).
 RECENT_RUNS = 20
+#: The missed runs a job's page shows, latest first (missedrun_once_per_fire serves it).
+RECENT_MISSED = 10
 
 
 @require_GET
@@ -419,7 +423,13 @@ def job_detail(request, pk):
     if not access.allowed:
         return render(request, "jobs/job_detail.html", {"refusal": access.reason}, status=403)
     [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
-    context = {"job": job, "section": _company_view(job.company, access, with_jobs=False)}
+    context = {
+        "job": job,
+        "section": _company_view(job.company, access, with_jobs=False),
+        # A fact of its schedule, for whoever sees the job; the run that cleared one, for history's readers.
+        "missed_runs": list(MissedRun.objects.filter(job=job)[:RECENT_MISSED]),
+        "can_read_runs": access.to("getJobLogs").allowed,
+    }
     if access.to("getJobLogs").allowed:
         context.update(
             stats=job_stats(job),

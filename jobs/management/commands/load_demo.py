@@ -71,6 +71,7 @@ class Command(BaseCommand):
             )
             admin.set_password(demo.DEMO_PASSWORD)
             admin.save()
+            demo.subscribe_demo_account(companies[demo.DEMO_COMPANY])
         self.stdout.write(f"Demo data: {len(companies)} companies, {len(demo.DEMO_USERS) + 1} users.")
         if not no_sync:
             for result in sync.sync_companies(companies.values()):
