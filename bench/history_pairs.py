@@ -21,9 +21,15 @@ PostgreSQL ``ipsadmin_bench_d_<rows>``, ``var/bench-history-<rows>.sqlite3``).
 
 The parent then prints each page at the largest size against the smallest,
 and flags (``!!``) a ratio above 1.5. A page with fewer rows at the small
-size than at the large one renders less there; its ratio is also given
-against the small size corrected by the cost of the rows it lacks (per row:
-a full first page less an empty one, at the small size) and that one flags.
+size than at the large one renders less there: like is compared with like
+by asking that page again at both sizes with as many rows a page as the
+small size shows (history.PAGE_SIZE set in the measuring process; labelled
+"[N a page at both]", column "like"), and that ratio flags. Beside it,
+"fair": the small size corrected by the cost of the rows it lacks (per row:
+a full first page less an empty one, at the small size; the two are always
+measured, ``--only`` or not). "!!": above the limit by the medians and by
+the fastest of each size (like, else fair); "! (median only)": the medians
+alone, most likely noise on a shared machine.
 
 ``--gunicorn LABELS``: the same pages (labels separated by ``;``) through
 gunicorn under production settings (DEBUG=0, ipsadmin/gunicorn.conf.py),
@@ -264,27 +270,56 @@ def measurer(args) -> None:
             browsers[n, who] = hs.Browser(app, who)
     only = re.compile(args.only) if args.only else None
     for label in plans[sizes[0]]:
-        if only and not only.search(label) or not all(label in plans[n] for n in sizes):
+        # The two reference pages always: the "fair" column's cost of a row needs them.
+        if only and not only.search(label) and label not in REFERENCES or not all(label in plans[n] for n in sizes):
             continue
-        firsts = {}
+        records = _timed(label, plans, browsers, urls, sizes, args.repeat)
+        for r in records.values():
+            print(json.dumps(r), flush=True)
+        shown = {n: records[n]["rows"] for n in sizes}
+        fewer = shown[min(sizes)]
+        if len(sizes) > 1 and 0 < fewer < shown[max(sizes)] and plans[sizes[0]][label][1].startswith("/history/"):
+            # Like with like: the small size shows fewer rows than the large. Both sizes again
+            # with that many rows a page (history.PAGE_SIZE in this process): the same rows
+            # rendered, the large size's query stopping after as many as the small one's.
+            from jobs import history
+
+            saved, history.PAGE_SIZE = history.PAGE_SIZE, fewer
+            try:
+                for r in _timed(label, plans, browsers, urls, sizes, args.repeat, like=fewer).values():
+                    print(json.dumps(r), flush=True)
+            finally:
+                history.PAGE_SIZE = saved
+
+
+#: The pages the "fair" column's cost of a row is measured from (a full first page less an empty one).
+REFERENCES = ("first page (no filter)", "started by schedule (none: empty page)")
+#: How a page measured with as many rows a page as the small size shows is labelled.
+LIKE = " [{} a page at both]"
+_LIKE = re.compile(r" \[(\d+) a page at both\]$")
+
+
+def _timed(label, plans, browsers, urls, sizes, repeat, like=0) -> dict:
+    """One page at each size: a request to warm up and count queries, then ``repeat`` timed
+    ones, the sizes in turn, each after an untimed one on its database."""
+    firsts = {}
+    for url, n in zip(urls, sizes):
+        _use(url)
+        who, path = plans[n][label]
+        firsts[n] = hs.measure(browsers[n, who], label + (LIKE.format(like) if like else ""), path, 1)
+    times = {n: [] for n in sizes}
+    for _ in range(repeat):
         for url, n in zip(urls, sizes):
             _use(url)
             who, path = plans[n][label]
-            firsts[n] = hs.measure(browsers[n, who], label, path, 1)
-        times = {n: [] for n in sizes}
-        for _ in range(args.repeat):
-            for url, n in zip(urls, sizes):
-                _use(url)
-                who, path = plans[n][label]
-                browser = browsers[n, who]
-                browser.request("GET", path)
-                began = time.perf_counter()
-                browser.request("GET", path)
-                times[n].append((time.perf_counter() - began) * 1000)
-        for n in sizes:
-            r = firsts[n]
-            r.update(size=n, ms=statistics.median(times[n]), min_ms=min(times[n]))
-            print(json.dumps(r), flush=True)
+            browser = browsers[n, who]
+            browser.request("GET", path)
+            began = time.perf_counter()
+            browser.request("GET", path)
+            times[n].append((time.perf_counter() - began) * 1000)
+    for n in sizes:
+        firsts[n].update(size=n, ms=statistics.median(times[n]), min_ms=min(times[n]))
+    return firsts
 
 
 # --- Through gunicorn --------------------------------------------------------------------------
@@ -383,26 +418,48 @@ def _measure(urls: list[str], sizes: list[int], args) -> dict[int, list[dict]]:
 
 
 def compare(small: list[dict], large: list[dict], n_small: int, n_large: int) -> list[str]:
-    """Each page at the large size against the small, flagged above LIMIT."""
+    """Each page at the large size against the small, flagged above LIMIT.
+
+    A page that shows fewer rows at the small size is judged like with like: by its
+    measurement with that many rows a page at both sizes (LIKE, column "like"), else by
+    "fair" (the small size plus the rendering of the rows it lacks, per row: a full first
+    page less an empty one). Flagged "!!" when the medians and the fastest both say so."""
     before = {r["page"]: r for r in small if "page" in r}
-    full, empty = before.get("first page (no filter)"), before.get("started by schedule (none: empty page)")
-    per_row = max(0.0, (full["ms"] - empty["ms"]) / max(1, full["rows"])) if full and empty else 0.0
+    after = {r["page"]: r for r in large if "page" in r}
+    full, empty = before.get(REFERENCES[0]), before.get(REFERENCES[1])
+
+    def per_row(key):
+        return max(0.0, (full[key] - empty[key]) / max(1, full["rows"])) if full and empty else 0.0
+
+    row_ms, row_min = per_row("ms"), per_row("min_ms")
     out = [f"{n_large:,} rows against {n_small:,} (first page unless DEEP; median ms, rows shown at each size; "
-           f"a row renders in {per_row:.2f} ms at {n_small:,}: full page less empty page)",
-           f"  {'page':<70} {'small':>9} {'rows':>4} {'large':>9} {'rows':>4} {'ratio':>6} {'fair':>6} {'min÷min':>7}"]
+           f"a row renders in {row_ms:.2f} ms at {n_small:,}: full page less empty page; "
+           f"like: both sizes again with as many rows a page as the smaller shows; min÷min: the fastest "
+           f"of each size, like with like where measured, else fair)",
+           f"  {'page':<70} {'small':>9} {'rows':>4} {'large':>9} {'rows':>4} {'ratio':>6} {'fair':>6} {'like':>6}"
+           f" {'min÷min':>7}"]
     flagged = 0
     for r in large:
-        if "page" not in r or r["page"] not in before:
+        if "page" not in r or r["page"] not in before or _LIKE.search(r["page"]):
             continue
         b = before[r["page"]]
-        ratio = r["ms"] / b["ms"]
-        fair = r["ms"] / (b["ms"] + per_row * (r["rows"] - b["rows"])) if r["rows"] > b["rows"] else ratio
+        ratio, fastest = r["ms"] / b["ms"], r["min_ms"] / b["min_ms"]
+        lacking = r["rows"] - b["rows"]
+        fair = r["ms"] / (b["ms"] + row_ms * lacking) if lacking > 0 else ratio
+        fair_min = r["min_ms"] / (b["min_ms"] + row_min * lacking) if lacking > 0 else fastest
+        like_page = r["page"] + LIKE.format(b["rows"])
+        like = fastest_like = None
+        if lacking > 0 and like_page in after and like_page in before:
+            like = after[like_page]["ms"] / before[like_page]["ms"]
+            fastest_like = after[like_page]["min_ms"] / before[like_page]["min_ms"]
+        judged, judged_min = (like, fastest_like) if like is not None else (fair, fair_min)
         # Above the limit by the medians; "!!" when the fastest of each size says so too (not noise alone).
-        flag = ("!!" if r["min_ms"] / b["min_ms"] > LIMIT else "! (median only)") if fair > LIMIT else ""
+        flag = ("!!" if judged_min > LIMIT else "! (median only)") if judged > LIMIT else ""
         flagged += bool(flag)
+        like_text = f"×{like:5.2f}" if like is not None else f"{'':>6}"
         out.append(f"  {r['page']:<70} {b['ms']:7.1f}ms {b['rows']:>4} {r['ms']:7.1f}ms {r['rows']:>4} ×{ratio:5.2f}"
-                   f" ×{fair:5.2f} ×{r['min_ms'] / b['min_ms']:5.2f} {flag}")
-    out.append(f"  {flagged} page(s) above ×{LIMIT} by the medians, "
+                   f" ×{fair:5.2f} {like_text} ×{(fastest_like if like is not None else fair_min):5.2f} {flag}")
+    out.append(f"  {flagged} page(s) above ×{LIMIT} by the medians (like, else fair), "
                f"{sum(1 for line in out if line.endswith('!!'))} of them by the fastest too")
     return out
 
@@ -420,13 +477,15 @@ def markdown(log: str) -> str:
                 {"page": m["page"], "ms": float(m["ms"]), "min_ms": float(m["min"]), "rows": int(m["rows"])})
     small, large = min(by_size), max(by_size)
     lines = compare(by_size[small], by_size[large], small, large)
-    out = [lines[0], "", f"| page | {small:,} | rows | {large:,} | rows | ratio | fair | fastest ÷ fastest | |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out = [lines[0], "", f"| page | {small:,} | rows | {large:,} | rows | ratio | fair | like | fastest ÷ fastest | |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     row = re.compile(r"^  (?P<page>.+?)\s+(?P<a>[\d.]+)ms\s+(?P<ra>\d+)\s+(?P<b>[\d.]+)ms\s+(?P<rb>\d+)\s+×\s*(?P<r>[\d.]+)"
-                     r"\s+×\s*(?P<f>[\d.]+)\s+×\s*(?P<m>[\d.]+)\s*(?P<flag>.*)$")
+                     r"\s+×\s*(?P<f>[\d.]+)\s+(?:×\s*(?P<l>[\d.]+)\s+)?×\s*(?P<m>[\d.]+)\s*(?P<flag>.*)$")
     for line in lines[2:-1]:
         if m := row.match(line):
-            out.append(f"| {m['page']} | {m['a']} ms | {m['ra']} | {m['b']} ms | {m['rb']} | ×{m['r']} | ×{m['f']} | ×{m['m']} | {m['flag']} |")
+            like = f"×{m['l']}" if m["l"] else ""
+            out.append(f"| {m['page']} | {m['a']} ms | {m['ra']} | {m['b']} ms | {m['rb']} | ×{m['r']} | ×{m['f']} | {like} "
+                       f"| ×{m['m']} | {m['flag']} |")
     out += ["", lines[-1].strip()]
     return "\n".join(out)
 

@@ -353,6 +353,10 @@ class Execution(AppendOnly):
             # job's page in order here, instead of sorting its every run).
             models.Index(fields=["job", "-ips_runtime_ms", "-id"], name="execution_job_runtime"),
             models.Index(fields=["job", "-duration_ms", "-id"], name="execution_job_req_time"),
+            # A user's runs of one job or of a job-name part's jobs (history.plan): rare together
+            # while each is common; counted here, and one job's read in time order.
+            models.Index(Lower("username"), F("job"), F("requested_at").desc(), F("id").desc(),
+                         name="execution_user_job"),
         ]
 
     def __str__(self):

@@ -136,6 +136,7 @@ WALKED = [
     ("admin", {"user": "ipsuser", "ips_result": "ok"}, "execution_user_result"),
     ("admin", {"company": "47", "outcome": "accepted"}, "execution_company_outcome"),
     ("admin", {"company": "47", "ips_result": "ok"}, "execution_company_result"),
+    ("admin", {"user": "ipsuser", "job": "my test job"}, "execution_user_job"),
     ("IpsAdmin", {"sort": "-ips_runtime"}, "execution_ips_runtime"),
     ("IpsUser", {"sort": "request_time"}, "execution_request_time"),
 ]
@@ -169,3 +170,39 @@ def test_a_rare_filters_rows_come_from_its_own_index(actor, params, index, clien
         if connection.vendor == "sqlite":
             assert f"INDEX {index}" in text, text
             assert "SCAN jobs_execution" not in text, text
+
+
+def _count_plan(terms, sort=history.DEFAULT_SORT) -> str:
+    """The plan of the count of a walked page (every filter dense)."""
+    # A cap of -1: no filter is rare, not even one that matches nothing here.
+    chosen = history.plan(Execution.objects.all(), terms, sort, cap=-1)
+    # As capped_count() asks it: the ids only (an index that carries the filters answers alone).
+    sql, params = chosen.count.order_by(*chosen.count_ordering).values("pk")[: history.COUNT_CAP + 1].query.sql_with_params()
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+            cursor.execute("EXPLAIN " + sql, params)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        return "\n".join(str(row[-1]) for row in cursor.fetchall())
+
+
+def test_a_users_runs_of_several_jobs_are_counted_in_their_composite_index(data):
+    """A user and a job-name part (several jobs), each common, rare together: the count reads
+    execution_user_job (user, job), exactly their rows, on both databases."""
+    from django.db.models import Value
+    from django.db.models.functions import Lower
+
+    terms = [history.Term("job_id", tuple(j.pk for j in data[:3])),
+             history.Term("username_lower", ("ipsuser",), lambda name: Lower(Value(name)))]
+    assert "execution_user_job" in _count_plan(terms)
+
+
+def test_several_jobs_with_an_outcome_are_counted_in_the_jobs_index(data):
+    """Several jobs and an outcome (or an IPS result), both dense: on SQLite the count reads
+    execution_job_status_recent, which carries the outcome, not the outcome's index row by row."""
+    for term in (history.Term("outcome", ("refused",)), history.Term("ips_result", ("fatal",))):
+        plan = _count_plan([history.Term("job_id", tuple(j.pk for j in data[:3])), term])
+        if connection.vendor == "sqlite":
+            assert "COVERING INDEX execution_job_status_recent" in plan, plan

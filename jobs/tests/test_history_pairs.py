@@ -45,6 +45,11 @@ def world(users, synced, other_company):
     Membership.objects.create(user=users["IpsAdmin"], company=other_company, role="IpsAdmin")
     jobs = list(Job.objects.filter(company=synced).order_by("pk")[:2]) + [
         Job.objects.filter(company=other_company).order_by("pk").first()]
+    for job in jobs:
+        # "job" in each name: the job-name part below matches all three (several jobs, a split).
+        if "job" not in job.name.casefold():
+            job.name = f"{job.name} job"
+            job.save(update_fields=["name"])
     people = [users["IpsUser"], users["IpsAdmin"], users["othercompany"]]
     now = timezone.now()
     outcomes = ["accepted", "accepted", "refused", "accepted", "denied", "timed_out", "accepted"]
@@ -198,3 +203,46 @@ def test_pairs_that_cannot_match_ask_nothing(world, django_assert_num_queries):
         with django_assert_num_queries(1 if any(t.field == "job_id" for t in terms) else 0):
             page = history.planned_page(Execution.objects.all(), terms, sort)
         assert page.rows == [] and page.count == 0
+
+
+VALUE_SORTS = [key for key, sort in history.SORTS.items() if sort.needs_value]
+
+
+def _rows_queries(queries) -> list[str]:
+    """The SQL of the queries that read a page's rows (every column), not the count nor the look behind."""
+    return [q["sql"] for q in queries if '"jobs_execution"."operation"' in q["sql"]]
+
+
+@pytest.mark.parametrize("sort", VALUE_SORTS)
+def test_several_jobs_by_a_value_are_read_job_by_job_on_postgresql(sort, client, login, users, world, monkeypatch):
+    """On PostgreSQL, a job-name part (several jobs) sorted by a value reads each job's first
+    rows from its (job, value) index, one query planned once and run for each job (LATERAL), fetched by
+    primary key: the same rows as the plain query, page after page, forward and back, ties included."""
+    from django.test.utils import CaptureQueriesContext
+
+    actor, params = _merge(world, "job name (several)", sort=sort)
+    with CaptureQueriesContext(connection) as queries:
+        want = _check(client, login, users, actor, params, monkeypatch)
+    assert len(want) > 6  # several pages of 6
+    assert len({Execution.objects.get(pk=pk).job_id for pk in want}) == 3
+    reads = _rows_queries(queries)
+    if connection.vendor == "postgresql":
+        assert reads and all("CROSS JOIN LATERAL" in sql and "= ANY(ARRAY(" in sql for sql in reads), reads[0]
+        # Each branch names its job alone: beside an IN over them all, PostgreSQL misjudges the rows.
+        assert not any('"job_id" IN (' in sql for sql in reads)
+    plain = history.plan(Execution.objects.all(), [history.Term("job_id", tuple(j.pk for j in world["jobs"]))],
+                         history.SORTS[sort])
+    assert (plain.split is not None) == (connection.vendor == "postgresql" or plain.driver == "job_id")
+
+
+def test_more_jobs_than_the_union_takes_are_read_by_one_query_on_postgresql(client, login, users, world,
+                                                                            monkeypatch):
+    """Above PG_UNION_MAX jobs, PostgreSQL gets the plain IN (planning the union would cost more than it saves)."""
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(history, "PG_UNION_MAX", 2)
+    actor, params = _merge(world, "job name (several)", sort="-ips_runtime")
+    with CaptureQueriesContext(connection) as queries:
+        _check(client, login, users, actor, params, monkeypatch)
+    if connection.vendor == "postgresql":
+        assert not any("LATERAL" in sql for sql in _rows_queries(queries))
