@@ -12,8 +12,9 @@ runs, in processes of their own:
 * gunicorn with ipsadmin/gunicorn.conf.py under production settings (DEBUG=0,
   random keys, 3 sync workers, GUNICORN_TIMEOUT 45 s), and one
   ``manage.py db_worker`` (django-tasks-db, the default backend);
-* ``--old``: gunicorn of the tree at git HEAD (``git archive HEAD`` unpacked in
-  a temporary directory), whose export streams from the web worker.
+* ``--old``: gunicorn of the tree at ``--old-rev`` (default HEAD; 7518999 is the
+  last whose export streams from the web worker), ``git archive`` unpacked in a
+  temporary directory.
 
 Each run, as the superuser ``admin`` (every row): POST /history/export.csv as
 htmx (the request time is the web worker's busy time), then poll the
@@ -242,7 +243,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--old", action="store_true", help="also the streamed export of git HEAD")
+    parser.add_argument("--old", action="store_true", help="also the streamed export of --old-rev")
+    parser.add_argument("--old-rev", default="HEAD",
+                        help="the tree whose streamed export --old runs (7518999: the last before issue 18)")
     parser.add_argument("--old-only", action="store_true", help="only the streamed export of git HEAD")
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--fresh", action="store_true", help="load the rows again")
@@ -291,7 +294,7 @@ def main():
             old_tree = tmp / "head"
             # HEAD's files, without touching this checkout's index or worktrees.
             old_tree.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], check=True, capture_output=True)
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.old_rev], check=True, capture_output=True)
             subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive.stdout, check=True)
             # Production settings serve static files from a manifest: collected as for a deploy.
             subprocess.run([PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=old_tree, env=env,
