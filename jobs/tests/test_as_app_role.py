@@ -158,3 +158,35 @@ def test_a_press_succeeds_with_the_app_servers_clock_off_the_databases(
     assert stale.outcome == "interrupted"
     expected_ms = (Execution.stale_after() + dt.timedelta(minutes=15)).total_seconds() * 1000
     assert expected_ms <= stale.duration_ms < expected_ms + 30_000
+
+
+def test_notifications_and_missed_runs_as_the_app_role(
+    app_role, job, users, clock, ips_emulator, django_capture_on_commit_callbacks, settings
+):
+    """A subscription made on the Settings page, a missed run recorded by the watcher, its
+    notification fanned out, claimed, sent and logged, and the sweep: all as the app's role."""
+    from django.core import mail
+
+    from jobs.models import Chore, MissedRun, Notification, Subscription
+    from jobs.services import chores, notify
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    user = users["IpsUser"]
+    user.email = "ipsuser@example.com"
+    user.save(update_fields=["email"])
+    with app_role.acting():
+        subscription, _ = notify.add_subscription(user, scope="company", company=job.company, channel="email", url="",
+                                                  results={f: f == "on_missed" for f in Subscription.RESULTS})
+        fire = timezone.now() - dt.timedelta(hours=1)
+        with django_capture_on_commit_callbacks(execute=False):
+            assert watch._record_missed(job, fire, timezone.now())
+        missed = MissedRun.objects.get(job=job, fire_time=fire)
+        [pk] = notify.fan_out("run_missed", missed.pk)
+        assert "sent" in notify.deliver(pk).text
+        assert Notification.objects.get(pk=pk).attempts_made.filter(ok=True).exists()
+        chores.start_chore(chores.RESUME_NOTIFICATIONS)
+        token = Chore.objects.get(name=chores.RESUME_NOTIFICATIONS).token
+        assert "0 notifications left behind" in chores.resume_notifications_chore(token)
+        subscription.delete()  # the log stays
+        assert Notification.objects.filter(pk=pk, subscription=None).exists()
+    assert len(mail.outbox) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 import zoneinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -828,3 +829,50 @@ def test_removing_a_subscription_keeps_its_delivery_log_which_is_pruned_after_it
     token = Chore.objects.get(name=chores.RESUME_NOTIFICATIONS).token
     assert "deleted" in chores.resume_notifications_chore(token)
     assert not Notification.objects.filter(pk=sent.pk).exists() and not DeliveryAttempt.objects.exists()
+
+
+# --- The demo of `make run` ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_account_hears_once_of_the_demo_job_that_ends_with_errors_and_not_of_a_clean_one(
+    ips_emulator, clock, settings
+):
+    """load_demo subscribes `ipsadmin` to errors and missed runs in company 47 by email; a run of the
+    demo job that ends with errors is told once, a clean one not at all (`make run` prints emails on the
+    console: the settings' default with DEBUG on, below)."""
+    import io
+    import subprocess
+    import sys
+
+    from django.core.management import call_command
+
+    from jobs import demo
+    from jobs.models import Company, Job
+
+    settings.DEBUG = True
+    call_command("load_demo", service_url=ips_emulator.service_url, stdout=io.StringIO())
+    company = Company.objects.get(handle="47")
+    [sub] = Subscription.objects.filter(user__username=demo.DEMO_SUBSCRIBER)
+    assert (sub.scope, sub.company, sub.channel, sub.on_errors, sub.on_missed) == ("company", company, "email", True, True)
+    call_command("load_demo", service_url=ips_emulator.service_url, stdout=io.StringIO())  # again: still one
+    assert Subscription.objects.filter(user__username=demo.DEMO_SUBSCRIBER).count() == 1
+    admin = get_user_model().objects.get(username=demo.DEMO_SUBSCRIBER)
+    bold = Job.objects.get(company=company, name="<b>Bold</b> Upload")
+    clean = Job.objects.get(company=company, name="My Test Job")
+    ips_emulator.state.jobs[clean.handle].outcome = "success"
+    for job in (bold, clean):
+        finish_run(job, clock, pressed_by=admin)
+    run_tasks()
+    # Of runs (the test emulator's fire times are long past: the jobs of 47 it fires have missed runs too).
+    [email] = [m for m in mail.outbox if "missed" not in m.subject]
+    assert email.to == [admin.email] and "<b>Bold</b> Upload" in email.subject
+    assert all(Notification.objects.get(pk=int(m.extra_headers["Message-ID"].split("_")[1].split("@")[0])).kind
+               == "run_missed" for m in mail.outbox if m is not email)
+    printed = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+                               "print(settings.EMAIL_BACKEND)"],
+        env={**os.environ, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "ipsadmin.settings"},
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert printed == "django.core.mail.backends.console.EmailBackend"
