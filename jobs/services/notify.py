@@ -30,6 +30,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext
 
 from .. import roles
+from ..text import neutralise_bidi
 from ..models import Company, DeliveryAttempt, Execution, Notification, Profile, Subscription
 from . import channels as notify_channels
 
@@ -320,7 +321,9 @@ def text_of(event: Event, user) -> tuple[str, str]:
             "event": event,
             "execution": event.execution,
             "missed": event.missed,
-            "job_name": event.job.name if event.job else event.execution.job_name,
+            # Names from IPS: a bidi control would make a subject read one way and be another.
+            "job_name": neutralise_bidi(event.job.name if event.job else event.execution.job_name),
+            "company_name": neutralise_bidi(event.company.name),
             "company": event.company,
             "what": words(event),
             "link": link(event),

@@ -876,3 +876,17 @@ def test_the_demo_account_hears_once_of_the_demo_job_that_ends_with_errors_and_n
         capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert printed == "django.core.mail.backends.console.EmailBackend"
+
+
+def test_a_bidi_control_in_a_name_from_ips_is_written_as_its_code_point_in_emails(job, users):
+    from jobs.models import MissedRun
+
+    job.name = "Invoice \u202egpj.exe"
+    job.company.name = "Acme \u202eCo"
+    fire = timezone.now()
+    missed = MissedRun(job=job, company=job.company, fire_time=fire, last_fire_time=fire, detected_at=fire)
+    event = notify.Event("run_missed", 1, "missed", ("on_missed",), job.company, job, missed=missed)
+    subject, body = notify.text_of(event, users["IpsUser"])
+    for text in (subject, body):
+        assert "\u202e" not in text and "Invoice [U+202E]gpj.exe" in text
+    assert "Acme [U+202E]Co" in subject
