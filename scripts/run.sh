@@ -7,6 +7,8 @@ PY=${PY:-.venv/bin/python}
 EMULATOR_PORT=${EMULATOR_PORT:-8081}
 PORT=${PORT:-8000}
 export DEBUG=${DEBUG:-1}
+# Notification emails (printed on the console) link to this server's pages.
+export SITE_URL=${SITE_URL:-http://127.0.0.1:$PORT}
 unset DATABASE_URL  # the demo runs on its own SQLite file
 export TASKS_BACKEND=db  # SQLite: one db_worker (docs/deploy.md)
 # The demo's watcher looks every few seconds (production: 10 s busy, 60 s idle), so a run
