@@ -31,7 +31,7 @@ from django.utils.translation import gettext
 
 from .. import roles
 from ..text import neutralise_bidi
-from ..models import Company, DeliveryAttempt, Execution, Notification, Profile, Subscription
+from ..models import DeliveryAttempt, Execution, Notification, Profile, Subscription
 from . import channels as notify_channels
 
 log = logging.getLogger(__name__)
@@ -357,12 +357,6 @@ def send(subscription: Subscription, event: Event, message_id: str) -> int | Non
 
 
 # --- the settings page and the admin ----------------------------------------------------------
-
-
-def readable_companies(user):
-    """The companies whose runs ``user`` may hear of (getJobLogs), by the roles table."""
-    accesses = Company.objects.all().accesses_for(user, OPERATION)
-    return Company.objects.filter(pk__in=[pk for pk, a in accesses.items() if a.allowed]).order_by("name", "handle")
 
 
 def subscription_works(subscription: Subscription) -> bool:

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from ..forms import NotificationLanguageForm, ProfileForm, SubscriptionForm
 from ..models import Profile, Subscription
-from ..services import notify, people
+from ..services import exports, notify, people
 
 
 def _get_subscription_for_user(request, pk) -> Subscription:
@@ -23,7 +23,7 @@ def _get_subscription_for_user(request, pk) -> Subscription:
 
 
 def _subscription_form(request, data=None) -> SubscriptionForm:
-    return SubscriptionForm(data, companies=notify.readable_companies(request.user), prefix="sub")
+    return SubscriptionForm(data, companies=exports.readable_companies(request.user), prefix="sub")
 
 
 #: The session key that holds a new webhook secret until the page shows it, once.
