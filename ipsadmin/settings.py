@@ -4,7 +4,9 @@ Development defaults are safe for a laptop; with DEBUG off, every secret must
 come from the environment and the deploy hardening switches on.
 """
 
+import ipaddress
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -77,6 +79,12 @@ _DEV_SECRET_KEY = "django-insecure-ipsadmin-development-only"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if DEBUG else None)
 if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY is the development key; set a real one with DEBUG off.")
+# deploy/ipsadmin.env.example's placeholder, copied unchanged, would be a key everyone knows.
+if not DEBUG and "change-me" in SECRET_KEY.lower():
+    raise ImproperlyConfigured("SECRET_KEY is the template's placeholder (change-me…); set a random one with DEBUG off.")
+# Rotation: the old key here (comma-separated) while the new one is SECRET_KEY, and sessions signed with it
+# stay valid until they expire (docs/deploy.md, "Key rotation").
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 
 # How many reverse proxies stand in front, each appending to X-Forwarded-For
 # (0: clients connect directly). Decides the client IP of the audit trail and
@@ -164,6 +172,14 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that takes the connection and then says nothing must cost seconds, not a worker:
+    # /readyz answers 503 with the reason, gunicorn's start check fails instead of hanging. libpq's least is 2 s.
+    # A connect_timeout in DATABASE_URL's query string wins.
+    _CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+    if _CONNECT_TIMEOUT < 1:
+        raise ImproperlyConfigured("DATABASE_CONNECT_TIMEOUT must be at least 1 (seconds); 0 would wait forever.")
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", _CONNECT_TIMEOUT)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers write the audit table: wait for the lock
     # instead of failing with "database is locked".
@@ -211,7 +227,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes and nginx serves /static/ from (deploy/nginx-ipsadmin.conf).
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -418,3 +435,43 @@ NOTIFY_KEEP_DAYS = env_int("NOTIFY_KEEP_DAYS", 90)
 # Webhook URLs that resolve to loopback, private or link-local addresses are refused (SSRF) unless this is on;
 # on by default in development, where receivers run on this machine.
 NOTIFY_ALLOW_PRIVATE_TARGETS = env_bool("NOTIFY_ALLOW_PRIVATE_TARGETS", DEBUG)
+
+# --- Metrics and health (issue 21: jobs/metrics.py, jobs/views/health.py) ---
+# /metrics answers a bearer token (Authorization: Bearer <METRICS_TOKEN>) or the addresses and networks of
+# METRICS_ALLOW (the client address as the audit trail reads it: TRUSTED_PROXIES honoured); neither set:
+# 404. Development (`make run`): this machine, without a token.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 24 characters (e.g. python -c 'import secrets; "
+                               "print(secrets.token_urlsafe(32))').")
+if not DEBUG and "change-me" in METRICS_TOKEN.lower():
+    # deploy/ipsadmin.env.example's placeholder, copied unchanged: a token anyone can read.
+    raise ImproperlyConfigured("METRICS_TOKEN is the template's placeholder; set a random one (python -c 'import "
+                               "secrets; print(secrets.token_urlsafe(32))') or leave it empty.")
+METRICS_ALLOW = env_list("METRICS_ALLOW", ["127.0.0.1/32", "::1/128"] if DEBUG else [])
+try:
+    METRICS_ALLOW_NETWORKS = [ipaddress.ip_network(a, strict=False) for a in METRICS_ALLOW]
+except ValueError as _error:
+    raise ImproperlyConfigured(f"METRICS_ALLOW: {_error}") from None
+# Every process that counts (gunicorn's workers, watch_ips, db_worker) writes its counts to files in this
+# directory and /metrics sums them (prometheus-client's multiprocess mode; the variable is the library's
+# own, read when it is imported). Empty: each process counts for itself, /metrics shows its own.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR:
+    try:
+        os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+        if not os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK | os.X_OK):
+            raise PermissionError(f"not writable by uid {os.getuid()}")
+    except OSError as _error:
+        # Metrics never stop a process: this one counts for itself. Dropped before prometheus_client is
+        # imported (jobs/metrics.py), which reads the variable then. Logging is not configured yet: stderr.
+        sys.stderr.write(f"ipsadmin: PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} cannot be used "
+                         f"({_error}); this process's metrics are its own (check --deploy: jobs.W002).\n")
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        PROMETHEUS_MULTIPROC_DIR = ""
+# /readyz: a task worker is seen when it ran a chore within this (on any task backend; three periods of the
+# 5-minute notifications sweep); the watcher when it looked at a company within this (five idle looks).
+READYZ_WORKER_MAX_AGE = timedelta(seconds=env_float("READYZ_WORKER_MAX_AGE", 900.0))
+READYZ_WATCHER_MAX_AGE = timedelta(seconds=env_float("READYZ_WATCHER_MAX_AGE", 5 * IPS_WATCH_IDLE_INTERVAL))
+# Probes and Prometheus ask the app server itself over plain HTTP, not through the TLS proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

@@ -1,5 +1,7 @@
 """Checks that keep a misconfigured ipsadmin from serving."""
 
+import os
+
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
@@ -177,5 +179,27 @@ def site_url_check(app_configs=None, **kwargs):
             "which no mail reader can open.",
             hint="Set SITE_URL to the dashboard's address as its users reach it, e.g. https://ipsadmin.example.com.",
             id="jobs.W001",
+        )
+    ]
+
+
+@checks.register(deploy=True)
+def metrics_directory_check(app_configs=None, **kwargs):
+    """`manage.py check --deploy`: metrics on, several gunicorn workers, no PROMETHEUS_MULTIPROC_DIR (or one the
+    settings could not use): each worker counts for itself, and a scrape reads whichever worker answers it."""
+    if settings.DEBUG or settings.PROMETHEUS_MULTIPROC_DIR:
+        return []
+    if not (settings.METRICS_TOKEN or settings.METRICS_ALLOW_NETWORKS):
+        return []  # metrics off
+    if os.environ.get("GUNICORN_WORKERS", "").strip() == "1":
+        return []  # one worker: its counts are the server's
+    return [
+        checks.Warning(
+            "PROMETHEUS_MULTIPROC_DIR is not set (or could not be used): each gunicorn worker, the watcher and "
+            "the task workers count for themselves, and /metrics shows only the counts of the worker that "
+            "answers the scrape.",
+            hint="Set PROMETHEUS_MULTIPROC_DIR=/run/ipsadmin/metrics (deploy/ipsadmin.env.example), a directory "
+                 "the app's user can write (the units' RuntimeDirectory=ipsadmin).",
+            id="jobs.W002",
         )
     ]

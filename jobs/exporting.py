@@ -98,8 +98,9 @@ def run_export(export_id: int, now=None) -> str:
             directory.mkdir(parents=True, exist_ok=True)
             name = f"history-{export.pk}-{secrets.token_hex(8)}.csv"
             part = directory / (name + ".part")
-            # Readable by the app's own user only: the file is the audit trail's rows.
-            with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8",
+            # The audit trail's rows: the app's user, and its directory's group (nginx's, which sends the
+            # file on X-Accel-Redirect: docs/deploy.md), may read it; nobody else.
+            with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640), "w", encoding="utf-8",
                       newline="") as out:
                 written = _write_csv(out, [h for h, _ in EXPORT_COLUMNS], lines, progress,
                                      settings.EXPORTS_PROGRESS_EVERY, count)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from django.db import transaction
+from django.db.models.signals import post_save
 from django_tasks import task
 
-from . import events, exporting
+from . import events, exporting, metrics
+from .models import DeliveryAttempt
 from .services import chores, exports, notify
 
 log = logging.getLogger(__name__)
@@ -117,3 +120,20 @@ events.register(events.NOTIFICATION, enqueue_notification)
 events.run_ended.connect(_on_run_ended, dispatch_uid="jobs.notify.run_ended")
 events.press_ended.connect(_on_press_ended, dispatch_uid="jobs.notify.press_ended")
 events.run_missed.connect(_on_run_missed, dispatch_uid="jobs.notify.run_missed")
+
+
+# --- metrics (issue 21: jobs/metrics.py), counted in the process that did the work -------------
+
+
+def _count_press(sender, execution_id: int, outcome: str, operation: str = "executeJob", **kwargs) -> None:
+    # After the commit: a press rolled back is no press. Never raising: a count is no part of the press.
+    metrics.safely(metrics.record_press, operation, outcome)
+
+
+def _count_notification_try(sender, instance: DeliveryAttempt, created: bool, raw: bool = False, **kwargs) -> None:
+    if created and not raw:
+        transaction.on_commit(lambda: metrics.safely(metrics.record_notification_try, instance.ok), robust=True)
+
+
+events.press_ended.connect(_count_press, dispatch_uid="jobs.metrics.press_ended")
+post_save.connect(_count_notification_try, sender=DeliveryAttempt, dispatch_uid="jobs.metrics.notification_try")

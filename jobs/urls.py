@@ -1,7 +1,7 @@
 from django.urls import path
 
 from .services.actions import ACTIONS
-from .views import common, exports, history, jobs, preferences, runs
+from .views import exports, health, history, jobs, preferences, runs
 
 app_name = "jobs"
 urlpatterns = [
@@ -22,5 +22,8 @@ urlpatterns = [
     path("history/job-names", history.history_job_names, name="history_job_names"),
     path("settings/", preferences.preferences, name="preferences"),
     path("history/memberships/", history.membership_history, name="membership_history"),
-    path("healthz", common.health, name="health"),
+    # Probes and Prometheus (issue 21; contract in jobs/metrics.py): no login.
+    path("healthz", health.healthz, name="health"),
+    path("readyz", health.readyz, name="ready"),
+    path("metrics", health.metrics_view, name="metrics"),
 ]

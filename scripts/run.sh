@@ -15,6 +15,11 @@ export TASKS_BACKEND=db  # SQLite: one db_worker (docs/deploy.md)
 # fired by the emulator's own schedule is in History within a minute.
 export IPS_WATCH_INTERVAL=${IPS_WATCH_INTERVAL:-2}
 export IPS_WATCH_IDLE_INTERVAL=${IPS_WATCH_IDLE_INTERVAL:-5}
+# Metrics at /metrics (jobs/metrics.py): gunicorn's workers, the watcher and the task worker count into
+# one directory; this machine reads them without a token.
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/metrics}
+export METRICS_ALLOW=${METRICS_ALLOW:-127.0.0.1,::1}
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 "$PY" manage.py migrate --noinput -v 0
 
@@ -54,6 +59,7 @@ cat <<MSG
 
   ipsadmin is running at http://127.0.0.1:$PORT/   (IPS emulator on port $EMULATOR_PORT,
   watcher: manage.py watch_ips, task worker: manage.py db_worker)
+  Health: /healthz, /readyz; Prometheus metrics: /metrics (from this machine)
 
   Sign in with IPS as <user type>@example.com, e.g. ipsuser@example.com
   (your companies and user types are read from the emulator), or with the

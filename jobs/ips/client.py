@@ -9,6 +9,7 @@ import datetime as dt
 import email.utils
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +18,18 @@ import zeep
 import zeep.exceptions
 from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
 
-from .. import ipsversions
-from .errors import IpsError, IpsHttpError, IpsMalformedReply, IpsTimeout, IpsUnavailable
+from .. import ipsversions, metrics
+from .errors import (
+    IpsApiFault,
+    IpsAuthenticationFault,
+    IpsAuthorizationFault,
+    IpsError,
+    IpsFault,
+    IpsHttpError,
+    IpsMalformedReply,
+    IpsTimeout,
+    IpsUnavailable,
+)
 from .replies import (
     VOID_OPERATIONS,
     ActiveJob,
@@ -211,11 +222,15 @@ class IpsClient:
 
     def call(self, operation: str, **params):
         """Call an operation; returns its reply as ``read_reply`` reads it."""
+        started = time.monotonic()
         try:
-            return self._call(operation, **params)
+            value = self._call(operation, **params)
         except IpsError as error:
             error.url = error.url or self.endpoint.service_url
+            _count(operation, error, started)
             raise
+        _count(operation, None, started)
+        return value
 
     def declares(self, operation: str, param: str) -> bool:
         """Whether this connection's WSDL (its API version) declares ``param`` in ``<operation>Param``.
@@ -274,6 +289,7 @@ class IpsClient:
             # zeep refused to build the request: nothing was sent.
             raise IpsError(f"Could not build the {operation} request: {getattr(exc, 'message', exc)}") from None
         self._operation.reply_date = _date_header(response)
+        self._operation.reply_monotonic = time.monotonic()
         return _reply_of(operation, response)
 
     def reply_date(self) -> dt.datetime | None:
@@ -281,6 +297,13 @@ class IpsClient:
 
         Times of runs are judged in IPS's clock, which may be off the dashboard's."""
         return getattr(self._operation, "reply_date", None)
+
+    def ips_now(self) -> dt.datetime | None:
+        """IPS's clock now, as this thread's last reply told it (its Date, plus the time since), or None."""
+        date = self.reply_date()
+        if date is None:
+            return None
+        return date + dt.timedelta(seconds=time.monotonic() - self._operation.reply_monotonic)
 
     # The operations, by their IPS names in snake case.
 
@@ -395,6 +418,33 @@ def _reply_of(operation: str, response):
             status=response.status_code,
         )
     return value
+
+
+def _result_of(error: IpsError | None) -> str | None:
+    """The ``result`` of a call in the metrics (metrics.IPS_RESULTS); None: no call went out (a request
+    zeep could not build, a parameter the WSDL does not declare)."""
+    if error is None:
+        return "ok"
+    if isinstance(error, IpsFault):
+        return _FAULT_RESULTS.get(type(error), "fault")
+    if isinstance(error, IpsTimeout):
+        return "timed_out"
+    if isinstance(error, (IpsHttpError, IpsMalformedReply)):
+        return "bad_reply"  # IPS answered, with no reply the dashboard can read
+    if isinstance(error, IpsUnavailable):
+        return "unreachable"
+    return "bad_reply" if error.request_sent else None
+
+
+_FAULT_RESULTS = {IpsAuthenticationFault: "authentication_fault", IpsAuthorizationFault: "authorization_fault",
+                  IpsApiFault: "api_fault"}
+
+
+def _count(operation: str, error: IpsError | None, started: float) -> None:
+    # Every SOAP call passes here: counted once, in whichever process made it (jobs/metrics.py).
+    result = _result_of(error)
+    if result is not None:  # safely: IPS answered; a count that fails must not turn that into an error
+        metrics.safely(metrics.record_ips_call, operation, result, time.monotonic() - started)
 
 
 def _date_header(response) -> dt.datetime | None:

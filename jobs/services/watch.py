@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from .. import events, ips
+from .. import events, ips, metrics
 from ..models import Company, CompanyWatch, Execution, Job, MissedRun
 from .base import english, fit
 from .press import reconcile_stale
@@ -287,6 +287,7 @@ def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime)
     for handle, seen in sorted(runs.items(), key=lambda kv: (kv[1].start or dt.datetime.max.replace(tzinfo=dt.UTC))):
         _fence(watch, owner)
         row = by_handle.get(handle)
+        found_now = False
         if row is None:
             job = _job_of(seen, jobs)
             press = _press_for(seen, job, unnamed, offset, service_account)
@@ -306,9 +307,10 @@ def _look(watch: CompanyWatch, owner: str, result: LookResult, now: dt.datetime)
                 if row is None:
                     continue
                 result.found += 1
+                found_now = True
         if not row.is_open:
             continue
-        if _record(client, watch, owner, result, row, seen, handle in stops):
+        if _record(client, watch, owner, result, row, seen, handle in stops, found_now=found_now):
             result.ended += 1
 
     # Named runs IPS no longer lists that the log pages did not reach (long runs): their final log by handle.
@@ -642,8 +644,10 @@ def _log_by_handle(client: ips.IpsClient, company_handle: str, run_handle: str) 
     return None
 
 
-def _record(client, watch, owner, result, row: Execution, seen: _Seen, stopped: bool = False) -> bool:
-    """Write what IPS says of the run; its result once it is over. Returns True when it ended now."""
+def _record(client, watch, owner, result, row: Execution, seen: _Seen, stopped: bool = False,
+            found_now: bool = False) -> bool:
+    """Write what IPS says of the run; its result once it is over. Returns True when it ended now.
+    ``found_now``: its row was made by this look (a run IPS started, first seen now)."""
     a, log_ = seen.active, seen.log
     running = a is not None and a.state != "Done"
     if not running and (log_ is None or not log_.is_final) and result.asked < MAX_CALLS:
@@ -653,7 +657,19 @@ def _record(client, watch, owner, result, row: Execution, seen: _Seen, stopped: 
             log_ = final or log_
     finished = not running and log_ is not None and log_.is_final
     _fence(watch, owner)
-    return _write(row, a, log_, finished, stopped)
+    ended = _write(row, a, log_, finished, stopped)
+    if ended and log_.end_date and (not found_now or _ended_since_last_look(watch, log_.end_date)):
+        ips_now = client.ips_now()
+        if ips_now is not None:  # the follow's lag, both ends on IPS's clock (jobs/metrics.py)
+            metrics.safely(metrics.observe_follow_lag, (ips_now - log_.end_date).total_seconds())
+    return ended
+
+
+def _ended_since_last_look(watch: CompanyWatch, end: dt.datetime) -> bool:
+    """A run first seen by this look counts in the follow lag only if it ended after the company's last look
+    that went through (on IPS's clock): one the watcher could have seen end. The runs a first look reads back
+    (IPS_WATCH_BACKFILL_HOURS: a company just added, a first deploy) ended hours before anyone watched."""
+    return watch.last_ok_at is not None and end > watch.last_ok_at + _offset(watch)
 
 
 def _write(row: Execution, a, log_, finished: bool, stopped: bool = False) -> bool:

@@ -445,11 +445,12 @@ def test_asking_again_while_one_runs_shows_that_one(users, rows):
     assert ask(users["IpsUser"]).pk != first.pk  # finished: a new one
 
 
-def test_the_file_is_readable_by_the_apps_user_only(users, rows):
+def test_the_file_is_readable_by_the_apps_user_and_its_group_only(users, rows):
+    # The group: nginx's, when it sends the file (EXPORTS_ACCEL_REDIRECT); others nothing.
     file = ask(users["IpsUser"])
     exporting.run_export(file.pk)
     file.refresh_from_db()
-    assert exports.file_path(file).stat().st_mode & 0o777 == 0o600
+    assert exports.file_path(file).stat().st_mode & 0o777 == 0o640
 
 
 def test_a_file_missing_on_this_server_is_an_error_not_expired(client, login, users, rows):

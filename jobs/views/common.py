@@ -6,7 +6,7 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.db.models import F, FilteredRelation, Q
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.translation import gettext
@@ -101,7 +101,3 @@ def csrf_failure(request, reason=""):
     if request.headers.get("HX-Request") == "true":
         return _htmx_flash(request, "error", text, 403)
     return django_csrf_failure(request, reason)
-
-
-def health(request):
-    return HttpResponse("ok", content_type="text/plain")
