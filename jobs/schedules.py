@@ -11,8 +11,11 @@ Monday: the emulator's next fire times agree (Quartz counts from 1 for
 Sunday; names are the same in both, and the next fire time is shown beside).
 
 describe() returns None for anything it does not fully understand: the page
-then shows the raw string, never a guess. The raw string is always there on
-hover. No library: cron-descriptor and its kind word times in 12 hours,
+then shows the raw string, never a guess. The words are in the active
+language: each phrase is one msgid with placeholders (Italian orders and
+inflects them its own way: "l'ultima domenica", "i giorni 1 e 15"), so a
+weekday with an ordinal is a phrase of its own, not words glued together.
+The raw string is always there on hover. No library: cron-descriptor and its kind word times in 12 hours,
 know no IPS time zone text and fall back to prose we could not test.
 """
 
@@ -20,12 +23,52 @@ from __future__ import annotations
 
 import re
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
-_MONTH_NAMES = {m[:3].upper(): i + 1 for i, m in enumerate(MONTHS)}
-DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
-_DAY_NAMES = {d[:3].upper(): i for i, d in enumerate(DAYS)}
-_ORDINAL = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth"}
+from django.utils.translation import gettext as _, gettext_lazy, ngettext, pgettext, pgettext_lazy
+
+# Parsing reads English names (IPS's JAN, MON); the words shown are the translated ones.
+_MONTH_KEYS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+_MONTH_NAMES = {m: i + 1 for i, m in enumerate(_MONTH_KEYS)}
+_DAY_KEYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+_DAY_NAMES = {d: i for i, d in enumerate(_DAY_KEYS)}
+
+# In a schedule: Italian writes months and weekdays in lower case ("ogni lunedì"), hence a context of their own.
+MONTHS = [pgettext_lazy("schedule", "January"), pgettext_lazy("schedule", "February"),
+          pgettext_lazy("schedule", "March"), pgettext_lazy("schedule", "April"), pgettext_lazy("schedule", "May"),
+          pgettext_lazy("schedule", "June"), pgettext_lazy("schedule", "July"), pgettext_lazy("schedule", "August"),
+          pgettext_lazy("schedule", "September"), pgettext_lazy("schedule", "October"),
+          pgettext_lazy("schedule", "November"), pgettext_lazy("schedule", "December")]
+DAYS = [pgettext_lazy("schedule", "Sunday"), pgettext_lazy("schedule", "Monday"), pgettext_lazy("schedule", "Tuesday"),
+        pgettext_lazy("schedule", "Wednesday"), pgettext_lazy("schedule", "Thursday"),
+        pgettext_lazy("schedule", "Friday"), pgettext_lazy("schedule", "Saturday")]
+
+# A weekday with an ordinal, whole: the ordinal agrees with the day ("l'ultima domenica", "l'ultimo sabato").
+# Indexed [ordinal][day], day 0 = Sunday; ordinal 0 = last.
+_NTH_WEEKDAY = [
+    [gettext_lazy("on the last Sunday of %(months)s"), gettext_lazy("on the last Monday of %(months)s"),
+     gettext_lazy("on the last Tuesday of %(months)s"), gettext_lazy("on the last Wednesday of %(months)s"),
+     gettext_lazy("on the last Thursday of %(months)s"), gettext_lazy("on the last Friday of %(months)s"),
+     gettext_lazy("on the last Saturday of %(months)s")],
+    [gettext_lazy("on the first Sunday of %(months)s"), gettext_lazy("on the first Monday of %(months)s"),
+     gettext_lazy("on the first Tuesday of %(months)s"), gettext_lazy("on the first Wednesday of %(months)s"),
+     gettext_lazy("on the first Thursday of %(months)s"), gettext_lazy("on the first Friday of %(months)s"),
+     gettext_lazy("on the first Saturday of %(months)s")],
+    [gettext_lazy("on the second Sunday of %(months)s"), gettext_lazy("on the second Monday of %(months)s"),
+     gettext_lazy("on the second Tuesday of %(months)s"), gettext_lazy("on the second Wednesday of %(months)s"),
+     gettext_lazy("on the second Thursday of %(months)s"), gettext_lazy("on the second Friday of %(months)s"),
+     gettext_lazy("on the second Saturday of %(months)s")],
+    [gettext_lazy("on the third Sunday of %(months)s"), gettext_lazy("on the third Monday of %(months)s"),
+     gettext_lazy("on the third Tuesday of %(months)s"), gettext_lazy("on the third Wednesday of %(months)s"),
+     gettext_lazy("on the third Thursday of %(months)s"), gettext_lazy("on the third Friday of %(months)s"),
+     gettext_lazy("on the third Saturday of %(months)s")],
+    [gettext_lazy("on the fourth Sunday of %(months)s"), gettext_lazy("on the fourth Monday of %(months)s"),
+     gettext_lazy("on the fourth Tuesday of %(months)s"), gettext_lazy("on the fourth Wednesday of %(months)s"),
+     gettext_lazy("on the fourth Thursday of %(months)s"), gettext_lazy("on the fourth Friday of %(months)s"),
+     gettext_lazy("on the fourth Saturday of %(months)s")],
+    [gettext_lazy("on the fifth Sunday of %(months)s"), gettext_lazy("on the fifth Monday of %(months)s"),
+     gettext_lazy("on the fifth Tuesday of %(months)s"), gettext_lazy("on the fifth Wednesday of %(months)s"),
+     gettext_lazy("on the fifth Thursday of %(months)s"), gettext_lazy("on the fifth Friday of %(months)s"),
+     gettext_lazy("on the fifth Saturday of %(months)s")],
+]
 
 
 class _Unknown(ValueError):
@@ -51,12 +94,12 @@ def _values(text: str, low: int, high: int, names=None) -> list[int] | None:
     for part in text.split(","):
         step = 1
         if "/" in part:
-            part, _, step_text = part.partition("/")
+            part, _slash, step_text = part.partition("/")
             step = _number(step_text, 1, high)
             if part in ("*", ""):
                 part = str(low)
         if "-" in part:
-            start_text, _, end_text = part.partition("-")
+            start_text, _dash, end_text = part.partition("-")
             start, end = _number(start_text, low, high, names), _number(end_text, low, high, names)
         else:
             start = _number(part, low, high, names)
@@ -68,7 +111,9 @@ def _values(text: str, low: int, high: int, names=None) -> list[int] | None:
 
 
 def _join(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    if len(words) == 1:
+        return str(words[0])
+    return _("%(list)s and %(last)s") % {"list": ", ".join(str(w) for w in words[:-1]), "last": words[-1]}
 
 
 def _runs(values: list[int]) -> list[tuple[int, int]]:
@@ -92,47 +137,60 @@ def _step_of(values: list[int], low: int, high: int) -> int | None:
     return None
 
 
-def _days_of_week(text: str, months: str) -> str:
-    """"every Monday", "Monday to Friday", "on the last Friday of every month"."""
+def _days_of_week(text: str, months: str | None) -> str:
+    """"every Monday", "Monday to Friday", "on the last Friday of every month"; ``months`` None: every month."""
     upper = text.upper()
-    in_months = f" in {months}" if months != "every month" else ""
+    of_months = months or _("every month")
     if re.fullmatch(r"[0-7A-Z]+#[1-5]", upper):
-        day_text, _, nth = upper.partition("#")
+        day_text, _hash, nth = upper.partition("#")
         day = _number(day_text, 0, 7, _DAY_NAMES) % 7
-        return f"on the {_ORDINAL[int(nth)]} {DAYS[day]} of {months}"
+        return _NTH_WEEKDAY[int(nth)][day] % {"months": of_months}
     if re.fullmatch(r"[0-7A-Z]+L", upper):
         day = _number(upper[:-1], 0, 7, _DAY_NAMES) % 7
-        return f"on the last {DAYS[day]} of {months}"
+        return _NTH_WEEKDAY[0][day] % {"months": of_months}
     # Monday first, as people read a week.
     days = sorted({v % 7 for v in _values(upper, 0, 7, _DAY_NAMES)}, key=lambda d: (d + 6) % 7)
-    if len(days) == 7:
-        return "every day" + in_months
     monday_based = [(d + 6) % 7 for d in days]
-    if len(days) > 2 and monday_based == list(range(monday_based[0], monday_based[-1] + 1)):
-        return f"{DAYS[days[0]]} to {DAYS[days[-1]]}" + in_months
-    return "every " + _join([DAYS[d] for d in days]) + in_months
+    if len(days) == 7:
+        words = _("every day")
+    elif len(days) > 2 and monday_based == list(range(monday_based[0], monday_based[-1] + 1)):
+        words = _("%(first)s to %(last)s") % {"first": DAYS[days[0]], "last": DAYS[days[-1]]}
+    else:
+        words = _("every %(weekdays)s") % {"weekdays": _join([DAYS[d] for d in days])}
+    return _("%(days)s in %(months)s") % {"days": words, "months": months} if months else words
 
 
 def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+    """"1st", "22nd": the day of a month (Italian says the number alone)."""
+    if 10 <= n % 100 <= 20 or n % 10 not in (1, 2, 3):
+        return pgettext("day of the month", "%(day)sth") % {"day": n}
+    return {
+        1: pgettext("day of the month", "%(day)sst"),
+        2: pgettext("day of the month", "%(day)snd"),
+        3: pgettext("day of the month", "%(day)srd"),
+    }[n % 10] % {"day": n}
 
 
-def _days_of_month(text: str, months: str) -> str:
+def _days_of_month(text: str, months: str | None) -> str:
     """"on the 1st of every month", "on the last day of January"."""
     upper = text.upper()
+    of_months = months or _("every month")
     if upper == "L":
-        return f"on the last day of {months}"
+        return _("on the last day of %(months)s") % {"months": of_months}
     if upper == "LW":
-        return f"on the last weekday of {months}"
+        return _("on the last weekday of %(months)s") % {"months": of_months}
     if re.fullmatch(r"\d{1,2}W", upper):
-        return f"on the weekday nearest the {_ordinal(_number(upper[:-1], 1, 31))} of {months}"
-    return "on the " + _join([_ordinal(d) for d in _values(upper, 1, 31)]) + f" of {months}"
+        return _("on the weekday nearest the %(day)s of %(months)s") % {
+            "day": _ordinal(_number(upper[:-1], 1, 31)), "months": of_months}
+    days = _values(upper, 1, 31)
+    return ngettext("on the %(days)s of %(months)s", "on the %(days)s of %(months)s", len(days)) % {
+        "days": _join([_ordinal(d) for d in days]), "months": of_months}
 
 
-def _time_of_day(seconds, minutes, hours) -> tuple[str, bool]:
-    """("at 02:30", True), ("every hour at :15", False), ("every 15 minutes", False),
-    ("every hour from 08:00 to 18:00", True): the words, and whether they name a clock time."""
+def _time_of_day(seconds, minutes, hours) -> tuple[str, bool, bool]:
+    """("at 02:30", True, False), ("every hour at :15", False, True), ("every 15 minutes", False, True),
+    ("every hour from 08:00 to 18:00", True, True): the words, whether they name a clock time, and whether
+    they repeat within a day (then set apart from the days by a comma)."""
     if seconds is None or len(seconds) != 1 or minutes is None:
         # Every second or every minute, or several seconds a minute: left raw.
         raise _Unknown("seconds")
@@ -140,23 +198,27 @@ def _time_of_day(seconds, minutes, hours) -> tuple[str, bool]:
     if hours is None:
         step = _step_of(minutes, 0, 59)
         if step:
-            return f"every {step} minutes", False
-        return "every hour at " + _join([f":{m:02d}{sec}" for m in minutes]), False
+            return ngettext("every minute", "every %(n)s minutes", step) % {"n": step}, False, True
+        return _("every hour at %(minutes)s") % {"minutes": _join([f":{m:02d}{sec}" for m in minutes])}, False, True
     if len(minutes) == 1 and len(hours) <= 4:
-        return "at " + _join([f"{h:02d}:{minutes[0]:02d}{sec}" for h in hours]), True
+        times = [f"{h:02d}:{minutes[0]:02d}{sec}" for h in hours]
+        return ngettext("at %(times)s", "at %(times)s", len(times)) % {"times": _join(times)}, True, False
     if len(minutes) == 1:
         runs = _runs(hours)
         if len(runs) == 1:
             first, last = runs[0]
-            return f"every hour from {first:02d}:{minutes[0]:02d}{sec} to {last:02d}:{minutes[0]:02d}{sec}", True
+            return _("every hour from %(first)s to %(last)s") % {
+                "first": f"{first:02d}:{minutes[0]:02d}{sec}", "last": f"{last:02d}:{minutes[0]:02d}{sec}"}, True, True
         step = _step_of(hours, hours[0], 23)
         if step:
-            return f"every {step} hours from {hours[0]:02d}:{minutes[0]:02d}{sec}", True
+            return ngettext("every hour from %(first)s", "every %(n)s hours from %(first)s", step) % {
+                "n": step, "first": f"{hours[0]:02d}:{minutes[0]:02d}{sec}"}, True, True
     raise _Unknown("times")
 
 
 def describe(schedule: str, time_zone: str = "") -> str | None:
-    """The schedule in words, with its IPS time zone text; None if not fully understood."""
+    """The schedule in words, in the active language, with its IPS time zone text as IPS gives it;
+    None if not fully understood."""
     fields = (schedule or "").split()
     if not 5 <= len(fields) <= 7:
         return None
@@ -164,26 +226,32 @@ def describe(schedule: str, time_zone: str = "") -> str | None:
     dow = fields[5] if len(fields) > 5 else "?"
     year = fields[6] if len(fields) > 6 else "*"
     try:
-        when, clock = _time_of_day(_values(seconds, 0, 59), _values(minutes, 0, 59), _values(hours, 0, 23))
+        when, clock, repeats = _time_of_day(_values(seconds, 0, 59), _values(minutes, 0, 59), _values(hours, 0, 23))
         month_values = _values(month.upper(), 1, 12, _MONTH_NAMES)
-        months = "every month" if month_values is None else _join([MONTHS[m - 1] for m in month_values])
+        months = None if month_values is None else _join([MONTHS[m - 1] for m in month_values])
         if dom not in ("*", "?") and dow not in ("*", "?"):
             raise _Unknown("both day fields")
         if dom not in ("*", "?"):
             days = _days_of_month(dom, months)
         elif dow not in ("*", "?"):
             days = _days_of_week(dow, months)
-        elif month_values is not None:
-            days = f"every day in {months}"
+        elif months is not None:
+            days = _("every day in %(months)s") % {"months": months}
         else:
-            days = "every day" if clock else ""
-        years = "" if year in ("*", "?") else " in " + _join([str(y) for y in _values(year, 1970, 2199)])
+            days = _("every day") if clock else ""
+        years = None if year in ("*", "?") else _values(year, 1970, 2199)
     except _Unknown:
         return None
-    if days and when.startswith("every"):
-        days += ","
-    words = " ".join(w for w in (days, when) if w)
     # A clock time means something only in a zone; "every 15 minutes" does not.
     if clock and time_zone:
-        words += f" {time_zone}"
-    return words + years
+        when = _("%(time)s %(zone)s") % {"time": when, "zone": time_zone}
+    if not days:
+        words = when
+    elif not repeats:
+        words = _("%(days)s %(time)s") % {"days": days, "time": when}
+    else:
+        words = _("%(days)s, %(time)s") % {"days": days, "time": when}
+    if years:
+        words = ngettext("%(schedule)s in %(years)s", "%(schedule)s in %(years)s", len(years)) % {
+            "schedule": words, "years": _join([str(y) for y in years])}
+    return words

@@ -5,12 +5,17 @@ from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.text import Truncator
+from django.utils.text import Truncator, format_lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from .. import ips
 from ..models import Company, CompanyWatch, Connection, Job, Membership, MembershipChange
 from ..services import connections, sync
 from .people import MembershipInline, MembershipsByServiceMixin, RecordsMembershipsOnDelete
+from .values import ReadableValues, boolean
+from .values import at as _at
 
 
 def _https_urls(db_field, **kwargs):
@@ -23,25 +28,26 @@ def _https_urls(db_field, **kwargs):
 class ConnectionForm(forms.ModelForm):
     # Write-only: never rendered back, and left unchanged when blank.
     password = forms.CharField(
-        label="Service account password",
+        label=_("Service account password"),
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Stored encrypted. Leave blank to keep the current password.",
+        help_text=_("Stored encrypted. Leave blank to keep the current password."),
     )
 
     service_url = forms.URLField(
-        label="Service URL", required=False, assume_scheme="https", max_length=500,
+        label=_("Service URL"), required=False, assume_scheme="https", max_length=500,
         help_text=Connection._meta.get_field("service_url").help_text,
     )
     wsdl_url = forms.URLField(
-        label="WSDL URL", required=False, assume_scheme="https", max_length=500,
+        label=_("WSDL URL"), required=False, assume_scheme="https", max_length=500,
         help_text=Connection._meta.get_field("wsdl_url").help_text,
     )
     # Blank keeps the current interval (a new connection: the default), like the password.
     sync_interval = forms.DurationField(
-        label="Sync every", required=False,
-        help_text=Connection._meta.get_field("sync_interval").help_text + " Leave blank to keep it as it is.",
+        label=_("Sync every"), required=False,
+        help_text=format_lazy("{} {}", Connection._meta.get_field("sync_interval").help_text,
+                              _("Leave blank to keep it as it is.")),
     )
 
     class Meta:
@@ -73,7 +79,7 @@ class ConnectionForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         if not self.instance.has_password and not cleaned.get("password"):
-            self.add_error("password", "A new connection needs the service account's password.")
+            self.add_error("password", _("A new connection needs the service account's password."))
         elif self.instance.pk and not cleaned.get("password") and not self.errors:
             # The addresses and the password are one secret: whoever points the connection
             # elsewhere must know the password, or Test connection would hand it over there.
@@ -83,7 +89,7 @@ class ConnectionForm(forms.ModelForm):
             )
             asked = connections.endpoint_origins(*(self._asked(name) for name in ("region", "service_url", "wsdl_url")))
             if stored != asked:
-                self.add_error("password", (
+                self.add_error("password", _(
                     "The service URL, region or WSDL URL now points to another host: enter the service account's "
                     "password again, or the stored one would be sent there."
                 ))
@@ -109,15 +115,15 @@ def _may_ask(modeladmin, request, deadline, connection) -> bool:
     try:
         deadline.check(1, connection)
     except connections.OutOfTime:
-        modeladmin.message_user(request, (
-            f"{connection}: not asked: IPS answered too slowly for every connection to be asked within one "
-            f"request ({deadline.seconds:g} s). Select it again."
-        ), messages.WARNING)
+        modeladmin.message_user(request, gettext(
+            "%(connection)s: not asked: IPS answered too slowly for every connection to be asked within one "
+            "request (%(seconds)s s). Select it again."
+        ) % {"connection": connection, "seconds": f"{deadline.seconds:g}"}, messages.WARNING)
         return False
     return True
 
 
-@admin.action(description="Test connection (checkLogin, getUserInfo, getCompanyMembership)")
+@admin.action(description=_("Test connection (checkLogin, getUserInfo, getCompanyMembership)"))
 def test_connections(modeladmin, request, queryset):
     deadline = connections.Deadline()
     for n, connection in enumerate(queryset):
@@ -127,7 +133,7 @@ def test_connections(modeladmin, request, queryset):
         modeladmin.message_user(request, text, messages.SUCCESS if ok else messages.ERROR)
 
 
-@admin.action(description="Add the service account's companies from IPS", permissions=["add_companies"])
+@admin.action(description=_("Add the service account's companies from IPS"), permissions=["add_companies"])
 def add_companies_from_ips(modeladmin, request, queryset):
     deadline = connections.Deadline()
     for n, connection in enumerate(queryset):
@@ -136,12 +142,17 @@ def add_companies_from_ips(modeladmin, request, queryset):
         try:
             added = connections.add_service_account_companies(connection, deadline)
         except ips.IpsError as error:
-            modeladmin.message_user(request, f"{connection}: {error}", messages.ERROR)
+            text = gettext("%(connection)s: %(error)s") % {"connection": connection, "error": error}
+            modeladmin.message_user(request, text, messages.ERROR)
             continue
         names = ", ".join(f"{c.name} ({c.handle})" for c in added)
+        if added:
+            text = ngettext("%(connection)s: %(count)d company added: %(names)s.",
+                            "%(connection)s: %(count)d companies added: %(names)s.", len(added))
+        else:
+            text = gettext("%(connection)s: 0 companies added.")
         modeladmin.message_user(
-            request, f"{connection}: {len(added)} compan{'y' if len(added) == 1 else 'ies'} added{': ' + names if names else ''}.",
-            messages.SUCCESS,
+            request, text % {"connection": connection, "count": len(added), "names": names}, messages.SUCCESS,
         )
 
 
@@ -152,23 +163,23 @@ def _sync(modeladmin, request, companies):
         modeladmin.message_user(request, str(result), messages.ERROR if result.error else messages.SUCCESS)
 
 
-@admin.action(description="Sync jobs from IPS (getScheduledJobs)", permissions=["change"])
+@admin.action(description=_("Sync jobs from IPS (getScheduledJobs)"), permissions=["change"])
 def sync_connection_jobs(modeladmin, request, queryset):
     _sync(modeladmin, request, Company.objects.filter(connection__in=queryset))
 
 
-@admin.action(description="Sync jobs from IPS (getScheduledJobs)", permissions=["change"])
+@admin.action(description=_("Sync jobs from IPS (getScheduledJobs)"), permissions=["change"])
 def sync_company_jobs(modeladmin, request, queryset):
     _sync(modeladmin, request, queryset)
 
 
-@admin.action(description="Sync these jobs' companies from IPS", permissions=["change"])
+@admin.action(description=_("Sync these jobs' companies from IPS"), permissions=["change"])
 def sync_job_companies(modeladmin, request, queryset):
     _sync(modeladmin, request, Company.objects.filter(jobs__in=queryset).distinct())
 
 
 @admin.register(Connection)
-class ConnectionAdmin(RecordsMembershipsOnDelete, admin.ModelAdmin):
+class ConnectionAdmin(RecordsMembershipsOnDelete, ReadableValues, admin.ModelAdmin):
     form = ConnectionForm
     # The form's own URL fields assume https; so do the ones the admin builds from the model first.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
@@ -196,7 +207,7 @@ class ConnectionAdmin(RecordsMembershipsOnDelete, admin.ModelAdmin):
         """Add companies creates Company rows: changing connections is not enough."""
         return self.has_change_permission(request) and request.user.has_perm("jobs.add_company")
 
-    @admin.display(boolean=True, description="password set")
+    @boolean(_("password set"))
     def has_password(self, obj):
         return obj.has_password
 
@@ -204,11 +215,11 @@ class ConnectionAdmin(RecordsMembershipsOnDelete, admin.ModelAdmin):
 class SyncFailingFilter(admin.SimpleListFilter):
     """Companies whose last sync of jobs (getScheduledJobs) failed: the error stays until one succeeds."""
 
-    title = "sync failing"
+    title = _("sync failing")
     parameter_name = "sync_failing"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Yes"), ("no", "No")]
+        return [("yes", _("Yes")), ("no", _("No"))]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
@@ -221,11 +232,11 @@ class SyncFailingFilter(admin.SimpleListFilter):
 class WatcherFailingFilter(admin.SimpleListFilter):
     """Companies whose watcher's last look at IPS failed (services.watch): runs are not being recorded."""
 
-    title = "watcher failing"
+    title = _("watcher failing")
     parameter_name = "watcher_failing"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Yes"), ("no", "No")]
+        return [("yes", _("Yes")), ("no", _("No"))]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
@@ -233,10 +244,6 @@ class WatcherFailingFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(Q(watch__isnull=True) | Q(watch__last_error=""))
         return queryset
-
-
-def _at(value) -> str:
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}" if value else "—"
 
 
 def _watch(obj) -> CompanyWatch | None:
@@ -247,7 +254,7 @@ def _watch(obj) -> CompanyWatch | None:
 
 
 @admin.register(Company)
-class CompanyAdmin(RecordsMembershipsOnDelete, MembershipsByServiceMixin, admin.ModelAdmin):
+class CompanyAdmin(RecordsMembershipsOnDelete, MembershipsByServiceMixin, ReadableValues, admin.ModelAdmin):
     """Companies, with how their jobs sync and how their watcher fares: both run in the background
     (manage.py watch_ips), so a failure of either shows here, in the list and on the company."""
 
@@ -260,8 +267,8 @@ class CompanyAdmin(RecordsMembershipsOnDelete, MembershipsByServiceMixin, admin.
     membership_source = MembershipChange.Source.COMPANY_DELETED
     fieldsets = [
         (None, {"fields": ["connection", "handle", "name"]}),
-        ("Sync of its jobs (getScheduledJobs)", {"fields": ["last_synced_at", "sync_error", "sync_failed_at"]}),
-        ("Watcher of its runs in IPS", {"fields": [
+        (_("Sync of its jobs (getScheduledJobs)"), {"fields": ["last_synced_at", "sync_error", "sync_failed_at"]}),
+        (_("Watcher of its runs in IPS"), {"fields": [
             "watch_last_look_at", "watch_last_ok_at", "watch_last_error", "watch_next_look_at", "watch_next_sync_at",
             "watch_lease", "watch_looks",
         ]}),
@@ -275,62 +282,65 @@ class CompanyAdmin(RecordsMembershipsOnDelete, MembershipsByServiceMixin, admin.
     def memberships_of(self, objs):
         return Membership.objects.filter(company__in=objs)
 
-    @admin.display(description="last sync")
+    @admin.display(description=_("last sync"))
     def sync_state(self, obj):
         if obj.sync_error:
-            return f"failed at {_at(obj.sync_failed_at)}: {Truncator(obj.sync_error).chars(120)}"
-        return "ok" if obj.last_synced_at else "never synced"
+            # The error is IPS's (or the network's) as recorded: only the words around it are translated.
+            return gettext("failed at %(at)s: %(error)s") % {
+                "at": _at(obj.sync_failed_at), "error": Truncator(obj.sync_error).chars(120)}
+        return gettext("ok") if obj.last_synced_at else gettext("never synced")
 
-    @admin.display(description="watcher")
+    @admin.display(description=_("watcher"))
     def watcher_state(self, obj):
         watch = _watch(obj)
         if watch is None or watch.last_look_at is None:
-            return "not looked yet"
+            return gettext("not looked yet")
         if watch.last_error:
-            return (f"failing: {Truncator(watch.last_error).chars(120)} "
-                    f"(last look {_at(watch.last_look_at)}, last success {_at(watch.last_ok_at)})")
-        return f"ok (last look {_at(watch.last_look_at)})"
+            return gettext("failing: %(error)s (last look %(look)s, last success %(ok)s)") % {
+                "error": Truncator(watch.last_error).chars(120), "look": _at(watch.last_look_at),
+                "ok": _at(watch.last_ok_at)}
+        return gettext("ok (last look %(look)s)") % {"look": _at(watch.last_look_at)}
 
-    @admin.display(description="last look at IPS")
+    @admin.display(description=_("last look at IPS"))
     def watch_last_look_at(self, obj):
         watch = _watch(obj)
         return _at(watch.last_look_at) if watch else "—"
 
-    @admin.display(description="last successful look")
+    @admin.display(description=_("last successful look"))
     def watch_last_ok_at(self, obj):
         watch = _watch(obj)
         return _at(watch.last_ok_at) if watch else "—"
 
-    @admin.display(description="last look's error")
+    @admin.display(description=_("last look's error"))
     def watch_last_error(self, obj):
         watch = _watch(obj)
-        return (watch.last_error or "none") if watch else "—"
+        return (watch.last_error or gettext("none")) if watch else "—"
 
-    @admin.display(description="next look due")
+    @admin.display(description=_("next look due"))
     def watch_next_look_at(self, obj):
         watch = _watch(obj)
         return _at(watch.next_look_at) if watch else "—"
 
-    @admin.display(description="next sync due")
+    @admin.display(description=_("next sync due"))
     def watch_next_sync_at(self, obj):
         watch = _watch(obj)
         return _at(watch.next_sync_at) if watch else "—"
 
-    @admin.display(description="held by")
+    @admin.display(description=_("held by"))
     def watch_lease(self, obj):
         watch = _watch(obj)
         if watch is None or not watch.lease_owner or watch.lease_until is None or watch.lease_until < timezone.now():
-            return "nobody"
-        return f"{watch.lease_owner} until {_at(watch.lease_until)}"
+            return gettext("nobody")
+        return gettext("%(owner)s until %(at)s") % {"owner": watch.lease_owner, "at": _at(watch.lease_until)}
 
-    @admin.display(description="looks")
+    @admin.display(description=_("looks"))
     def watch_looks(self, obj):
         watch = _watch(obj)
         return watch.looks if watch else 0
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadableValues, admin.ModelAdmin):
     list_display = ["name", "company", "type", "exec_schedule", "next_fire_time", "trigger_state", "missed_grace",
                     "is_gone"]
     list_filter = ["is_gone", "type", "trigger_state", "company"]

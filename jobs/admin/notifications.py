@@ -10,6 +10,7 @@ from ..models import DeliveryAttempt, Notification, Subscription
 from ..services import notify
 from .people import may_grant_roles
 from .records import ReadOnlyAdmin
+from .values import ReadableValues, at, boolean
 
 
 class SubscriptionAdminForm(forms.ModelForm):
@@ -95,7 +96,7 @@ class SubscriptionAdminForm(forms.ModelForm):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ReadableValues, admin.ModelAdmin):
     form = SubscriptionAdminForm
     list_display = ["user", "scope", "company", "job", "channel", "target_hint", "paused", "works", "created_at"]
     list_filter = ["channel", "scope", "paused"]
@@ -118,7 +119,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         form.acting_user, form.for_others = request.user, may_grant_roles(request.user)
         return form
 
-    @admin.display(boolean=True, description=_("sends"))
+    @boolean(_("sends"))
     def works(self, obj):
         """False when its owner's role no longer lets them read the company's job logs: it sends nothing."""
         return notify.subscription_works(obj)
@@ -128,7 +129,15 @@ class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
-    fields = readonly_fields = ["at", "ok", "status_code", "error"]
+    fields = readonly_fields = ["at_shown", "ok_shown", "status_code", "error"]
+
+    @admin.display(description=_("at"))
+    def at_shown(self, obj):
+        return at(obj.at)
+
+    @boolean(_("ok"))
+    def ok_shown(self, obj):
+        return obj.ok
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -11,11 +11,14 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters
 
 from ..models import IpsIdentity, Membership, MembershipChange
 from ..services import people
+from .labels import NamedInlineWidgets
 from .records import ReadOnlyAdmin
+from .values import ReadableValues
 
 # Named, not __name__: the privilege log line has always been the admin's.
 log = logging.getLogger("jobs.admin")
@@ -61,10 +64,10 @@ class MembershipInlineFormSet(forms.BaseInlineFormSet):
             user_id = data["user"].pk if data.get("user") else form.instance.user_id
             touched = form.has_changed() or data.get("DELETE")
             if touched and user_id == self.request_user.pk:
-                raise forms.ValidationError("Nobody changes their own IPS user type: ask another administrator.")
+                raise forms.ValidationError(_("Nobody changes their own IPS user type: ask another administrator."))
 
 
-class MembershipInline(_GrantsRoles, admin.TabularInline):
+class MembershipInline(_GrantsRoles, NamedInlineWidgets, admin.TabularInline):
     model = Membership
     formset = MembershipInlineFormSet
     extra = 1
@@ -106,19 +109,19 @@ class MembershipForm(forms.ModelForm):
     def clean_user(self):
         user = self.cleaned_data["user"]
         if user.pk == self.request_user.pk:
-            raise forms.ValidationError("Nobody changes their own IPS user type: ask another administrator.")
+            raise forms.ValidationError(_("Nobody changes their own IPS user type: ask another administrator."))
         return user
 
 
 @admin.register(Membership)
-class MembershipAdmin(_GrantsRoles, admin.ModelAdmin):
+class MembershipAdmin(_GrantsRoles, ReadableValues, admin.ModelAdmin):
     form = MembershipForm
     list_display = ["user", "company", "role", "origin", "read_at"]
     list_filter = ["role", "from_ips", "company"]
 
-    @admin.display(description="from", ordering="from_ips")
+    @admin.display(description=_("from"), ordering="from_ips")
     def origin(self, obj):
-        return "IPS" if obj.from_ips else "manual"
+        return "IPS" if obj.from_ips else _("manual")
     search_fields = ["user__username", "company__name", "company__handle"]
     autocomplete_fields = ["user", "company"]
 
@@ -141,7 +144,7 @@ class MembershipAdmin(_GrantsRoles, admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for obj in queryset.select_related("user", "company"):
             if obj.user_id == request.user.pk:
-                raise PermissionDenied("Nobody changes their own IPS user type.")
+                raise PermissionDenied(_("Nobody changes their own IPS user type."))
             self.delete_model(request, obj)
 
 
@@ -218,7 +221,7 @@ def _privileges(user) -> dict:
 
 
 @admin.register(User)
-class IpsUserAdmin(RecordsMembershipsOnDelete, MembershipsByServiceMixin, UserAdmin):
+class IpsUserAdmin(RecordsMembershipsOnDelete, MembershipsByServiceMixin, ReadableValues, UserAdmin):
     """Accounts. Holding the user permissions is not holding every permission: privileges
     (superuser, staff, groups, permissions) are a superuser's to give, never one's own, and
     a privileged account is administered by superusers only (its password included)."""

@@ -5,12 +5,16 @@ from django.core.paginator import Paginator
 from django.db import connection, models
 from django.db.models import F, Func
 from django.utils.functional import cached_property
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from ..history import DRIVE_CAP, capped_count
 from ..models import Execution, ExportFile, HistoryExport, Job
+from .values import ReadableValues
+from .values import at as _at
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadableValues, admin.ModelAdmin):
     """A record: every field shown, nobody adds, changes or deletes one, superusers included."""
 
     def get_readonly_fields(self, request, obj=None):
@@ -70,14 +74,14 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_filter = ["started_by", "outcome", "ips_result", "company", ("requested_at", admin.DateFieldListFilter)]
     # The box is shown for any search field; get_search_results decides what is searched.
     search_fields = ["request_id"]
-    search_help_text = "A request id (whole), a user name (whole, any case), or part of a job's name."
+    search_help_text = _("A request id (whole), a user name (whole, any case), or part of a job's name.")
     list_select_related = ["company"]
     sortable_by = ["requested_at"]
     paginator = CappedCountPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
 
-    @admin.display(description="company", ordering="company_handle")
+    @admin.display(description=_("company"), ordering="company_handle")
     def company_label(self, obj):
         return f"{obj.company.name} ({obj.company_handle})" if obj.company else obj.company_handle
 
@@ -128,16 +132,18 @@ class HistoryExportAdmin(ReadOnlyAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*super().get_readonly_fields(request, obj), "file_state"]
 
-    @admin.display(description="file")
+    @admin.display(description=_("file"))
     def file_state(self, obj):
         """Where the export's file stands: queued, running (rows written of total), ready, failed (why), expired."""
         file = getattr(obj, "file", None)
         if file is None:
             return "—"  # an export streamed before issue 18: no file
         if file.state == ExportFile.State.RUNNING:
-            return f"running: {file.rows_written} of {file.rows_total if file.rows_total is not None else '?'} rows"
+            return gettext("running: %(written)s of %(total)s rows") % {
+                "written": file.rows_written, "total": file.rows_total if file.rows_total is not None else "?"}
         if file.state == ExportFile.State.FAILED:
-            return f"failed: {file.error}"
+            # The error as recorded; the word before it is the page's.
+            return gettext("failed: %(error)s") % {"error": file.error}
         if file.state == ExportFile.State.READY:
-            return f"ready: {file.size} bytes, until {file.expires_at:%Y-%m-%d %H:%M}"
-        return file.state
+            return gettext("ready: %(size)s bytes, until %(at)s") % {"size": file.size, "at": _at(file.expires_at)}
+        return file.get_state_display()

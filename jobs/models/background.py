@@ -8,6 +8,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 # The execution by name ("jobs.Execution"): .executions imports this module,
 # ExecutionQuerySet.prune() deletes the follows of what it prunes.
@@ -34,6 +35,8 @@ class RunFollow(models.Model):
     done_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("run followed in IPS")
+        verbose_name_plural = _("runs followed in IPS")
         indexes = [
             # resume_follows: runs still followed, by when they are due.
             models.Index(fields=["next_poll_at"], condition=Q(done_at__isnull=True), name="runfollow_due"),
@@ -97,6 +100,8 @@ class CompanyWatch(models.Model):
     objects = CompanyWatchQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("company watcher")
+        verbose_name_plural = _("company watchers")
         indexes = [
             # The watcher's loop: companies due for a look.
             models.Index(fields=["next_look_at"], name="companywatch_due"),
@@ -117,6 +122,10 @@ class Chore(models.Model):
     next_run_at = models.DateTimeField()
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_result = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("chore")
+        verbose_name_plural = _("chores")
 
     def __str__(self):
         return self.name

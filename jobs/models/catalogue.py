@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Count, F, OuterRef, Q, Subquery, Window
 from django.db.models.functions import MD5, RowNumber
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .connections import Company
 from .executions import Execution
@@ -59,36 +60,38 @@ class JobQuerySet(models.QuerySet):
 class Job(models.Model):
     """A scheduled IPS job, kept in step with getScheduledJobs."""
 
-    company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="jobs")
+    company = models.ForeignKey(Company, verbose_name=_("company"), on_delete=models.PROTECT, related_name="jobs")
     # Handles and names are kept whole whatever their length: IPS is called
     # with them (jobHandle, originalName). Other fields are cut to their
     # column by sync, which says so.
-    handle = models.TextField()
-    name = models.TextField()
-    original_name = models.TextField(blank=True)
-    type = models.CharField(max_length=100, blank=True)
-    description = models.TextField(blank=True)
-    submit_user_email = models.CharField(max_length=254, blank=True)
-    exec_schedule = models.CharField("schedule", max_length=255, blank=True)
-    next_fire_time = models.DateTimeField(null=True, blank=True)
-    time_zone = models.CharField(max_length=64, blank=True)
-    trigger_state = models.CharField(max_length=64, blank=True)
-    is_gone = models.BooleanField("gone from IPS", default=False)
-    gone_at = models.DateTimeField(null=True, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
+    handle = models.TextField(_("handle"))
+    name = models.TextField(_("name"))
+    original_name = models.TextField(_("original name"), blank=True)
+    type = models.CharField(_("type"), max_length=100, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    submit_user_email = models.CharField(_("submit user email"), max_length=254, blank=True)
+    exec_schedule = models.CharField(_("schedule"), max_length=255, blank=True)
+    next_fire_time = models.DateTimeField(_("next fire time"), null=True, blank=True)
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
+    trigger_state = models.CharField(_("trigger state"), max_length=64, blank=True)
+    is_gone = models.BooleanField(_("gone from IPS"), default=False)
+    gone_at = models.DateTimeField(_("gone at"), null=True, blank=True)
+    last_synced_at = models.DateTimeField(_("last synced at"), null=True, blank=True)
     missed_grace = models.DurationField(
-        "grace before a run counts as missed", default=dt.timedelta(minutes=15),
-        help_text="How long after a fire time IPS may take to start the run (hh:mm:ss).",
+        _("grace before a run counts as missed"), default=dt.timedelta(minutes=15),
+        help_text=_("How long after a fire time IPS may take to start the run (hh:mm:ss)."),
         validators=[MinValueValidator(dt.timedelta(0))],
     )
     # The earliest fire time not yet accounted for (by a run, a MissedRun, a pause):
     # sync moves next_fire_time on as IPS does, but this only once the watcher has
     # accounted for it, so a fire time replaced before its grace ends is not lost.
-    expected_fire_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expected_fire_at = models.DateTimeField(_("expected fire at"), null=True, blank=True, editable=False)
 
     objects = JobQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
         ordering = ["company", "name"]
         constraints = [
             # Sync upserts by (company, handle). On a digest: a btree entry of a
@@ -137,6 +140,8 @@ class MissedRun(models.Model):
     objects = MissedRunQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("missed run")
+        verbose_name_plural = _("missed runs")
         ordering = ["-fire_time"]
         constraints = [
             # Once per fire time, whichever watcher sees it first (two watchers, retries).

@@ -7,6 +7,7 @@ import datetime as dt
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .. import crypto, ipsversions
@@ -29,50 +30,54 @@ class Connection(models.Model):
         APAC = "apac", _("Japan / Asia Pacific")
         APAC_STAGING = "apac-staging", _("Japan / Asia Pacific (staging)")
 
-    name = models.CharField(max_length=100, unique=True)
-    region = models.CharField(max_length=20, choices=Region.choices, default=Region.CUSTOM)
-    service_url = models.URLField(
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    region = models.CharField(_("region"), max_length=20, choices=Region.choices, default=Region.CUSTOM)
+    service_url = models.URLField(_("service URL"),
         blank=True,
         max_length=500,
-        help_text="IpsApiService address. Required for a custom region; overrides the region's host otherwise.",
+        help_text=_("IpsApiService address. Required for a custom region; overrides the region's host otherwise."),
     )
     wsdl_url = models.URLField(
-        "WSDL URL",
+        _("WSDL URL"),
         blank=True,
         max_length=500,
-        help_text="Leave empty to use the WSDL bundled with ipsadmin for the API version.",
+        help_text=_("Leave empty to use the WSDL bundled with ipsadmin for the API version."),
     )
     api_version = models.CharField(
-        "API version",
+        _("API version"),
         max_length=20,
-        choices=[(v.key, v.label) for v in ipsversions.VERSIONS],
+        # The unversioned namespace's label in the page's language (ipsversions is read outside Django too).
+        choices=[(v.key, v.label if v.key else format_lazy("{} ({})", v.release, _("unversioned")))
+                 for v in ipsversions.VERSIONS],
         blank=True,
         default=ipsversions.DEFAULT_VERSION,
-        help_text="The IPS API namespace to speak; replies are read in that version's shapes.",
+        help_text=_("The IPS API namespace to speak; replies are read in that version's shapes."),
     )
     username = models.CharField(
-        "service account email",
+        _("service account email"),
         max_length=254,
-        help_text="The IPS user the dashboard calls as. Its IPS type must be IpsUser or IpsAdmin.",
+        help_text=_("The IPS user the dashboard calls as. Its IPS type must be IpsUser or IpsAdmin."),
     )
-    password_encrypted = models.TextField(editable=False, blank=True)
+    password_encrypted = models.TextField(_("password encrypted"), editable=False, blank=True)
     ips_sign_in = models.BooleanField(
-        "sign in with IPS",
+        _("sign in with IPS"),
         default=False,
-        help_text="People log in with their IPS email and password; their companies and user types are read "
-        "from IPS (checkLogin, getUserInfo, getCompanyMembership). Passwords are never stored.",
+        help_text=_("People log in with their IPS email and password; their companies and user types are read "
+        "from IPS (checkLogin, getUserInfo, getCompanyMembership). Passwords are never stored."),
     )
     sync_interval = models.DurationField(
-        "sync every",
+        _("sync every"),
         default=dt.timedelta(minutes=15),
         validators=[MinValueValidator(dt.timedelta(seconds=10))],
-        help_text="How often the background watcher reads each company's jobs from IPS (getScheduledJobs), "
-        "as HH:MM:SS.",
+        help_text=_("How often the background watcher reads each company's jobs from IPS (getScheduledJobs), "
+        "as HH:MM:SS."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("connection")
+        verbose_name_plural = _("connections")
         ordering = ["name"]
 
     def __str__(self):
@@ -115,18 +120,23 @@ class CompanyQuerySet(models.QuerySet):
 
 
 class Company(models.Model):
-    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="companies")
-    handle = models.CharField(max_length=255, help_text="The IPS company handle, e.g. 47.")
-    name = models.CharField(max_length=255)
-    last_synced_at = models.DateTimeField(
-        "last synced", null=True, blank=True, help_text="When its jobs were last read from IPS."
+    connection = models.ForeignKey(
+        Connection, verbose_name=_("connection"), on_delete=models.PROTECT, related_name="companies",
     )
-    sync_error = models.TextField(blank=True, help_text="Why the last sync failed; empty once one succeeds.")
-    sync_failed_at = models.DateTimeField(null=True, blank=True)
+    handle = models.CharField(_("handle"), max_length=255, help_text=_("The IPS company handle, e.g. 47."))
+    name = models.CharField(_("name"), max_length=255)
+    last_synced_at = models.DateTimeField(
+        _("last synced"), null=True, blank=True, help_text=_("When its jobs were last read from IPS.")
+    )
+    sync_error = models.TextField(
+        _("sync error"), blank=True, help_text=_("Why the last sync failed; empty once one succeeds."),
+    )
+    sync_failed_at = models.DateTimeField(_("sync failed at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("company")
+        verbose_name_plural = _("companies")
         ordering = ["name", "handle"]
-        verbose_name_plural = "companies"
         constraints = [
             # Sync and demo data look companies up by (connection, handle).
             models.UniqueConstraint(fields=["connection", "handle"], name="company_unique_handle"),

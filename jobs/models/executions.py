@@ -202,68 +202,77 @@ class Execution(AppendOnly):
         }
     )
 
-    operation = models.CharField(max_length=40, default="executeJob")
-    started_by = models.CharField(
+    operation = models.CharField(_("operation"), max_length=40, default="executeJob")
+    started_by = models.CharField(_("started by"),
         max_length=10, choices=StartedBy.choices, default=StartedBy.HERE, db_default=StartedBy.HERE,
-        help_text="Pressed here, or a run IPS started that the dashboard found in its job logs.",
+        help_text=_("Pressed here, or a run IPS started that the dashboard found in its job logs."),
     )
-    job = models.ForeignKey("jobs.Job", null=True, on_delete=set_null_by_database, related_name="executions")
-    company = models.ForeignKey(Company, null=True, on_delete=set_null_by_database, related_name="executions")
-    company_handle = models.CharField(max_length=255)
-    job_handle = models.TextField()
-    job_name = models.TextField()
+    job = models.ForeignKey(
+        "jobs.Job", verbose_name=_("job"), null=True, on_delete=set_null_by_database, related_name="executions",
+    )
+    company = models.ForeignKey(
+        Company, verbose_name=_("company"), null=True, on_delete=set_null_by_database, related_name="executions",
+    )
+    company_handle = models.CharField(_("company handle"), max_length=255)
+    job_handle = models.TextField(_("job handle"))
+    job_name = models.TextField(_("job name"))
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=set_null_by_database, related_name="executions"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True, on_delete=set_null_by_database, related_name="executions"
     )
-    username = models.CharField(max_length=150)
-    role = models.CharField(max_length=30, blank=True, help_text="The user's IPS user type at the time.")
-    role_from_ips = models.BooleanField("role read from IPS", default=False)
+    username = models.CharField(_("username"), max_length=150)
+    role = models.CharField(_("role"), max_length=30, blank=True, help_text=_("The user's IPS user type at the time."))
+    role_from_ips = models.BooleanField(_("role read from IPS"), default=False)
     role_read_at = models.DateTimeField(
-        "role read from IPS at", null=True, blank=True, help_text="When IPS last said so, for a role read from IPS."
+        _("role read from IPS at"), null=True, blank=True,
+        help_text=_("When IPS last said so, for a role read from IPS.")
     )
-    outcome = models.CharField(max_length=20, choices=Outcome.choices)
-    message = models.TextField(blank=True, help_text="What the user was told.")
-    fault_family = models.CharField(max_length=40, blank=True)
-    fault_code = models.IntegerField(null=True, blank=True)
-    fault_reason = models.TextField(blank=True)
-    requested_at = models.DateTimeField()
-    sent_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome.choices)
+    message = models.TextField(_("message"), blank=True, help_text=_("What the user was told."))
+    fault_family = models.CharField(_("fault family"), max_length=40, blank=True)
+    fault_code = models.IntegerField(_("fault code"), null=True, blank=True)
+    fault_reason = models.TextField(_("fault reason"), blank=True)
+    requested_at = models.DateTimeField(_("requested at"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     # IPS's own time just before the action was sent (the Date of its answer to the look
     # before): the run a press started cannot have begun earlier, in IPS's clock.
-    ips_clock_at = models.DateTimeField("IPS time when sent", null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    ips_clock_at = models.DateTimeField(_("IPS time when sent"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     # Big: a row left 'sending' for weeks gets its (long) time when reconciled.
     duration_ms = models.PositiveBigIntegerField(
-        "request time (ms)", null=True, blank=True, help_text="How long the dashboard's calls to IPS took."
+        _("request time (ms)"), null=True, blank=True, help_text=_("How long the dashboard's calls to IPS took.")
     )
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
-    user_agent = models.CharField(max_length=512, blank=True)
-    request_id = models.CharField(max_length=64)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
+    request_id = models.CharField(_("request id"), max_length=64)
     # The run IPS started, as getActiveJobs named it right after executeJob:
     # following the run looks for exactly this one, never the job's latest.
-    ips_run_handle = models.TextField("IPS run handle", blank=True)
-    ips_run_name = models.TextField("IPS run name", blank=True)
+    ips_run_handle = models.TextField(_("IPS run handle"), blank=True)
+    ips_run_name = models.TextField(_("IPS run name"), blank=True)
     # What IPS did with the run, written by following it (jobs/tasks.py and
     # the browser's polls alike), final once ips_result is set.
-    ips_state = models.CharField("IPS state", max_length=20, blank=True, help_text="While the run goes on.")
-    ips_progress = models.PositiveSmallIntegerField("IPS progress (%)", null=True, blank=True)
-    ips_log_type = models.CharField("IPS log type", max_length=64, blank=True)
-    ips_success_count = models.PositiveIntegerField(null=True, blank=True)
-    ips_warning_count = models.PositiveIntegerField(null=True, blank=True)
-    ips_error_count = models.PositiveIntegerField(null=True, blank=True)
-    ips_duplicate_count = models.PositiveIntegerField(null=True, blank=True)
-    ips_update_count = models.PositiveIntegerField(null=True, blank=True)
-    ips_total_count = models.PositiveIntegerField(null=True, blank=True)
-    ips_fatal = models.BooleanField("IPS fatal error", null=True, blank=True)
-    ips_started_at = models.DateTimeField("IPS start", null=True, blank=True)
-    ips_ended_at = models.DateTimeField("IPS end", null=True, blank=True)
-    ips_runtime_ms = models.PositiveBigIntegerField("IPS runtime (ms)", null=True, blank=True)
-    ips_result = models.CharField("IPS result", max_length=20, choices=IpsResult.choices, blank=True)
-    ips_result_at = models.DateTimeField("IPS result recorded", null=True, blank=True)
+    ips_state = models.CharField(_("IPS state"), max_length=20, blank=True, help_text=_("While the run goes on."))
+    ips_progress = models.PositiveSmallIntegerField(_("IPS progress (%)"), null=True, blank=True)
+    ips_log_type = models.CharField(_("IPS log type"), max_length=64, blank=True)
+    ips_success_count = models.PositiveIntegerField(_("IPS success count"), null=True, blank=True)
+    ips_warning_count = models.PositiveIntegerField(_("IPS warning count"), null=True, blank=True)
+    ips_error_count = models.PositiveIntegerField(_("IPS error count"), null=True, blank=True)
+    ips_duplicate_count = models.PositiveIntegerField(_("IPS duplicate count"), null=True, blank=True)
+    ips_update_count = models.PositiveIntegerField(_("IPS update count"), null=True, blank=True)
+    ips_total_count = models.PositiveIntegerField(_("IPS total count"), null=True, blank=True)
+    ips_fatal = models.BooleanField(_("IPS fatal error"), null=True, blank=True)
+    ips_started_at = models.DateTimeField(_("IPS start"), null=True, blank=True)
+    ips_ended_at = models.DateTimeField(_("IPS end"), null=True, blank=True)
+    ips_runtime_ms = models.PositiveBigIntegerField(_("IPS runtime (ms)"), null=True, blank=True)
+    ips_result = models.CharField(_("IPS result"), max_length=20, choices=IpsResult.choices, blank=True)
+    ips_result_at = models.DateTimeField(_("IPS result recorded"), null=True, blank=True)
 
     objects = ExecutionQuerySet.as_manager()
 
     class Meta(AppendOnly.Meta):
+        verbose_name = _("execution")
+        verbose_name_plural = _("executions")
         ordering = ["-requested_at", "-id"]
         constraints = [
             # At most one run in flight per job, across workers and servers.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .append_only import AppendOnly, AppendOnlyQuerySet, Rules, Stage, set_null_by_database
 
@@ -22,21 +23,27 @@ class HistoryExport(AppendOnly):
     otherwise, never deleted. Not an Execution: those are IPS operations on
     a job."""
 
-    at = models.DateTimeField(default=timezone.now)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=set_null_by_database, related_name="+")
-    username = models.CharField(max_length=150)
-    filters = models.JSONField(default=dict, blank=True, help_text="The history filters, as in the page's address.")
-    row_count = models.PositiveBigIntegerField("rows sent", null=True, blank=True)
-    completed = models.BooleanField(
-        null=True, blank=True, help_text="Every row sent (yes), the download broke off (no), or still going."
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, on_delete=set_null_by_database, related_name="+",
     )
-    finished_at = models.DateTimeField(null=True, blank=True)
-    request_id = models.CharField(max_length=64)
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    username = models.CharField(_("username"), max_length=150)
+    filters = models.JSONField(
+        _("filters"), default=dict, blank=True, help_text=_("The history filters, as in the page's address."),
+    )
+    row_count = models.PositiveBigIntegerField(_("rows sent"), null=True, blank=True)
+    completed = models.BooleanField(_("completed"),
+        null=True, blank=True, help_text=_("Every row sent (yes), the download broke off (no), or still going.")
+    )
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    request_id = models.CharField(_("request id"), max_length=64)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
 
     objects = HistoryExportQuerySet.as_manager()
 
     class Meta(AppendOnly.Meta):
+        verbose_name = _("history export")
+        verbose_name_plural = _("history exports")
         ordering = ["-at", "-id"]
         indexes = [
             # The admin's list of exports, newest first.
@@ -71,11 +78,11 @@ class ExportFile(models.Model):
     taken for dead and still running cannot overwrite the verdict."""
 
     class State(models.TextChoices):
-        QUEUED = "queued", "queued"
-        RUNNING = "running", "running"
-        READY = "ready", "ready"
-        FAILED = "failed", "failed"
-        EXPIRED = "expired", "expired"
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        READY = "ready", _("ready")
+        FAILED = "failed", _("failed")
+        EXPIRED = "expired", _("expired")
 
     export = models.OneToOneField(HistoryExport, primary_key=True, on_delete=models.CASCADE, related_name="file")
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
@@ -97,6 +104,8 @@ class ExportFile(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("export file")
+        verbose_name_plural = _("export files")
         indexes = [
             # The cleanup chore: files past their keep (state ready or failed with a file), oldest first.
             models.Index(fields=["expires_at"], condition=models.Q(expires_at__isnull=False), name="exportfile_expiry"),

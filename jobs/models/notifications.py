@@ -45,28 +45,33 @@ class Subscription(models.Model):
         "on_missed": _("missed runs"),
     }
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions")
-    scope = models.CharField(max_length=10, choices=Scope.choices)
-    company = models.ForeignKey("jobs.Company", null=True, blank=True, on_delete=models.CASCADE,
-                                related_name="subscriptions", help_text="For the scope 'a company'.")
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.CASCADE,
-                            related_name="subscriptions", help_text="For the scope 'a job'.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="subscriptions",
+    )
+    scope = models.CharField(_("scope"), max_length=10, choices=Scope.choices)
+    company = models.ForeignKey("jobs.Company",
+                                verbose_name=_("company"), null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="subscriptions", help_text=_("For the scope 'a company'."))
+    job = models.ForeignKey("jobs.Job", verbose_name=_("job"), null=True, blank=True, on_delete=models.CASCADE,
+                            related_name="subscriptions", help_text=_("For the scope 'a job'."))
     on_fatal = models.BooleanField(_("fatal errors"), default=False)
     on_errors = models.BooleanField(_("errors"), default=False)
     on_warnings = models.BooleanField(_("warnings"), default=False)
     on_finish = models.BooleanField(_("every finish"), default=False)
     on_not_through = models.BooleanField(_("did not go through"), default=False,
-                                         help_text="Refused by IPS, unreachable, timed out, bad reply.")
+                                         help_text=_("Refused by IPS, unreachable, timed out, bad reply."))
     on_missed = models.BooleanField(_("missed runs"), default=False)
-    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.EMAIL)
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices, default=Channel.EMAIL)
     # Encrypted (crypto.encrypt); empty for email. target_hint is what pages may show of it.
-    target_encrypted = models.TextField(blank=True, editable=False)
-    target_hint = models.CharField(max_length=255, blank=True, editable=False)
-    secret_encrypted = models.TextField(blank=True, editable=False)
-    paused = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    target_encrypted = models.TextField(_("target encrypted"), blank=True, editable=False)
+    target_hint = models.CharField(_("target hint"), max_length=255, blank=True, editable=False)
+    secret_encrypted = models.TextField(_("secret encrypted"), blank=True, editable=False)
+    paused = models.BooleanField(_("paused"), default=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
 
     class Meta:
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
         ordering = ["user", "created_at", "id"]
         constraints = [
             # The scope names exactly the object it needs.
@@ -145,25 +150,33 @@ class Notification(models.Model):
         FAILED = "failed", _("failed")
         SKIPPED = "skipped", _("not sent")
 
-    kind = models.CharField(max_length=12, choices=Kind.choices)
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
     #: The Execution's pk (run_ended, press_ended) or the MissedRun's (run_missed).
-    event_id = models.BigIntegerField()
+    event_id = models.BigIntegerField(_("event id"))
     #: None once its subscription was removed: the log stays (whom and how it went: ``recipient``, ``channel``).
-    subscription = models.ForeignKey(Subscription, null=True, on_delete=models.SET_NULL, related_name="notifications")
-    recipient = models.CharField(max_length=150, blank=True, help_text="The subscriber's user name, as it was.")
-    channel = models.CharField(max_length=10, blank=True, choices=Subscription.Channel.choices)
+    subscription = models.ForeignKey(
+        Subscription,
+        verbose_name=_("subscription"),
+        null=True, on_delete=models.SET_NULL, related_name="notifications",
+    )
+    recipient = models.CharField(
+        _("recipient"), max_length=150, blank=True, help_text=_("The subscriber's user name, as it was."),
+    )
+    channel = models.CharField(_("channel"), max_length=10, blank=True, choices=Subscription.Channel.choices)
     #: What happened, as the subscription matched it (errors, fatal, ok, refused, missed, ...).
-    what = models.CharField(max_length=20)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    created_at = models.DateTimeField(default=timezone.now)
-    next_try_at = models.DateTimeField(default=timezone.now)
+    what = models.CharField(_("what"), max_length=20)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    next_try_at = models.DateTimeField(_("next try at"), default=timezone.now)
     #: A claimed send that outlives this was cut off (its worker died): it may be claimed again.
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
 
     class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
         ordering = ["-created_at", "-id"]
         constraints = [
             # Exactly once: one notification per event and subscription, however often the event is handled.
@@ -181,13 +194,17 @@ class Notification(models.Model):
 class DeliveryAttempt(models.Model):
     """One try of sending a notification: the receiver's status code or the error, when. Read-only."""
 
-    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="attempts_made")
-    at = models.DateTimeField(default=timezone.now)
-    ok = models.BooleanField(default=False)
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    error = models.TextField(blank=True)
+    notification = models.ForeignKey(
+        Notification, verbose_name=_("notification"), on_delete=models.CASCADE, related_name="attempts_made",
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    ok = models.BooleanField(_("ok"), default=False)
+    status_code = models.PositiveSmallIntegerField(_("status code"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
 
     class Meta:
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
         ordering = ["-at", "-id"]
         indexes = [
             # The attempts of one notification (admin inline), newest first.

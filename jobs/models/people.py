@@ -19,16 +19,22 @@ from .append_only import AppendOnly, Rules, set_null_by_database
 class Membership(models.Model):
     """A dashboard user's IPS user type in one company."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    company = models.ForeignKey("jobs.Company", on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField("IPS user type", max_length=30, choices=UserType.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="memberships",
+    )
+    company = models.ForeignKey(
+        "jobs.Company", verbose_name=_("company"), on_delete=models.CASCADE, related_name="memberships",
+    )
+    role = models.CharField(_("IPS user type"), max_length=30, choices=UserType.choices)
     # Where the user type comes from: typed in the admin, or read from IPS
     # (sign-in, refresh), when. One read longer ago than
     # IPS_MEMBERSHIP_MAX_AGE no longer lets its holder act (roles.Access).
-    from_ips = models.BooleanField("read from IPS", default=False)
-    read_at = models.DateTimeField("read from IPS at", null=True, blank=True)
+    from_ips = models.BooleanField(_("read from IPS"), default=False)
+    read_at = models.DateTimeField(_("read from IPS at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         ordering = ["company", "user"]
         constraints = [
             # One role per user and company; also serves role_of(user, company).
@@ -47,15 +53,21 @@ class Membership(models.Model):
 class IpsIdentity(models.Model):
     """A Django user who signs in with IPS: who they are there. No password is kept."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ips_identity")
-    connection = models.ForeignKey("jobs.Connection", on_delete=models.CASCADE, related_name="identities")
-    email = models.EmailField("IPS email", max_length=254)
-    user_handle = models.CharField("IPS user handle", max_length=255, blank=True)
-    default_role = models.CharField("IPS default user type", max_length=30, blank=True)
-    password_expires = models.DateTimeField(null=True, blank=True)
-    read_at = models.DateTimeField("read from IPS at")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="ips_identity",
+    )
+    connection = models.ForeignKey(
+        "jobs.Connection", verbose_name=_("connection"), on_delete=models.CASCADE, related_name="identities",
+    )
+    email = models.EmailField(_("IPS email"), max_length=254)
+    user_handle = models.CharField(_("IPS user handle"), max_length=255, blank=True)
+    default_role = models.CharField(_("IPS default user type"), max_length=30, blank=True)
+    password_expires = models.DateTimeField(_("password expires"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read from IPS at"))
 
     class Meta:
+        verbose_name = _("IPS identity")
+        verbose_name_plural = _("IPS identities")
         constraints = [
             # Sign-in finds the person by (connection, email).
             models.UniqueConstraint(fields=["connection", "email"], name="ipsidentity_unique_email"),
@@ -82,22 +94,32 @@ class MembershipChange(AppendOnly):
 
     RULES = Rules(kind="a record", row="membership change", born_as="a new change", clock=("at",))
 
-    at = models.DateTimeField(default=timezone.now)
-    source = models.CharField(max_length=20, choices=Source.choices)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    source = models.CharField(_("source"), max_length=20, choices=Source.choices)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=set_null_by_database, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True, blank=True, on_delete=set_null_by_database, related_name="+"
     )
-    actor_name = models.CharField("changed by", max_length=150, blank=True)
+    actor_name = models.CharField(_("changed by"), max_length=150, blank=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=set_null_by_database, related_name="membership_changes"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True, on_delete=set_null_by_database, related_name="membership_changes"
     )
-    username = models.CharField(max_length=150)
-    company = models.ForeignKey("jobs.Company", null=True, on_delete=set_null_by_database, related_name="membership_changes")
-    company_handle = models.CharField(max_length=255)
-    role_before = models.CharField("IPS user type before", max_length=30, blank=True)
-    role_after = models.CharField("IPS user type after", max_length=30, blank=True)
+    username = models.CharField(_("username"), max_length=150)
+    company = models.ForeignKey(
+        "jobs.Company",
+        verbose_name=_("company"),
+        null=True, on_delete=set_null_by_database, related_name="membership_changes",
+    )
+    company_handle = models.CharField(_("company handle"), max_length=255)
+    role_before = models.CharField(_("IPS user type before"), max_length=30, blank=True)
+    role_after = models.CharField(_("IPS user type after"), max_length=30, blank=True)
 
     class Meta(AppendOnly.Meta):
+        verbose_name = _("membership change")
+        verbose_name_plural = _("membership changes")
         ordering = ["-at", "-id"]
         indexes = [
             # The admin's list of one user's changes, newest first.
@@ -138,14 +160,22 @@ def record_membership_deleted_with_its_user_or_company(sender, instance, origin=
 class Profile(models.Model):
     """A dashboard user's own settings."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="profile")
-    time_zone = models.CharField(
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        primary_key=True, on_delete=models.CASCADE, related_name="profile",
+    )
+    time_zone = models.CharField(_("time zone"),
         max_length=64,
         blank=True,
-        help_text="The zone every time is shown in. Empty: the browser's (jobs.timezones).",
+        help_text=_("The zone every time is shown in. Empty: the browser's (jobs.timezones)."),
     )
     # Notifications are written in it (services.notify); empty: settings.LANGUAGE_CODE.
-    language = models.CharField(max_length=10, blank=True, choices=settings.LANGUAGES)
+    language = models.CharField(_("language"), max_length=10, blank=True, choices=settings.LANGUAGES)
+
+    class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
 
     def __str__(self):
         return f"settings of {self.user}"

@@ -7,6 +7,7 @@ import math
 import time
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from .. import ips, roles
 from ..models import IPS_CALLS_PER_RUN, Company, Connection
@@ -75,10 +76,10 @@ class Deadline:
         if connection is not None and connection.wsdl_url:
             calls += 1
         if self.remaining() < calls * per_call():
-            raise OutOfTime(
-                f"IPS answered too slowly for this to finish within one request ({self.seconds:g} s): "
+            raise OutOfTime(_(
+                "IPS answered too slowly for this to finish within one request (%(seconds)s s): "
                 "stopped before asking it again. Try again later."
-            )
+            ) % {"seconds": f"{self.seconds:g}"})
 
 
 def endpoint_origins(region: str, service_url: str, wsdl_url: str) -> tuple[ips.Origin | None, ips.Origin | None]:
@@ -93,7 +94,8 @@ def endpoint_origins(region: str, service_url: str, wsdl_url: str) -> tuple[ips.
 def _refused(connection: Connection) -> str | None:
     """Why the service account's password must not go to the stored address (saved before it was checked)."""
     problem = url_problem(connection.resolved_service_url())
-    return f"{connection}: the service URL is refused: {problem}" if problem else None
+    return _("%(connection)s: the service URL is refused: %(problem)s") % {
+        "connection": connection, "problem": problem} if problem else None
 
 
 def check_connection(connection: Connection, deadline: Deadline | None = None) -> tuple[bool, str]:
@@ -111,28 +113,30 @@ def check_connection(connection: Connection, deadline: Deadline | None = None) -
         deadline.check(1, connection)
         client = ips.client_for(connection)
         if not client.check_login(connection.username, connection.get_password()):
-            return False, f"{connection}: IPS says the login of {connection.username} is invalid."
+            return False, _("%(connection)s: IPS says the login of %(username)s is invalid.") % {
+                "connection": connection, "username": connection.username}
         deadline.check()
         info = client.get_user_info()
         deadline.check()
         memberships = client.get_company_membership()
     except ips.IpsAuthorizationFault as error:
         # Real IPS's reason need not name the user type: say what to fix.
-        return False, (
-            f"{connection}: IPS refused {error.operation} to the service account {connection.username} "
-            f"({error.code_label} — {error.reason}). Its IPS type must be IpsUser or IpsAdmin to run jobs; "
+        return False, _(
+            "%(connection)s: IPS refused %(operation)s to the service account %(username)s "
+            "(%(code)s — %(reason)s). Its IPS type must be IpsUser or IpsAdmin to run jobs; "
             "a WebServiceUser may call none of checkLogin, getScheduledJobs or executeJob."
-        )
+        ) % {"connection": connection, "operation": error.operation, "username": connection.username,
+             "code": error.code_label, "reason": error.reason}
     except ips.IpsError as error:
-        return False, f"{connection}: {error}"
+        return False, _("%(connection)s: %(error)s") % {"connection": connection, "error": error}
     default = info.default_role if info else None
     # From 2016-01-14-beta a user has no type of its own (only isIpsAdmin): each company's decides.
     per_company = info is not None and default is None and info.is_ips_admin is False
     if default not in SERVICE_ACCOUNT_TYPES and not per_company:
-        return False, (
-            f"{connection}: login works, but the service account's IPS type is {default or 'unknown'}; "
+        return False, _(
+            "%(connection)s: login works, but the service account's IPS type is %(type)s; "
             "it must be IpsUser or IpsAdmin to run jobs (executeJob)."
-        )
+        ) % {"connection": connection, "type": default or _("unknown")}
     problems = []
     if default != roles.UserType.IPS_ADMIN:  # IpsAdmin overrides per-company roles
         # Before 6.0 a membership has no role of its own: the user's one role applies.
@@ -140,27 +144,31 @@ def check_connection(connection: Connection, deadline: Deadline | None = None) -
         for company in connection.companies.all():
             role = in_ips.get(company.handle)
             if role is None:
-                problems.append(f"not an active member of company {company.handle}")
+                problems.append(_("not an active member of company %(company)s") % {"company": company.handle})
             elif role not in SERVICE_ACCOUNT_TYPES:
-                problems.append(f"{role} in company {company.handle}, which may not run jobs")
+                problems.append(_("%(type)s in company %(company)s, which may not run jobs") % {
+                    "type": role, "company": company.handle})
     listed = _listing(connection, info, memberships)
-    shown = default or "a type in each company"
+    shown = default or _("a type in each company")
     if problems:
-        return False, (
-            f"{connection}: login works as {info.email} ({shown}), but the service account is "
-            f"{'; '.join(problems)}. It must be IpsUser or IpsAdmin in every company of the connection.{listed}"
-        )
-    return True, f"{connection}: login works as {info.email} ({shown}).{listed}"
+        return False, _(
+            "%(connection)s: login works as %(email)s (%(type)s), but the service account is "
+            "%(problems)s. It must be IpsUser or IpsAdmin in every company of the connection.%(listed)s"
+        ) % {"connection": connection, "email": info.email, "type": shown, "problems": "; ".join(problems),
+             "listed": listed}
+    return True, _("%(connection)s: login works as %(email)s (%(type)s).%(listed)s") % {
+        "connection": connection, "email": info.email, "type": shown, "listed": listed}
 
 
 def _listing(connection: Connection, info, memberships) -> str:
     """What IPS lists for the service account, in words for the admin."""
     rows = _service_account_companies(connection, info, memberships)
     if not rows:
-        return " IPS lists no company for it."
-    return " IPS lists for it: " + "; ".join(
-        f"{handle} {name} as {role}{'' if known else ' (not added here yet)'}" for handle, name, role, known in rows
-    ) + "."
+        return " " + _("IPS lists no company for it.")
+    return " " + _("IPS lists for it: %(companies)s.") % {"companies": "; ".join(
+        (_("%(handle)s %(name)s as %(type)s") if known else _("%(handle)s %(name)s as %(type)s (not added here yet)"))
+        % {"handle": handle, "name": name, "type": role} for handle, name, role, known in rows
+    )}
 
 
 
@@ -193,7 +201,7 @@ def _service_account_companies(connection: Connection, info, memberships) -> lis
 def add_service_account_companies(connection: Connection, deadline: Deadline | None = None) -> list[Company]:
     """Create the Companies IPS lists for the service account that the dashboard lacks."""
     added = []
-    for handle, name, _, known in service_account_companies(connection, deadline):
+    for handle, name, _role, known in service_account_companies(connection, deadline):
         if known:
             continue
         if fit(Company, "handle", handle) != handle:

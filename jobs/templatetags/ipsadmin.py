@@ -5,12 +5,13 @@ from django import template
 from django.urls import get_script_prefix, reverse
 from django.utils.dates import WEEKDAYS_ABBR
 from django.utils.dateformat import _datetime_ambiguous_or_imaginary
-from django.utils.translation import get_language, gettext
+from django.utils.translation import get_language, gettext, gettext_lazy
 from django.utils import formats, timezone
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 
 from jobs.schedules import describe
+from jobs.services import status
 
 register = template.Library()
 
@@ -36,12 +37,12 @@ def duration(value: dt.timedelta | None) -> str:
 @register.filter
 def schedule_words(job) -> str:
     """The job's IPS schedule in words ("every day at 00:00 PST"); "" when not understood (show it raw)."""
-    return _described(job.exec_schedule, job.time_zone)
+    return _described(job.exec_schedule, job.time_zone, get_language())
 
 
 @functools.lru_cache(maxsize=1024)
-def _described(schedule: str, time_zone: str) -> str:
-    # A page repeats a few schedules many times; the words are English (schedules.py), the same for all.
+def _described(schedule: str, time_zone: str, language: str) -> str:
+    # A page repeats a few schedules many times: cached per language (describe() speaks the active one).
     return describe(schedule, time_zone) or ""
 
 
@@ -165,3 +166,43 @@ def result_label(ex) -> str:
     if ex.ips_result in ("warnings", "errors", "no_result"):
         return ex.ips_result_label
     return label(ex, "ips_result") if ex.ips_result else ""
+
+
+@register.simple_tag
+def run_badge(ex):
+    """A run's one status (services.status.run_badge: the rule for every page), the press's own outcome after it."""
+    badge = status.run_badge(ex)
+    html = format_html('<span class="run-status run-status-{}">{}</span>', badge.tone, badge.text)
+    if badge.press:
+        html += format_html(' <span class="press-outcome">{}</span>', gettext("request: %(outcome)s") % {"outcome": badge.press})
+    return html
+
+
+@register.filter
+def fire_time_is_stale(job) -> bool:
+    """The next fire time IPS last gave has passed by more than the job's missed-run grace: IPS's answer is old."""
+    if job.next_fire_time is None:
+        return False
+    return job.next_fire_time + job.missed_grace < timezone.now()
+
+
+#: A job action's button as a screen reader names it: its verb and the job, one sentence per language
+#: (the visible label stays the short verb; templates/jobs/job_list.html#action-form).
+_NAMED = {
+    "run": gettext_lazy("Run {job}"),
+    "stop": gettext_lazy("Stop {job}"),
+    "pause": gettext_lazy("Pause {job}"),
+    "resume": gettext_lazy("Resume {job}"),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _named_words(action: str, label: str, language: str | None) -> str:
+    words = _NAMED.get(action)
+    return str(words) if words is not None else label + " {job}"
+
+
+@register.filter
+def named(action, job) -> str:
+    """The accessible name of ``action``'s button on ``job``: "Run My Test Job" ("Esegui My Test Job")."""
+    return _named_words(action.name, str(action.label), get_language()).replace("{job}", job.name)

@@ -117,9 +117,10 @@ def test_a_new_action_row_gets_its_button_and_confirm_by_its_own_role_check(paus
     page = client.get(reverse("jobs:list")).content.decode()
     assert f'action="{reverse("jobs:press", args=[job.pk, "pause"])}"' in page
     assert 'hx-confirm="Pause “My Test Job” in company 47 (Demo Company)?"' in page
-    assert '<button type="submit" class="pause">Pause' in page
+    assert ('<button type="submit" class="pause" data-action="pause"><span aria-hidden="true">Pause</span>'
+            '<span class="sr-only">Pause My Test Job</span>') in page
     assert f'action="{reverse("jobs:run", args=[job.pk])}"' not in page
-    assert 'class="run" disabled title="Your role IpsCompanyAdmin in company 47 cannot run jobs (executeJob)."' in page
+    assert 'class="run" aria-disabled="true" title="Your role IpsCompanyAdmin in company 47 cannot run jobs (executeJob)."' in page
 
 
 def test_an_unknown_action_is_not_found(client, login, job):

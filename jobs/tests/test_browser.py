@@ -85,6 +85,18 @@ def _page(chromium, **options):
     context.close()
 
 
+def _confirm(page, answer="ok") -> str:
+    """Answer the page's in-page confirm (base.html's <dialog>, not the browser's confirm()): its question."""
+    from playwright.sync_api import expect
+
+    dialog = page.locator("dialog#confirm")
+    expect(dialog).to_be_visible()
+    question = page.locator("#confirm-question").inner_text()
+    dialog.locator(f"button[value={answer}]").click()
+    expect(dialog).to_be_hidden()
+    return question
+
+
 def _log_in(page, base, username):
     page.goto(f"{base}/accounts/login/")
     page.fill("#id_username", username)
@@ -106,16 +118,9 @@ def test_a_newcomer_runs_a_job_and_a_company_admin_sees_why_not(
     row = page.locator(f"#job-{job.pk}")
     expect(row).to_contain_text("My Test Job")
 
-    dialogs = []
-
-    def accept(dialog):
-        dialogs.append(dialog.message)
-        dialog.accept()
-
-    page.on("dialog", accept)
     row.get_by_role("button", name="Run").click()
+    assert _confirm(page) == "Run “My Test Job” in company 47 (Demo Company) now?"
     expect(page.locator("#messages")).to_contain_text("IPS accepted “My Test Job” and is running it now.")
-    assert dialogs == ["Run “My Test Job” in company 47 (Demo Company) now?"]
     expect(page.locator(f"#job-{job.pk}")).to_contain_text("accepted")
     expect(page.locator(f"#job-{job.pk}")).to_contain_text("ipsuser")
     page.screenshot(path=str(SCREENSHOTS / "jobs.png"), full_page=True)
@@ -172,8 +177,8 @@ def test_an_ips_refusal_shows_its_fault_code(page, live_server, transactional_db
         "soap_fault", operation="executeJob", fault="ipsApiFault", code=30000, reason="Disk <full>"
     )
     _log_in(page, live_server.url, "ipsuser")
-    page.on("dialog", lambda d: d.accept())
     page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
+    _confirm(page)
     expect(page.locator("#messages")).to_contain_text("30000 EXCEPTION — Disk <full>")
     expect(page.locator(f"#job-{job.pk}")).to_contain_text("refused by IPS")
     assert page.console_errors == []
@@ -194,8 +199,8 @@ def test_a_refresh_of_active_in_ips_during_a_press_keeps_the_press_answer(
     page.wait_for_load_state("networkidle")
     held = []
     page.route(re.compile(r"/jobs/\d+/run$"), lambda route: held.append(route))
-    page.on("dialog", lambda d: d.accept())
     page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
+    _confirm(page)
     page.wait_for_function("() => document.querySelector('form.htmx-request') !== null")
     # The panel asks again (as after any press, or every 5 s) and re-draws the cells.
     page.evaluate("""() => {
@@ -215,15 +220,7 @@ def test_a_refresh_of_active_in_ips_during_a_press_keeps_the_press_answer(
 
 def test_cancelling_the_confirmation_runs_nothing(page, live_server, transactional_db, users, job, ips_emulator):
     _log_in(page, live_server.url, "ipsuser")
-    dialogs = []
-
-    def dismiss(dialog):
-        dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", dismiss)
-    # htmx asks (htmx:confirm), and sends nothing when the answer is no: it
-    # would fire htmx:beforeRequest in the same task as the confirm() call.
+    # htmx asks (htmx:confirm, answered by the page's <dialog>), and sends nothing when the answer is no.
     page.evaluate(
         """() => {
             window.htmxEvents = [];
@@ -233,7 +230,7 @@ def test_cancelling_the_confirmation_runs_nothing(page, live_server, transaction
         }"""
     )
     page.locator(f"#job-{job.pk}").get_by_role("button", name="Run").click()
-    assert dialogs == ["Run “My Test Job” in company 47 (Demo Company) now?"]
+    assert _confirm(page, "cancel") == "Run “My Test Job” in company 47 (Demo Company) now?"
     assert page.evaluate("() => window.htmxEvents") == ["htmx:confirm"]
     assert page.url == live_server.url + "/"
     assert not Execution.objects.exists()
@@ -278,17 +275,10 @@ def test_an_italian_browser_runs_a_job_in_italian_and_can_switch_to_english(
     page.fill("#id_password", "pw")
     page.get_by_role("button", name="Accedi").click()
     page.wait_for_url(f"{base}/")
-    dialogs = []
-
-    def accept(dialog):
-        dialogs.append(dialog.message)
-        dialog.accept()
-
-    page.on("dialog", accept)
     row = page.locator(f"#job-{job.pk}")
     row.get_by_role("button", name="Esegui").click()
+    assert _confirm(page) == "Eseguire “My Test Job” nell'azienda 47 (Demo Company) ora?"
     expect(row).to_contain_text("accettato")
-    assert dialogs == ["Eseguire “My Test Job” nell'azienda 47 (Demo Company) ora?"]
     expect(page.locator("#messages")).to_contain_text("IPS ha accettato “My Test Job” e lo sta eseguendo ora.")
     # The record stays English.
     row = Execution.objects.get()
@@ -339,8 +329,8 @@ def test_a_superuser_opens_a_summarized_company_and_runs_a_job_in_it(
     # Its Active-in-IPS panel polls now that it is open.
     expect(page.locator(f"#active-{other.pk}")).to_contain_text("IPS is running nothing")
 
-    page.on("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Run").click()
+    _confirm(page)
     expect(page.locator("#messages")).to_contain_text(f"IPS accepted “{target.name}”")
     expect(page.locator(f"#job-{target.pk}")).to_contain_text("accepted")
     assert Execution.objects.get().job_id == target.pk

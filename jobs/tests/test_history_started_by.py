@@ -97,17 +97,19 @@ def test_history_says_who_started_each_run(client, login, runs, job):
     assert shown(response) == [runs[k].pk for k in ("other", "failed", "here", "schedule")]
     assert "<th>Started by</th>" in body
     here = row_html(body, runs["here"].pk)
-    assert '<td class="who">ipsuser</td>' in here and ">accepted<" in here
+    assert '<td class="who" data-label="Started by">ipsuser</td>' in here
+    # Pressed here: IPS's result first, the press's own outcome after it.
+    assert '<span class="run-status run-status-ok">finished</span> <span class="press-outcome">request: accepted</span>' in here
     for key, label in (("schedule", "IPS schedule"), ("failed", "IPS schedule"), ("other", "another IPS client")):
         row = row_html(body, runs[key].pk)
-        who = re.search(r'<td class="who">(.*?)</td>', row, re.S)[1]
+        who = re.search(r'<td class="who"[^>]*>(.*?)</td>', row, re.S)[1]
         assert label in who and escape(runs[key].username) in who
         # Nobody pressed it: IPS's result is its status, never "accepted".
-        what = re.search(r'<td class="what">(.*?)</td>', row, re.S)[1]
+        what = re.search(r'<td class="what"[^>]*>(.*?)</td>', row, re.S)[1]
         assert "accepted" not in what and escape(runs[key].ips_result_label) in what
     assert runs["schedule"].username.lower() == job.submit_user_email.lower()
     assert runs["other"].username == ROBOT
-    assert 'class="ips-result ips-result-errors">finished: 1 error<' in row_html(body, runs["failed"].pk)
+    assert 'class="run-status run-status-bad">finished: 1 error<' in row_html(body, runs["failed"].pk)
 
 
 def test_history_says_it_in_italian(client, login, runs):

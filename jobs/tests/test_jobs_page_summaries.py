@@ -149,7 +149,8 @@ def test_the_rows_say_and_do_what_they_did(client, login, users, job):
     assert f'href="{reverse("jobs:job_detail", args=[job.pk])}"' in row
     assert f'href="{reverse("jobs:run_detail", args=[execution.pk])}"' in row
     assert f'hx-get="{reverse("jobs:status", args=[job.pk])}"' in row
-    for action in ("run", "pause"):
+    # The run is open in IPS (the watcher's record): the row offers Stop, and Pause.
+    for action in ("stop", "pause"):
         url = reverse("jobs:press", args=[job.pk, action])
         assert f'action="{url}"' in row and f'hx-post="{url}"' in row
     assert row.count('name="csrfmiddlewaretoken"') == 2
@@ -178,7 +179,8 @@ def test_the_poll_sends_only_the_cells_that_changed(client, login, users, job, s
     cells = _poll(client, synced)
     assert list(cells) == [job.pk]
     assert f'<input type="hidden" name="busy" value="{job.pk}">' in cells[job.pk]
-    assert 'title="IPS reports this job running: wait for it to finish.">Running in IPS</button>' in cells[job.pk]
+    assert ('title="IPS reports this job running: wait for it to finish." data-action="run">'
+            '<span aria-hidden="true">Running in IPS</span>') in cells[job.pk]
     assert "40%" not in cells[job.pk]
     # Shown busy and still running: nothing to send. A job of another company: never.
     elsewhere = Job.objects.filter(company=other).first()

@@ -46,7 +46,7 @@ def test_job_list_role_table(actor, client, login, synced):
     assert (reverse("jobs:run", args=[job47.pk]) in body) is runs_47
     if sees_47 and not runs_47:
         assert f"Your role {actor} in company 47 cannot run jobs (executeJob)." in body
-        assert 'class="run" disabled title="Your role IpsCompanyAdmin in company 47 cannot run jobs' in body
+        assert 'class="run" aria-disabled="true" title="Your role IpsCompanyAdmin in company 47 cannot run jobs' in body
     if actor in ("WebServiceUser", "ImagePortalUser"):
         assert f"Your role {actor} in company 47 cannot list jobs (getScheduledJobs)." in body
     if actor == "nomember":

@@ -146,7 +146,7 @@ def test_a_job_paused_in_ips_offers_resume_after_a_sync(client, login, job, ips_
     set_trigger(ips_emulator, job, "Paused")
     body = client.get(reverse("jobs:job_detail", args=[job.pk])).content.decode()
     assert form_of(job, "resume") in body and form_of(job, "pause") not in body
-    assert '<button type="submit" class="resume">Resume' in body
+    assert '<button type="submit" class="resume" data-action="resume"><span aria-hidden="true">Resume</span>' in body
 
 
 def test_pause_stays_offered_while_ips_runs_the_job(client, login, job, ips_emulator):
@@ -181,14 +181,15 @@ def test_pause_is_disabled_with_the_reason_when_it_cannot_be_pressed(client, log
     login("IpsUser")
     body = client.get(reverse("jobs:list")).content.decode()
     assert form_of(job, "pause") not in body
-    assert '<button type="button" class="pause" disabled title="Your IPS user type in company 47 was last read' in body
+    assert '<button type="button" class="pause" aria-disabled="true" title="Your IPS user type in company 47 was last read' in body
 
 
 def test_pause_on_a_job_gone_from_ips_is_disabled_and_refused(client, login, job, ips_emulator):
     Job.objects.filter(pk=job.pk).update(is_gone=True, gone_at=timezone.now())
     login("IpsUser")
     body = client.get(reverse("jobs:job_detail", args=[job.pk])).content.decode()
-    assert '<button type="button" class="pause" disabled title="This job no longer exists in IPS.">Pause' in body
+    assert ('<button type="button" class="pause" aria-disabled="true" title="This job no longer exists in IPS." '
+            'data-action="pause"><span aria-hidden="true">Pause</span>') in body
     assert press(client, job, "pause").status_code == 409
     assert Execution.objects.get().outcome == "job_gone"
     assert soap_calls(ips_emulator, "pauseJob") == []
@@ -274,11 +275,11 @@ def test_a_pause_is_in_history_and_the_job_page_shows_what_ips_said(client, logi
 def test_pause_speaks_italian_and_is_recorded_in_english(client, login, job, ips_emulator):
     login("IpsUser")
     page = client.get(reverse("jobs:list"), **ITALIAN).content.decode()
-    assert '<button type="submit" class="pause">Sospendi' in page
+    assert '<button type="submit" class="pause" data-action="pause"><span aria-hidden="true">Sospendi</span>' in page
     assert "hx-confirm=\"Sospendere la pianificazione di “My Test Job” nell'azienda 47 (Demo Company)?" in page
     answer = press(client, job, "pause", **ITALIAN).content.decode()
     assert "IPS ha accettato di sospendere “My Test Job” e ora ne riporta lo stato del trigger come Paused." in answer
-    assert '<button type="submit" class="resume">Riprendi' in answer
+    assert '<button type="submit" class="resume" data-action="resume"><span aria-hidden="true">Riprendi</span>' in answer
     assert Execution.objects.get().message == (
         "IPS accepted pausing “My Test Job” and now reports its trigger state as Paused."
     )

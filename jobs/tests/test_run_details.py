@@ -248,7 +248,7 @@ def test_history_shows_the_ips_result_and_runtime(clock, client, login, job, use
     look(job.company)
     login("IpsUser")
     body = client.get(reverse("jobs:history")).content.decode()
-    assert 'class="ips-result ips-result-fatal">fatal error<' in body
+    assert 'class="run-status run-status-bad">fatal error<' in body
     row = Execution.objects.get(pk=execution.pk)
     assert row.ips_runtime is not None
     listing = client.get(reverse("jobs:list")).content.decode()

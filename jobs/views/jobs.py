@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -121,6 +122,10 @@ def _company_views(accesses: dict, companies, query: str = "", pages: dict | Non
     for company in companies:
         view = _company_view(company, accesses[company.pk], with_jobs=False)
         number = wanted.get(company.pk, 1)
+        if view["can_follow"]:
+            # Stop, and Run waiting, from the first paint: the panel's first poll then has nothing to change.
+            for job in by_company.get(company.pk, []):
+                job.active_in_ips = _active_in_ips(job)
         view.update(
             expanded=company.pk in expanded,
             jobs=by_company.get(company.pk, []),
@@ -251,6 +256,17 @@ def _refuse(request, text: str, status: int):
     return _job_list_page(request, status=status)
 
 
+def _active_in_ips(job):
+    """The run IPS is running of ``job`` as Active in IPS lists it (activity._running), read from the
+    job's last run (Job.with_last_run's): no query. None when IPS runs none."""
+    ex = job.last_execution
+    if ex is None or not ex.is_open or ex.ips_state == "Done":
+        return None
+    if ex.outcome != Outcome.ACCEPTED and not ex.ips_run_handle:
+        return None
+    return activity.run_now(ex)
+
+
 @require_GET
 @login_required
 def job_list(request):
@@ -274,13 +290,16 @@ def press(request, pk, action):
         return _refuse(request, NOT_FOUND, NOT_FOUND_STATUS)
     status = RUN_STATUS[result.outcome]
     text = _said_to(request, result)
-    if status != 200 and (not request.htmx or not result.job_visible or not chosen.swaps_row):
+    # A press from the job's row gets the row back, Stop's too (its form targets the row): focus goes to
+    # the new row's control (static/ipsadmin.js). From elsewhere (Active in IPS, a run's page) Stop is a message.
+    swaps_row = chosen.swaps_row or (request.htmx and request.htmx.target == f"job-{job.pk}")
+    if status != 200 and (not request.htmx or not result.job_visible or not swaps_row):
         # Who may not list the job learns only why not, never the job's row.
         return _refuse(request, text, status)
     if not request.htmx:
         messages.success(request, result.message)
         return redirect("jobs:list")
-    if chosen.swaps_row:
+    if swaps_row:
         ran = result.execution
         if ran.operation == "executeJob" and ran.outcome not in Execution.NOT_SENT:
             # The row this press wrote is the job's last run (Job.with_last_run's): nothing to read back.
@@ -288,6 +307,8 @@ def press(request, pk, action):
             job.last_execution, job.run_in_flight, job.follow = ran, ran.is_in_flight(now), ran.is_followed(now)
         else:
             [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
+        # The row's Stop (or its Run) as the panel's next poll will have it.
+        job.active_in_ips = _active_in_ips(job)
         context = {
             "job": job,
             "section": _company_view(job.company, access, with_jobs=False),
@@ -350,6 +371,8 @@ def active_runs(request, pk):
         "company": company,
         "section": _company_view(company, access, with_jobs=False),
         "jobs": jobs,
+        # The page showed these running and IPS runs them no more: their end is said (base.html's live region).
+        "ended": [job for job in jobs if job.pk in shown and job.pk not in busy],
         "runs": runs,
         "error": error,
     }
@@ -395,11 +418,24 @@ def job_status(request, pk):
         # The result is recorded (by a worker or another tab): show it, ask IPS no more.
         response = render(request, "jobs/job_list.html#ips-recorded", {"ex": execution})
         response.status_code = HttpResponseStopPolling.status_code
-        return response
+        return _ended_on_job_page(request, job, access, response)
     status = run_status(execution)
     response = render(request, "jobs/job_list.html#ips-status", {"job": job, "status": status})
     if status.finished:
         response.status_code = HttpResponseStopPolling.status_code
+        return _ended_on_job_page(request, job, access, response)
+    return response
+
+
+def _ended_on_job_page(request, job, access, response):
+    """The run's end on the job's page (no Active in IPS there): its row's buttons again (Run back),
+    and the end said by the page's live region. On the jobs page the panel's poll does both."""
+    if urlsplit(request.htmx.current_url or "").path != reverse("jobs:job_detail", args=[job.pk]):
+        return response
+    [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
+    job.active_in_ips = _active_in_ips(job)
+    context = {"job": job, "section": _company_view(job.company, access, with_jobs=False), "ended": [job]}
+    response.content += render_to_string("jobs/job_list.html#job-ended", context, request).encode()
     return response
 
 
@@ -423,6 +459,9 @@ def job_detail(request, pk):
     if not access.allowed:
         return render(request, "jobs/job_detail.html", {"refusal": access.reason}, status=403)
     [job] = Job.objects.filter(pk=job.pk).select_related("company").with_last_run()
+    if access.to("getActiveJobs").allowed:
+        # Its row offers Stop while IPS runs it, as on the jobs page.
+        job.active_in_ips = _active_in_ips(job)
     context = {
         "job": job,
         "section": _company_view(job.company, access, with_jobs=False),

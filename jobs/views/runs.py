@@ -42,7 +42,8 @@ def run_detail(request, pk):
     except ValueError:
         page = 1
     problems = request.GET.get("show") == "problems"
-    details = activity.log_details(execution, page, problems) if access.allowed and execution.ips_run_handle else None
+    wants_details = access.allowed and execution.ips_run_handle and not (request.htmx and request.GET.get("part") == "live")
+    details = activity.log_details(execution, page, problems) if wants_details else None
     context = {
         "ex": execution,
         "access": access,
@@ -53,9 +54,12 @@ def run_detail(request, pk):
         "run_actions": [
             {"action": a, "allowed": True}
             for a in actions.ACTIONS.values()
-            if a.offered == "active" and execution.job is not None and execution.is_following
+            if a.offered == "active" and execution.job is not None
+            and (execution.is_following or execution.is_open and execution.ips_run_handle)
             and execution.ips_state != "Done" and access.to(a.operation).allowed
         ],
     }
-    template = "jobs/run_detail.html#details" if request.htmx and request.GET.get("part") == "details" else "jobs/run_detail.html"
+    # The parts htmx asks for: the log's table (its tabs), and what is true of the run now (polled while open).
+    part = request.GET.get("part") if request.htmx else None
+    template = {"details": "jobs/run_detail.html#details", "live": "jobs/run_detail.html#live"}.get(part, "jobs/run_detail.html")
     return render(request, template, context)
