@@ -45,6 +45,12 @@ With each sequential run, the CPU time its presses cost the gunicorn workers
 (/proc, user + system), and with each bare run the CPU time of this process per
 call: on a busy machine, wall times mostly measure the wait for a CPU.
 
+At latency 0, the floor under a press: a logged-in htmx POST to a view that does nothing
+(bench/floor_settings.py serves the product plus /_bench/noop: every middleware, the session,
+the user, CSRF), the durable commit of one UPDATE (a press waits for two: its row's sent_at
+before executeJob, its outcome after), and two bare client calls; their sum, against a bare
+executeJob, is the least a press of this design can be.
+
 Prints one line per measurement as it goes, then a Markdown table.
 
 Run: .venv/bin/python bench/run_burst.py [--presses 50] [--latencies 0,0.15] [--workers 3] [--bare 50]
@@ -185,6 +191,34 @@ class RawExecute:
             sys.exit(f"the raw executeJob failed: {reply.status_code}\n{reply.text[:2000]}")
 
 
+def measure_floor(browser: Browser, n: int, bare_client_ms: float) -> dict:
+    """What a press cannot cost less than here: a logged-in htmx POST that does nothing, the
+    two durable commits a press must wait for (its row's sent_at before executeJob, its
+    outcome after), and its two IPS calls at a bare client's cost."""
+    from django.db import connection, transaction
+
+    seconds = []
+    for _ in range(n):
+        t = time.perf_counter()
+        reply = browser.request("POST", "/_bench/noop", htmx=True)
+        seconds.append(time.perf_counter() - t)
+        if reply.status_code != 200:
+            sys.exit(f"/_bench/noop answered {reply.status_code}")
+    noop = line("floor: a logged-in htmx POST that does nothing", seconds)
+    commits = []
+    for _ in range(n):
+        t = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            # A row's write, committed durably (settings' synchronous commit): what sent_at's commit waits for.
+            cursor.execute("UPDATE jobs_companywatch SET next_look_at = next_look_at")
+        commits.append(time.perf_counter() - t)
+    commit = line("floor: one durable commit of an UPDATE", commits)
+    total = noop["p50"] + 2 * commit["p50"] + 2 * bare_client_ms
+    print(f"  floor of a press: no-op request + 2 durable commits + 2 bare client calls = {total:.1f} ms "
+          f"= {total / bare_client_ms:.1f}x a bare executeJob (client)", flush=True)
+    return dict(noop=noop["p50"], commit=commit["p50"], total=total, ratio=total / bare_client_ms)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presses", type=int, default=50, help="sequential presses measured per latency (50)")
@@ -212,7 +246,9 @@ def main():
     emulator_port, port = port_from_env("EMULATOR_PORT"), port_from_env("PORT")
     base = f"http://127.0.0.1:{port}"
     database_url = fresh_database(args.database_url, tmp)
+    # The product's settings and URLs plus /_bench/noop, the floor under a press (bench/floor_settings.py).
     env = production_env(port, database_url, args.workers)
+    env["DJANGO_SETTINGS_MODULE"] = "bench.floor_settings"
     procs = Processes(tmp)
     try:
         write_data(tmp / "bench.toml", jobs)
@@ -316,8 +352,11 @@ def main():
                 bare_cpu[kind] = (time.process_time() - cpu0) / args.bare * 1000
                 bare[kind] = line(f"bare executeJob, {kind}", seconds)
                 print(f"  CPU of this process per call: {bare_cpu[kind]:.1f} ms", flush=True)
+            floor = None
+            if not latency:
+                floor = measure_floor(browser, args.presses, bare["client"]["p50"])
             table.append(dict(latency=latency, sequential=sequential, same=same_burst, many=many_burst, bare=bare,
-                              calls=sum(per_press.values()), cpu=cpu, bare_cpu=bare_cpu))
+                              calls=sum(per_press.values()), cpu=cpu, bare_cpu=bare_cpu, floor=floor))
             procs.check()
 
         # Statements and transactions, in this process: as a request reaches the view.
@@ -380,6 +419,13 @@ def main():
                   f"{r['same']['p50']:.0f} / {r['same']['max']:.0f} ms | {r['many']['p50']:.0f} / {r['many']['max']:.0f} ms | "
                   f"{r['calls']:g} | {statements:g} / {transactions:g} | {r['cpu']:.1f} ms | "
                   f"{r['bare_cpu']['client']:.1f} ms |")
+        for r in table:
+            if r["floor"]:
+                f = r["floor"]
+                print(f"\nThe floor at {r['latency'] * 1000:.0f} ms: a no-op request {f['noop']:.1f} ms + 2 durable commits "
+                      f"{2 * f['commit']:.1f} ms + 2 bare client calls {2 * r['bare']['client']['p50']:.1f} ms = "
+                      f"{f['total']:.1f} ms = {f['ratio']:.1f}x a bare executeJob (client); the press: "
+                      f"{r['sequential']['p50']:.1f} ms = {r['sequential']['p50'] / r['bare']['client']['p50']:.1f}x")
     finally:
         procs.stop()
         if args.keep:

@@ -199,6 +199,11 @@ class Split:
 _STAND_INS = {int: -7_318_921_551, str: "\x00ipsadmin split value\x00"}
 
 
+#: PostgreSQL reads a time range of at most this many rows whole and sorts it, for a page by
+#: a value (plan()): a few milliseconds at any size; a range of more is dense enough that
+#: walking the value's index finds a page soon.
+PG_SPAN_CAP = 10_000
+
 #: PostgreSQL reads a split (plan(): several jobs by a value) value by value up to this
 #: many values (a job-name part matches at most HistoryFilterForm.MAX_MATCHES jobs).
 PG_UNION_MAX = 50
@@ -223,31 +228,43 @@ def in_order(queryset, order: list[str], size: int, split: Split | None = None, 
     postgresql = connections[queryset.db].vendor != "sqlite"
     if not split or len(split) < 2 or postgresql and (base is None or len(split) > PG_UNION_MAX):
         return queryset.order_by(*order)[:size]
-    # One branch compiled (compiling fifty would cost more than running them),
-    # with a stand-in for the value, then repeated with each value.
-    stand_in = _STAND_INS[type(split.values[0])]
-    start = queryset if base is None else base
-    branch, template = start.filter(split.q(stand_in)).order_by(*order).values("pk")[:size].query.sql_with_params()
-    [at] = [i for i, p in enumerate(template) if p == stand_in]
-    if not postgresql:
+    if postgresql:
+        outer = queryset.model.objects.filter(_each_value(queryset if base is None else base, split, order, size))
+    else:
+        # One branch compiled (compiling fifty would cost more than running them),
+        # with a stand-in for the value, then repeated with each value.
+        branch, at, template = _branch(queryset if base is None else base, split, order, size)
         sql = " UNION ALL ".join(f"SELECT * FROM ({branch}) AS b{i}" for i in range(len(split)))
         params = tuple(value if i == at else p for value in split.values for i, p in enumerate(template))
         outer = queryset.model.objects.filter(pk__in=RawSQL(sql, params))
-    else:
-        # The branch planned once and run for each value (LATERAL), the stand-in its column;
-        # its rows fetched by primary key (id = ANY(ARRAY(...)): as an IN, PostgreSQL may
-        # hash them and scan the whole table to join them).
-        pieces = branch.split("%s")
-        lateral = "".join(piece + ('"split"."value"' if i == at else "%s" if i < len(pieces) - 1 else "")
-                          for i, piece in enumerate(pieces))
-        kind = "bigint[]" if isinstance(stand_in, int) else "text[]"
-        table = queryset.model._meta.db_table
-        sql = (f'"{table}"."id" = ANY(ARRAY(SELECT "b"."pk" FROM unnest(%s::{kind}) AS "split"("value") '
-               f'CROSS JOIN LATERAL ({lateral}) AS "b"))')
-        params = (list(split.values), *(p for i, p in enumerate(template) if i != at))
-        outer = queryset.model.objects.filter(RawSQL(sql, params, output_field=models.BooleanField()))
     outer.query.select_related = queryset.query.select_related
     return outer.order_by(*[_plain(o) for o in order])[:size]
+
+
+def _branch(start, split: Split, order, size: int):
+    """One value's query (its first ``size`` ids in ``order``), compiled once with a stand-in
+    for the value: (sql, the stand-in's index in the parameters, the parameters)."""
+    stand_in = _STAND_INS[type(split.values[0])]
+    sql, template = start.filter(split.q(stand_in)).order_by(*order).values("pk")[:size].query.sql_with_params()
+    [at] = [i for i, p in enumerate(template) if p == stand_in]
+    return sql, at, template
+
+
+def _each_value(start, split: Split, order, size: int, limit: int | None = None) -> RawSQL:
+    """PostgreSQL: ``id`` among each value's first ``size`` rows of ``start`` in ``order``, the
+    branch planned once and run for each value (CROSS JOIN LATERAL; a union of fifty branches
+    took it 15-30 ms to plan), at most ``limit`` of them in all. As an IN, PostgreSQL may hash
+    the ids and scan the whole table to join them: ``id = ANY(ARRAY(...))`` reads each by its key."""
+    branch, at, template = _branch(start, split, order, size)
+    pieces = branch.split("%s")
+    lateral = "".join(piece + ('"split"."value"' if i == at else "%s" if i < len(pieces) - 1 else "")
+                      for i, piece in enumerate(pieces))
+    kind = "bigint[]" if isinstance(split.values[0], int) else "text[]"
+    table = start.model._meta.db_table
+    sql = (f'"{table}"."id" = ANY(ARRAY(SELECT "b"."pk" FROM unnest(%s::{kind}) AS "split"("value") '
+           f'CROSS JOIN LATERAL ({lateral}) AS "b"{"" if limit is None else f" LIMIT {int(limit)}"}))')
+    params = (list(split.values), *(p for i, p in enumerate(template) if i != at))
+    return RawSQL(sql, params, output_field=models.BooleanField())
 
 
 def _plain(order):
@@ -324,8 +341,8 @@ def _unindexed_name(field: str) -> str:
 
 
 def _with_unindexed(queryset, fields):
-    """The queryset with "+column" aliases: SQLite's unary plus, a no-op on any value,
-    keeps the planner from answering a term through that column's index."""
+    """The queryset with "+column" aliases: a unary plus, a no-op on any value (PostgreSQL:
+    on a number), keeps the planner from answering a term through that column's index."""
     aliases = {}
     for name in fields:
         source = Lower("username") if name == "username_lower" else F(name)
@@ -387,6 +404,15 @@ def plan(queryset, terms: list[Term], sort: Sort, cap: int | None = None) -> Pla
         rows = queryset.filter(*[t.q() for t in terms])
         if sort.needs_value:
             rows = rows.filter(**{f"{sort.field}__isnull": False})
+            span = next((t for t in terms if t.is_range), None)
+            if span is not None and queryset.filter(span.q()).order_by()[: PG_SPAN_CAP + 1].count() <= PG_SPAN_CAP:
+                # A time range of few rows, by a value: its rows read from execution_recent and sorted.
+                # Its statistics cannot tell PostgreSQL that recent rows are not spread evenly along
+                # the value's index: walking that, it read 34k entries for a page of the last 24 h.
+                hidden_sort = _unindexed_name(sort.field)
+                rows = _with_unindexed(rows, {sort.field})
+                return Plan(rows, _ordering(sort, hidden_sort), _ordering(sort, hidden_sort, True), hidden_sort,
+                            None, rows, driver=span.field, count_ordering=tuple(DEFAULT_SORT.ordering))
         # Several jobs by a value: each job's first rows from its (job, value) index, job by
         # job (in_order); PostgreSQL would otherwise fetch every run of them all and sort them.
         jobs = next((t for t in terms if t.field == "job_id" and len(t.values) > 1), None) if sort.needs_value else None
@@ -397,8 +423,29 @@ def plan(queryset, terms: list[Term], sort: Sort, cap: int | None = None) -> Pla
         # Jobs: counted from their index in any order (the page's order would walk the sort's
         # index past other jobs' rows, checking each: 80 ms at 1M rows for 14 jobs).
         by_job = any(t.field == "job_id" for t in terms)
-        return Plan(rows, sort.ordering, sort.reversed_ordering, sort.field, split, rows,
-                    count_ordering=() if by_job else tuple(sort.ordering), split_rows=others)
+        count = rows
+        user = next((t for t in terms if t.field == "username_lower" and not t.also), None)
+        if by_job and user and len(user.values) <= PG_UNION_MAX:
+            # Users and jobs, several of either: counted user by user in execution_user_job (both
+            # its columns in the index condition). As one query PostgreSQL misjudges the pair's
+            # rows and reads the table until it has counted enough (40 ms at 1M rows).
+            start = queryset.filter(*[t.q() for t in terms if t is not user])
+            if sort.needs_value:
+                start = start.filter(**{f"{sort.field}__isnull": False})
+            limit = COUNT_CAP + 1
+            count = queryset.model.objects.filter(_each_value(start, user.split() or Split(
+                user.field, user.values, user.wrap), (), limit, limit=limit))
+        if by_job:
+            count_ordering = ()
+        elif sort.needs_value and any(t.is_range for t in terms):
+            # A time range by a value: counted along execution_recent, the range's own rows (in the
+            # value's order the count would read past every row outside it: 15k entries at 1M rows
+            # for the last 30 days; in no order, PostgreSQL may scan the table from its oldest rows).
+            count_ordering = tuple(DEFAULT_SORT.ordering)
+        else:
+            count_ordering = tuple(sort.ordering)
+        return Plan(rows, sort.ordering, sort.reversed_ordering, sort.field, split, count,
+                    count_ordering=count_ordering, split_rows=others)
 
     def hidden(term) -> Q:
         return term.q(hide=_unindexed_name)
