@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from .axe import serious
+from .axe import serious, signed_in
 from .conftest import RUN_SECONDS, SUPERUSER, look, press_run
 from .test_browser import CHROMIUM, WAIT, chromium  # noqa: F401 (chromium: the module's browser)
 
@@ -34,21 +34,9 @@ def finished_run(job, users, clock, ips_emulator):
 @pytest.mark.parametrize("width", [1280, 390])
 def test_the_admin_executions_pass_axe(width, locale, language, chromium, live_server, transactional_db,  # noqa: F811
                                        finished_run):
-    from playwright.sync_api import expect
-
-    context = chromium.new_context(viewport={"width": width, "height": 860}, locale=locale)
-    context.set_default_timeout(WAIT)
-    expect.set_options(timeout=WAIT)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    base = live_server.url
+    context, page, errors = signed_in(chromium, base, width, locale, "admin", admin=True, wait=WAIT)
     try:
-        base = live_server.url
-        page.goto(f"{base}/admin/login/")
-        page.fill("#id_username", "admin")
-        page.fill("#id_password", "pw")
-        page.press("#id_password", "Enter")
-        page.wait_for_url(f"{base}/admin/")
         pages = {
             "the executions": f"{base}/admin/jobs/execution/",
             "one execution": f"{base}/admin/jobs/execution/{finished_run.pk}/change/",
@@ -93,7 +81,6 @@ def test_the_admin_forms_pass_axe(width, locale, language, chromium, live_server
     """Issue 20 (review M3): every add form and one change form of each admin model, the inlines', split
     date-times', select2 autocompletes' and delete boxes' fields named, in both languages, at both widths."""
     from django.contrib.auth.models import Group, Permission
-    from playwright.sync_api import expect
 
     group = Group.objects.create(name="Operators")
     group.permissions.add(*Permission.objects.filter(codename__endswith="_job"))
@@ -102,19 +89,9 @@ def test_the_admin_forms_pass_axe(width, locale, language, chromium, live_server
     # The forms the review found failing are among them.
     for must in ("auth.user add", "jobs.company add", "jobs.job add", "jobs.membership add", "auth.group add"):
         assert must in pages, sorted(pages)
-    context = chromium.new_context(viewport={"width": width, "height": 860}, locale=locale)
-    context.set_default_timeout(WAIT)
-    expect.set_options(timeout=WAIT)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    base = live_server.url
+    context, page, errors = signed_in(chromium, base, width, locale, "admin", admin=True, wait=WAIT)
     try:
-        base = live_server.url
-        page.goto(f"{base}/admin/login/")
-        page.fill("#id_username", "admin")
-        page.fill("#id_password", "pw")
-        page.press("#id_password", "Enter")
-        page.wait_for_url(f"{base}/admin/")
         failures = []
         for name, url in pages.items():
             response = page.goto(url)

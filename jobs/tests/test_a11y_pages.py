@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from .axe import serious
+from .axe import serious, signed_in
 from .conftest import RUN_SECONDS, look, press_run
 from .test_browser import CHROMIUM, WAIT, chromium  # noqa: F401 (chromium: the module's browser)
 
@@ -41,20 +41,10 @@ def test_history_job_and_run_pages_pass_axe(width, locale, chromium, live_server
     from playwright.sync_api import expect
 
     ended, running = two_runs
-    context = chromium.new_context(viewport={"width": width, "height": 860}, locale=locale)
-    context.set_default_timeout(WAIT)
-    expect.set_options(timeout=WAIT)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    base = live_server.url
+    # Signed in by the keyboard: the button's name is in the page's language.
+    context, page, errors = signed_in(chromium, base, width, locale, "ipsuser", wait=WAIT)
     try:
-        base = live_server.url
-        # Signed in by the keyboard: the button's name is in the page's language.
-        page.goto(f"{base}/accounts/login/")
-        page.fill("#id_username", "ipsuser")
-        page.fill("#id_password", "pw")
-        page.press("#id_password", "Enter")
-        page.wait_for_url(f"{base}/")
         pages = {
             "History": f"{base}/history/",
             "the job's page": f"{base}/jobs/{job.pk}/",
