@@ -29,6 +29,7 @@ from jobs.models import Company, Execution, Job
 from .conftest import HTMX, RUN_SECONDS, database_url_for_subprocess, executes, free_port, look, wait_for
 from .test_concurrency import _stop
 from .test_notifications import Receiver, run_tasks, subscribe, with_email
+from .test_smoke import static_root  # noqa: F401  (fixture: static files collected once for the module)
 
 BASE_DIR = Path(settings.BASE_DIR)
 TOKEN = "metrics-token-" + "x" * 24
@@ -500,11 +501,12 @@ def _production_env(port: int, metrics_dir: Path, **more) -> dict:
 
 
 @pytest.fixture
-def production_gunicorn(transactional_db, tmp_path, settings):
-    """(url, env): gunicorn with the project's config, DEBUG off, two workers, on the test database."""
+def production_gunicorn(transactional_db, tmp_path, settings, static_root):
+    """(url, env): gunicorn with the project's config, DEBUG off, two workers, on the test database, its
+    static files collected (a clean checkout has none: the manifest storage answers 500 without them)."""
     settings.SECRET_KEY = secrets.token_urlsafe(50)
     port = free_port()
-    env = _production_env(port, tmp_path / "metrics")
+    env = _production_env(port, tmp_path / "metrics", STATIC_ROOT=str(static_root))
     (tmp_path / "metrics").mkdir()
     log = open(tmp_path / "gunicorn.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
