@@ -14,8 +14,8 @@ from . import axe
 from .conftest import executes, look, press_run, soap_calls
 from .test_browser import chromium  # noqa: F401  (fixture)
 from .test_browser import pytestmark  # noqa: F401  (browser marker, skip without Chromium)
+from .test_browser import new_page
 
-WAIT = 20_000
 WIDTHS = [1280, 390]
 LOCALES = ["en-US", "it-IT"]
 #: The live region's words for a run stopped in IPS, per language.
@@ -25,24 +25,11 @@ STOPPED = {"en": "IPS finished My Test Job: stopped.", "it": "IPS ha terminato M
 @pytest.fixture
 def open_page(chromium):  # noqa: F811
     """open_page(width, locale) -> a page of a new browser context; every console error is kept."""
-    from playwright.sync_api import expect
-
     contexts = []
 
     def _open(width=1280, locale="en-US"):
-        context = chromium.new_context(viewport={"width": width, "height": 860}, locale=locale)
-        context.set_default_timeout(WAIT)
-        expect.set_options(timeout=WAIT)
+        context, page = new_page(chromium, width, locale=locale)
         contexts.append(context)
-        page = context.new_page()
-        page.console_errors = []
-        page.on(
-            "console",
-            lambda m: m.type == "error"
-            and not m.text.startswith("Failed to load resource: the server responded with a status of")
-            and page.console_errors.append(m.text),
-        )
-        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
         return page
 
     yield _open

@@ -63,9 +63,17 @@ def italian_page(chromium):
 
 
 def _page(chromium, **options):
+    context, page = new_page(chromium, **options)
+    yield page
+    context.close()
+
+
+def new_page(chromium, width: int = 1280, **options):
+    """(context, page): a new browser context ``width`` × 860 px; the page keeps every console error
+    (``page.console_errors``) but the failed loads of refusals."""
     from playwright.sync_api import expect
 
-    context = chromium.new_context(viewport={"width": 1280, "height": 860}, **options)
+    context = chromium.new_context(viewport={"width": width, "height": 860}, **options)
     # An upper bound on waiting for what must happen, not a delay: the suite
     # may share two CPUs with workers and PostgreSQL (5 s, the default, is short).
     context.set_default_timeout(WAIT)
@@ -81,8 +89,7 @@ def _page(chromium, **options):
         and page.console_errors.append(m.text),
     )
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
-    yield page
-    context.close()
+    return context, page
 
 
 def _confirm(page, answer="ok") -> str:
