@@ -490,11 +490,16 @@ def test_watchers_killed_at_each_step_of_a_look_are_replaced_and_no_run_is_lost_
         rows = {r.ips_run_handle: r for r in run_rows()}
         return rows.get(scheduled), press
 
+    def holding(step: int):
+        """The hold a link needs, made before it goes: once gone, it may pass the call unheld."""
+        held = chain[step][2] if step < len(chain) else None
+        return hold_calls(ips_emulator, held) if held else None
+
+    hold = holding(0)
+    gone = timezone.now()
+    links[0].go()
     for i, (label, point, held) in enumerate(chain):
-        link = links[i]
-        hold = hold_calls(ips_emulator, held) if held else None
-        gone = timezone.now()
-        link.go()
+        link = links[i]  # gone already: the first above, each next one as the one before's follower
         if hold is not None:
             wait_for(lambda: link.check_alive() or hold.held, f"{link.name}'s {held} to wait at the emulator")
             link.kill()
@@ -520,6 +525,7 @@ def test_watchers_killed_at_each_step_of_a_look_are_replaced_and_no_run_is_lost_
             assert p.ips_result
             assert CompanyWatch.objects.get(company__handle="47").log_cursor is not None
         following = links[i + 1] if i + 1 < len(chain) else survivor
+        hold = holding(i + 1)
         went = timezone.now()
         following.go()
         took_over(following, wire, went, until)
