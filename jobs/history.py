@@ -281,9 +281,9 @@ def _plain(order):
 #: reads a few thousand index entries at most, at 10k rows or at 1M.
 DRIVE_CAP = 4000
 #: Pairs of filters with a composite index (column, column, requested_at, id): a user or a
-#: company with an outcome or an IPS result, a user with a job, rare together while each is common.
+#: company with an outcome or an IPS result, a user with a job or a company, rare together while each is common.
 COMPOSITES = [("username_lower", "outcome"), ("username_lower", "ips_result"), ("company_id", "outcome"),
-              ("company_id", "ips_result"), ("username_lower", "job_id")]
+              ("company_id", "ips_result"), ("username_lower", "job_id"), ("username_lower", "company_id")]
 #: Columns execution_job_status_recent carries after (job, requested_at, id): checked there, no row read.
 _IN_JOB_INDEX = {"outcome", "ips_result"}
 #: Which index walks when several filters are dense (job first: fewest rows of its own).

@@ -313,7 +313,9 @@ class Execution(AppendOnly):
             models.Index(fields=["ips_result", "-requested_at", "-id"], name="execution_ips_result_recent"),
             # History sorted by IPS runtime or by request time, longest (or shortest) first.
             models.Index(fields=["-ips_runtime_ms", "-id"], name="execution_ips_runtime"),
-            models.Index(fields=["-duration_ms", "-id"], name="execution_request_time"),
+            # requested_at rides along: a time range by request time checks each entry in the index
+            # (SQLite reads no row it skips; the last 30 days, shortest first, walked 15k rows at 1M).
+            models.Index(fields=["-duration_ms", "-id", "requested_at"], name="execution_req_time_at"),
             # The admin's search by request id (the id a failed page tells its user).
             models.Index(fields=["request_id"], name="execution_request_id"),
             # A job's last failure: the first entry, however many runs succeeded since.
@@ -366,6 +368,10 @@ class Execution(AppendOnly):
             # while each is common; counted here, and one job's read in time order.
             models.Index(Lower("username"), F("job"), F("requested_at").desc(), F("id").desc(),
                          name="execution_user_job"),
+            # A user's runs in one company (history.COMPOSITES): counted here, not the user's rows
+            # walked with each row read for its company (a small company's share: 18 ms at 1M rows).
+            models.Index(Lower("username"), F("company"), F("requested_at").desc(), F("id").desc(),
+                         name="execution_user_company"),
             # A user's runs sorted by IPS runtime or by request time: a page read in order here,
             # not the value's index walked past every other user's runs (×1.6–2.4 at 1M on PostgreSQL).
             models.Index(Lower("username"), F("ips_runtime_ms").desc(), F("id").desc(), name="execution_user_runtime"),

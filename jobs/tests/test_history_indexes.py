@@ -29,13 +29,13 @@ PAGES = [
     ("admin", {"company": "47"}, "execution_company_recent"),
     ("admin", {"job": "my test job"}, "execution_job_status_recent"),
     ("admin", {"user": "ipsuser"}, "execution_user_recent"),
-    ("IpsUser", {"who": "mine"}, "execution_user_recent"),
+    ("IpsUser", {"who": "mine"}, "execution_user_company"),  # mine, in their one company
     ("admin", {"outcome": "refused"}, "execution_outcome_recent"),
     ("admin", {"ips_result": "errors"}, "execution_ips_result_recent"),
     ("admin", {"range": "7d"}, "execution_recent"),
     ("admin", {"range": "custom", "from": "2026-01-01", "to": "2026-12-31"}, "execution_recent"),
     ("admin", {"sort": "-ips_runtime"}, "execution_ips_runtime"),
-    ("admin", {"sort": "request_time"}, "execution_request_time"),
+    ("admin", {"sort": "request_time"}, "execution_req_time_at"),
     ("admin", {"company": "47", "outcome": "accepted", "range": "30d"}, "execution_"),
     # A user of two companies: their filter is checked on the way (history.visible_to).
     ("IpsAdmin", {}, "execution_recent"),
@@ -131,14 +131,15 @@ WALKED = [
     ("admin", {"ips_result": "ok", "sort": "request_time"}, "execution_result_req_time"),
     ("admin", {"ips_result": "ok", "sort": "ips_runtime"}, "execution_result_runtime"),
     ("admin", {"company": "47", "sort": "-ips_runtime"}, "execution_ips_runtime"),
-    ("admin", {"range": "7d", "sort": "-request_time"}, "execution_request_time"),
+    ("admin", {"range": "7d", "sort": "-request_time"}, "execution_req_time_at"),
     ("admin", {"user": "ipsuser", "outcome": "accepted"}, "execution_user_outcome"),
     ("admin", {"user": "ipsuser", "ips_result": "ok"}, "execution_user_result"),
     ("admin", {"company": "47", "outcome": "accepted"}, "execution_company_outcome"),
     ("admin", {"company": "47", "ips_result": "ok"}, "execution_company_result"),
     ("admin", {"user": "ipsuser", "job": "my test job"}, "execution_user_job"),
+    ("admin", {"user": "ipsuser", "company": "47"}, "execution_user_company"),
     ("IpsAdmin", {"sort": "-ips_runtime"}, "execution_ips_runtime"),
-    ("IpsUser", {"sort": "request_time"}, "execution_request_time"),
+    ("IpsUser", {"sort": "request_time"}, "execution_req_time_at"),
 ]
 # Driven (a filter at or under DRIVE_CAP): its rows read from its own index, then sorted (few).
 DRIVEN = [
@@ -176,7 +177,7 @@ def test_a_rare_filters_rows_come_from_its_own_index(actor, params, index, clien
             # A time range of few rows by a value: read from the time index and sorted, never a walk
             # of the value's index (PostgreSQL's statistics would choose one: 34k entries at 1M rows).
             assert "execution_recent" in text and "Sort" in text, text
-            assert "execution_ips_runtime" not in text and "execution_request_time" not in text, text
+            assert "execution_ips_runtime" not in text and "execution_req_time_at" not in text, text
 
 
 def _count_plan(terms, sort=history.DEFAULT_SORT) -> str:
