@@ -237,3 +237,23 @@ def test_a_users_runs_by_a_value_are_read_in_order_from_their_own_index(sort, in
     for sql in page_sql:
         text = "\n".join(_plan(sql))
         assert index in text and "Sort" not in text, text
+
+
+def test_a_user_part_with_a_job_reads_each_users_runs_of_it_from_their_composite(client, login, data, monkeypatch):
+    """Several users (a part of a name: "ips") with one job, both dense: each user's branch of the
+    page has its own user and the job, and reads execution_user_job with both columns. Each branch
+    also carried an IN over every user matched: at 1M rows SQLite then read each user's every run
+    from execution_user_recent, checking the job (×5; on a small table it chooses well, so the
+    branch's SQL is checked too)."""
+    monkeypatch.setattr(history, "DRIVE_CAP", 0)
+    login("admin")
+    [sql] = _page_queries(client, _params({"user": "ips", "job": "my test job"}, data[0]))
+    plan = _plan(sql)
+    if connection.vendor == "sqlite":
+        branches = [line for line in plan if "jobs_execution USING INDEX" in line]
+        assert len(branches) > 1, plan  # one per user matched
+        assert all("execution_user_job (<expr>=? AND job_id=?)" in line for line in branches), plan
+        assert 'LOWER("jobs_execution"."username") IN' not in sql, sql
+        assert sql.count('LOWER("jobs_execution"."username") = ') == len(branches), sql
+    else:
+        assert "Seq Scan on jobs_execution" not in "\n".join(plan), plan
