@@ -4,17 +4,22 @@ Issue 18 asks for the superuser's jobs page with 2,000 jobs in 12 companies
 under 100 ms and 100 KB of HTML, and within 1.2x of the same page with 20
 jobs (in the same 12 companies). This measures it as it runs in production:
 
-* a fresh database per size (PostgreSQL ``ipsadmin_bench_jobs_page`` by
+* a fresh database per size (PostgreSQL ``ipsadmin_bench_jobs_page_<size>`` by
   default, created and dropped here; or ``sqlite://``), migrated, seeded
   through the ORM: one connection, 12 companies, the jobs spread evenly over
-  them (half the jobs with a last run, in every company; a few runs of the first company
-  running in IPS now, as the watcher records them), one superuser;
+  them, but the first company (whose first jobs the page lists) has at least
+  the rows the page lists, so that both pages list as many rows (like with
+  like: the 20-job page listed 2, the 2,000-job one 5); half the jobs with a
+  last run, in every company; a few runs of the first company running in IPS
+  now, as the watcher records them; one superuser;
 * gunicorn with ipsadmin/gunicorn.conf.py under production settings (DEBUG=0,
   random keys, ``X-Forwarded-Proto: https`` from the client). No IPS: the page
   and its poll read the database only (the connection points at a closed port).
 
-For each size: log in through the login form, then ``--warm`` unmeasured GET /
-and N measured (``-n``, default 20): the median and p95, the bytes of HTML;
+Each size gets its gunicorn, all running at once; a browser logs in to each through the login
+form. Then ``--warm`` unmeasured GET / and N measured (``-n``, default 20), the sizes taken in
+turn for every request (as bench/history_pairs.py does: the machine's ups and downs fall on both
+alike; measured one after the other, two quiet runs gave 0.94 and 1.48): the median and p95, the bytes of HTML;
 the SQL statements of one GET / and its median CPU time (15 after 3), counted in
 this process (Django's test client on the same database, DEBUG off; the CPU
 time is the server's own work, steadier than the wall clock on a busy machine). Then the page's first Active-in-IPS poller
@@ -23,7 +28,7 @@ polled once to settle, then N times measured: median, bytes.
 
 Run: .venv/bin/python bench/jobs_page.py [-n 20] [--sizes 20,2000]
          [--database-url postgres://postgres@127.0.0.1:5432/ipsadmin_bench_jobs_page | sqlite://] [--keep]
-Ports: PORT (gunicorn) from the environment, else a free one.
+Ports: PORT (the first size's gunicorn; the next sizes' the ports after it) from the environment, else free ones.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def seed(jobs: int, password: str) -> None:
     from django.utils import timezone
 
     from jobs.models import Company, Connection, Execution, Job
+    from jobs.views.jobs import FIRST_VIEW_ROWS
 
     conn = Connection(name="Bench", region=Connection.Region.CUSTOM,
                       service_url="http://127.0.0.1:9/scene7/services/IpsApiService", username="service@example.com")
@@ -76,14 +82,19 @@ def seed(jobs: int, password: str) -> None:
     companies = [Company.objects.create(connection=conn, handle=str(100 + i), name=f"Company {i + 1:02d}",
                                         last_synced_at=now - dt.timedelta(minutes=5)) for i in range(COMPANIES)]
     rows = []
+    # The first company (by name), whose first jobs the page lists, has at least the rows it lists: the
+    # page with 20 jobs lists as many rows as the one with 2,000 (like with like); the rest in turn.
+    first_share = max(FIRST_VIEW_ROWS, -(-jobs // COMPANIES))
+    nth, counted = {}, {}  # handle: the job's place among its company's jobs
     for i in range(jobs):
-        company = companies[i % COMPANIES]
+        company = companies[0] if i < first_share else companies[1 + (i - first_share) % (COMPANIES - 1)]
         name = f"{KINDS[i % len(KINDS)]} {i:04d}"
         schedule, zone = SCHEDULES[i % len(SCHEDULES)]
         rows.append(Job(company=company, handle=f"{company.handle}|{name}|", name=name, type="ImageServingPublish",
                         description=f"Bench job {i} of {company.name}", exec_schedule=schedule, time_zone=zone,
                         next_fire_time=now + dt.timedelta(hours=1 + i % 24), trigger_state="Normal",
                         submit_user_email="ops@example.com", last_synced_at=now))
+        nth[rows[-1].handle] = counted[company.pk] = counted.get(company.pk, -1) + 1
     Job.objects.bulk_create(rows, batch_size=500)
     admin = get_user_model().objects.create_superuser(ADMIN, password=password)
     first = companies[0]
@@ -91,8 +102,8 @@ def seed(jobs: int, password: str) -> None:
     runs = []
     for k, job in enumerate(Job.objects.select_related("company").order_by("pk")):
         is_running = job in running
-        # Half the jobs have a last run, every company some: jobs k (by key) with an even k // COMPANIES.
-        if (k // COMPANIES) % 2 and not is_running:
+        # Half the jobs have a last run, every company some: each company's first, third, … job.
+        if nth[job.handle] % 2 and not is_running:
             continue
         at = now - dt.timedelta(minutes=30 + k % 600)
         values = dict(job=job, company=job.company, company_handle=job.company.handle, job_handle=job.handle,
@@ -173,38 +184,64 @@ def busy_ids(text: str) -> dict:
     return {"busy": ids} if ids else {}
 
 
-def measure(base: str, password: str, n: int, warm: int) -> dict:
-    browser = Browser(base)
-    browser.log_in(ADMIN, password)
-    for _ in range(warm):
-        browser.request("GET", "/")
-    times, size = [], 0
-    for _ in range(n):
+class Server:
+    """One size's gunicorn, a logged-in browser on it, and the page's poller."""
+
+    def __init__(self, jobs: int, base: str, password: str):
+        self.jobs, self.base = jobs, base
+        self.browser = Browser(base)
+        self.browser.log_in(ADMIN, password)
+        self.times, self.poll_times = [], []
+
+    def get(self) -> float:
         t0 = time.perf_counter()
-        reply = browser.request("GET", "/")
-        times.append((time.perf_counter() - t0) * 1000)
+        reply = self.browser.request("GET", "/")
+        elapsed = (time.perf_counter() - t0) * 1000
         assert reply.status_code == 200, reply.status_code
-        size = len(reply.content)
-    page = reply.text
-    url, shown = poller(page)
-    rows = len(re.findall(r'<tr id="job-\d+"', page))
-    # The first poll after the page loads draws the busy cells; later ones answer what changed.
-    first = browser.request("GET", url, htmx=True, params=shown)
-    shown = busy_ids(first.text) or shown
-    for _ in range(warm):
-        browser.request("GET", url, htmx=True, params=shown)
-    poll_times, poll_size = [], 0
-    for _ in range(n):
+        self.page = reply
+        return elapsed
+
+    def settle_poller(self) -> None:
+        self.url, self.shown = poller(self.page.text)
+        # The first poll after the page loads draws the busy cells; later ones answer what changed.
+        self.first_poll = self.browser.request("GET", self.url, htmx=True, params=self.shown)
+        self.shown = busy_ids(self.first_poll.text) or self.shown
+
+    def poll(self) -> float:
         t0 = time.perf_counter()
-        reply = browser.request("GET", url, htmx=True, params=shown)
-        poll_times.append((time.perf_counter() - t0) * 1000)
+        reply = self.browser.request("GET", self.url, htmx=True, params=self.shown)
+        elapsed = (time.perf_counter() - t0) * 1000
         assert reply.status_code == 200, reply.status_code
-        poll_size = len(reply.content)
-    return dict(p50=statistics.median(times), p95=pct(times, 95), bytes=size, rows=rows,
-                poll_p50=statistics.median(poll_times), poll_bytes=poll_size, first_poll_bytes=len(first.content))
+        self.poll_reply = reply
+        return elapsed
+
+    def result(self) -> dict:
+        return dict(p50=statistics.median(self.times), p95=pct(self.times, 95), bytes=len(self.page.content),
+                    rows=len(re.findall(r'<tr id="job-\d+"', self.page.text)), poll_p50=statistics.median(self.poll_times),
+                    poll_bytes=len(self.poll_reply.content), first_poll_bytes=len(self.first_poll.content))
 
 
-def run_size(jobs: int, args, tmp: Path, port: int) -> dict:
+def measure(servers: list[Server], n: int, warm: int) -> None:
+    """Every size in turn for each timed request (as bench/history_pairs.py does): what else the
+    machine runs meanwhile falls on all of them alike, not on whichever was measured then."""
+    for _ in range(warm):
+        for server in servers:
+            server.get()
+    for _ in range(n):
+        for server in servers:
+            server.times.append(server.get())
+    for server in servers:
+        server.settle_poller()
+    for _ in range(warm):
+        for server in servers:
+            server.poll()
+    for _ in range(n):
+        for server in servers:
+            server.poll_times.append(server.poll())
+
+
+def start_size(jobs: int, args, tmp: Path, port: int, procs: Processes, made: list) -> Server:
+    """A fresh database of ``jobs`` jobs, seeded, its CPU and queries counted in process, and its gunicorn."""
     from cryptography.fernet import Fernet
 
     base = f"http://127.0.0.1:{port}"
@@ -212,6 +249,7 @@ def run_size(jobs: int, args, tmp: Path, port: int) -> dict:
     sub = tmp / str(jobs)
     sub.mkdir()
     database_url = fresh_database(url, sub)
+    made.append(database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECURE_"))}
     env.update(DJANGO_SETTINGS_MODULE="ipsadmin.settings", DEBUG="0", SECRET_KEY=secrets.token_urlsafe(64),
                IPSADMIN_ENCRYPTION_KEY=Fernet.generate_key().decode(), ALLOWED_HOSTS="127.0.0.1,testserver",
@@ -226,18 +264,12 @@ def run_size(jobs: int, args, tmp: Path, port: int) -> dict:
     done = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"seeding failed:\n{done.stdout}{done.stderr}")
-    cpu, queries = float(done.stdout.split()[-2]), int(done.stdout.split()[-1])
-    procs = Processes(sub)
-    try:
-        start_gunicorn(procs, env, port)
-        out = measure(base, password, args.n, args.warm)
-        procs.check()
-    finally:
-        procs.stop()
-        if not args.keep:
-            drop(database_url)
-    out.update(jobs=jobs, queries=queries, cpu=cpu)
-    return out
+    server_procs = Processes(sub)
+    procs.append(server_procs)
+    start_gunicorn(server_procs, env, port)
+    server = Server(jobs, base, password)
+    server.cpu, server.queries = float(done.stdout.split()[-2]), int(done.stdout.split()[-1])
+    return server
 
 
 def main():
@@ -261,7 +293,22 @@ def main():
     print(f"tree {ROOT} at {head[:90]}\ngunicorn ({args.workers} sync workers, DEBUG=0) on {db}; {COMPANIES} companies; "
           f"n={args.n} after {args.warm} warm-up; {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
-    results = [run_size(int(s), args, tmp, port) for s in args.sizes.split(",")]
+    procs, made, servers = [], [], []
+    try:
+        for i, size in enumerate(args.sizes.split(",")):
+            # PORT for the first size, the next ports for the others (else free ones).
+            servers.append(start_size(int(size), args, tmp, port + i if os.environ.get("PORT") else port_from_env("PORT"),
+                                      procs, made))
+        measure(servers, args.n, args.warm)
+        for group in procs:
+            group.check()
+    finally:
+        for group in procs:
+            group.stop()
+        if not args.keep:
+            for url in made:
+                drop(url)
+    results = [dict(server.result(), jobs=server.jobs, queries=server.queries, cpu=server.cpu) for server in servers]
     for r in results:
         print(f"{r['jobs']:5d} jobs: GET / p50 {r['p50']:6.1f} ms p95 {r['p95']:6.1f} ms, {r['bytes'] / 1024:6.1f} KB, "
               f"{r['rows']} rows, {r['queries']} queries, CPU in-process {r['cpu']:.1f} ms; poll p50 {r['poll_p50']:5.1f} ms, {r['poll_bytes']} B "
