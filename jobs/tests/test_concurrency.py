@@ -10,6 +10,7 @@ killed mid-call".
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import io
 import logging
@@ -57,6 +58,33 @@ def _subprocess_env(**extra) -> dict:
     env.update(DATABASE_URL=database_url_for_subprocess(), DEBUG="1", DJANGO_SETTINGS_MODULE="ipsadmin.settings")
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+@contextlib.contextmanager
+def serving_gunicorn(env: dict, log_path: Path, *options: str, port: int | None = None, https: bool = False):
+    """gunicorn with the project's config on ``port`` (else a free one; ``options``: more of its own), once
+    /healthz answers (``https``: as behind the TLS proxy); yields (url, process), stopped with its workers after."""
+    port = port or free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
+                                 f"127.0.0.1:{port}", *options, "ipsadmin.wsgi"], cwd=BASE_DIR, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+
+        def up():
+            if proc.poll() is not None:
+                pytest.fail(f"gunicorn exited: {log_path.read_text()[-3000:]}")
+            try:
+                return requests.get(url + "/healthz", timeout=1,
+                                    headers={"X-Forwarded-Proto": "https"} if https else {}).status_code == 200
+            except requests.RequestException:
+                return False
+
+        try:
+            wait_for(up, "gunicorn to answer /healthz")
+            yield url, proc
+        finally:
+            _stop(proc, group=True)
 
 
 def _stop(proc: subprocess.Popen, group: bool) -> None:

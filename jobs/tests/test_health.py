@@ -25,8 +25,8 @@ from django.urls import reverse
 from jobs.models import Chore
 from jobs.services import chores
 
-from .conftest import free_port, look, wait_for
-from .test_concurrency import _stop
+from .conftest import free_port, look
+from .test_concurrency import serving_gunicorn
 from .test_notifications import run_tasks
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -141,29 +141,11 @@ def test_it_is_unready_while_a_migration_is_not_applied(client, worked):
 @pytest.fixture
 def gunicorn_on_a_closed_port(tmp_path):
     """A gunicorn (one worker) whose database listens nowhere; stopped after the test."""
-    port, db_port = free_port(), free_port()
+    db_port = free_port()
     env = {**__import__("os").environ, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "ipsadmin.settings",
            "DATABASE_URL": f"postgres://ipsadmin:db-password-xyzzy@127.0.0.1:{db_port}/ipsadmin"}
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
-                             f"127.0.0.1:{port}", "--workers", "1", "ipsadmin.wsgi"], cwd=BASE_DIR, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited: {(tmp_path / 'gunicorn.log').read_text()[-3000:]}")
-        try:
-            return requests.get(url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, "gunicorn to answer /healthz")
+    with serving_gunicorn(env, tmp_path / "gunicorn.log", "--workers", "1") as (url, _):
         yield url
-    finally:
-        _stop(proc, group=True)
-        log.close()
 
 
 def test_it_is_unready_when_the_database_cannot_be_reached(gunicorn_on_a_closed_port):

@@ -27,7 +27,7 @@ from jobs import ips, metrics, tasks
 from jobs.models import Company, Execution, Job
 
 from .conftest import HTMX, RUN_SECONDS, database_url_for_subprocess, executes, free_port, look, wait_for
-from .test_concurrency import _stop
+from .test_concurrency import serving_gunicorn
 from .test_notifications import Receiver, run_tasks, subscribe, with_email
 from .test_smoke import static_root  # noqa: F401  (fixture: static files collected once for the module)
 
@@ -387,27 +387,8 @@ def test_metrics_with_the_database_down_serve_the_process_counts(tmp_path):
     done = subprocess.run([sys.executable, "-c", "import django; django.setup(); " + watcher], cwd=BASE_DIR,
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    port = free_port()
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
-                             f"127.0.0.1:{port}", "--workers", "1", "ipsadmin.wsgi"], cwd=BASE_DIR, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited: {(tmp_path / 'gunicorn.log').read_text()[-3000:]}")
-        try:
-            return requests.get(url + "/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, "gunicorn to answer /healthz")
+    with serving_gunicorn(env, tmp_path / "gunicorn.log", "--workers", "1") as (url, _):
         response = requests.get(url + "/metrics", timeout=30)
-    finally:
-        _stop(proc, group=True)
-        log.close()
     assert response.status_code == 200, response.text[:500]
     samples = scrape_text(response.text)
     assert value(samples, "ipsadmin_database_up") == 0
@@ -508,26 +489,8 @@ def production_gunicorn(transactional_db, tmp_path, settings, static_root):
     port = free_port()
     env = _production_env(port, tmp_path / "metrics", STATIC_ROOT=str(static_root))
     (tmp_path / "metrics").mkdir()
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "ipsadmin/gunicorn.conf.py", "--bind",
-                             f"127.0.0.1:{port}", "ipsadmin.wsgi"], cwd=BASE_DIR, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited: {(tmp_path / 'gunicorn.log').read_text()[-3000:]}")
-        try:
-            return requests.get(url + "/healthz", headers={"X-Forwarded-Proto": "https"}, timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, "gunicorn to answer /healthz")
+    with serving_gunicorn(env, tmp_path / "gunicorn.log", port=port, https=True) as (url, proc):
         yield url, env, proc
-    finally:
-        _stop(proc, group=True)
-        log.close()
 
 
 def _https_session(url: str, user) -> requests.Session:
